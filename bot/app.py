@@ -1,0 +1,79 @@
+"""The composition root: builds the database, the scenario and the engine once per process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.clock import Clock, SystemClock
+from bot.engine.funnel import Funnel
+from bot.scenario.active import ActiveScenario
+from bot.scenario.loader import load_scenario
+from bot.settings import Settings
+from storage import migrate
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutdated(Exception):
+    """The database is not at the newest migration and will not be migrated implicitly."""
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    scenarios: ActiveScenario
+    funnel: Funnel
+    clock: Clock
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+async def prepare_database(db: Database) -> None:
+    """Migrate SQLite by itself; PostgreSQL is shared, so it waits for `leadbot db upgrade`."""
+    if db.dialect == "sqlite":
+        await migrate.upgrade(db.engine)
+        return
+    current = await migrate.current_revision(db.engine)
+    if current != migrate.head_revision():
+        raise SchemaOutdated(
+            f"database schema is at {current or 'nothing'}, the code needs "
+            f"{migrate.head_revision()}: run `leadbot db upgrade` first"
+        )
+
+
+async def build_app(
+    settings: Settings,
+    *,
+    scenario_dir: Path | None = None,
+    database_url: str | None = None,
+    clock: Clock | None = None,
+) -> App:
+    """Load the scenario (raising `ScenarioError`), open and prepare the database."""
+    loaded = load_scenario(scenario_dir or settings.scenario_dir)
+    db = Database(database_url or settings.database_url)
+    try:
+        await prepare_database(db)
+    except BaseException:
+        await db.dispose()
+        raise
+    clock = clock or SystemClock()
+    scenarios = ActiveScenario(loaded)
+    funnel = Funnel(
+        db,
+        scenarios,
+        clock,
+        phone_region=settings.default_phone_region,
+        max_input_length=settings.max_input_length,
+    )
+    log.info(
+        "scenario %s loaded (%d offers), database %s",
+        loaded.folder,
+        len(loaded.scenario.offers),
+        db.engine.url.render_as_string(hide_password=True),
+    )
+    return App(settings=settings, db=db, scenarios=scenarios, funnel=funnel, clock=clock)

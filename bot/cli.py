@@ -1,0 +1,163 @@
+"""The `leadbot` command: run, chat, check, db."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.app import SchemaOutdated, build_app
+from bot.clock import FakeClock
+from bot.console import HELP, ConsoleChat
+from bot.scenario.loader import ScenarioError, load_scenario
+from bot.settings import Settings, SettingsError, load_settings
+from storage import migrate
+from storage.database import Database
+
+log = logging.getLogger("leadbot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leadbot", description="Lead capture bot for Telegram and VK"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("run", help="run the bot with the messengers configured in .env")
+
+    chat = commands.add_parser("chat", help="talk to the bot in this terminal")
+    chat.add_argument("--scenario", type=Path, help="scenario folder (default: SCENARIO_DIR)")
+    chat.add_argument("--db", help="database URL (default: a new temporary SQLite file)")
+    chat.add_argument("--name", default="Гость", help="the prospect's first name")
+
+    check = commands.add_parser("check", help="validate a scenario folder")
+    check.add_argument("folder", nargs="?", type=Path, help="default: SCENARIO_DIR")
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="migrate to the newest schema")
+    upgrade.add_argument("--db", help="database URL (default: DATABASE_URL)")
+    current = db_commands.add_parser("current", help="print the schema revision")
+    current.add_argument("--db", help="database URL (default: DATABASE_URL)")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"leadbot: bad setting: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    try:
+        if args.command == "check":
+            return check(args.folder or settings.scenario_dir)
+        if args.command == "db":
+            return asyncio.run(db_command(args.db_command, args.db or settings.database_url))
+        if args.command == "chat":
+            return asyncio.run(chat(settings, args.scenario, args.db, args.name))
+        return asyncio.run(run(settings))
+    except ScenarioError as exc:
+        print(
+            f"{exc}\nleadbot: the scenario has {len(exc.problems)} problem(s); "
+            "fix them and run `leadbot check`",
+            file=sys.stderr,
+        )
+        return 1
+    except SchemaOutdated as exc:
+        print(f"leadbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def check(folder: Path) -> int:
+    try:
+        loaded = load_scenario(folder)
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s) in {folder}", file=sys.stderr)
+        return 1
+    s = loaded.scenario
+    steps = sum(len(seq.steps) for seq in s.sequences.values())
+    print(
+        f"{folder}: OK: {len(loaded.files)} files, {len(s.offers)} offers, "
+        f"{len(s.questions)} questions, {len(s.sequences)} sequences ({steps} steps), "
+        f"{len(s.promos)} promos, {len(s.faq)} FAQ entries"
+    )
+    return 0
+
+
+async def db_command(command: str, url: str) -> int:
+    db = Database(url)
+    try:
+        if command == "upgrade":
+            await migrate.upgrade(db.engine)
+        print(await migrate.current_revision(db.engine) or "empty")
+        return 0
+    finally:
+        await db.dispose()
+
+
+async def chat(settings: Settings, scenario: Path | None, url: str | None, name: str) -> int:
+    with tempfile.TemporaryDirectory(prefix="leadbot-chat-") as folder:
+        database_url = url or f"sqlite+aiosqlite:///{folder}/chat.db"
+        return await converse(settings, scenario, database_url, name)
+
+
+async def converse(settings: Settings, scenario: Path | None, url: str, name: str) -> int:
+    clock = FakeClock()
+    app = await build_app(settings, scenario_dir=scenario, database_url=url, clock=clock)
+    console = ConsoleChat(app.funnel, clock, first_name=name)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(HELP)
+    try:
+        while True:
+            if interactive:
+                print("> ", end="", flush=True)
+            line = await asyncio.to_thread(sys.stdin.readline)
+            if not line:
+                break
+            if not interactive:
+                print(f"> {line.rstrip()}")
+            output = await console.process(line)
+            if output is None:
+                break
+            print("\n".join(output), flush=True)
+    finally:
+        await app.close()
+    return 0
+
+
+async def run(settings: Settings) -> int:
+    if settings.telegram_bot_token is None and settings.vk_group_token is None:
+        log.warning(
+            "no messenger configured (TELEGRAM_BOT_TOKEN or VK_GROUP_TOKEN in .env): "
+            "talking to the bot in this terminal, on %s",
+            settings.database_url,
+        )
+        return await converse(settings, None, settings.database_url, "Гость")
+    print(
+        "leadbot: the Telegram and VK channels are not built yet; use `leadbot chat`",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

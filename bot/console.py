@@ -1,0 +1,114 @@
+"""`leadbot chat`: the terminal as a third transport, with a clock that /wait moves forward."""
+
+from __future__ import annotations
+
+import shlex
+
+from bot.clock import FakeClock
+from bot.durations import parse_duration
+from bot.engine.funnel import Funnel
+from bot.engine.messages import Button, Incoming, Kind, Outgoing
+
+CHANNEL = "console"
+HELP = (
+    "Type as the prospect would. A number presses that button; /start PAYLOAD starts with a "
+    "deep link; /contact +79991234567 shares a phone; /sticker sends a sticker; /wait 2h moves "
+    "the clock; /menu, /stop; /quit ends."
+)
+
+
+def render_outgoing(message: Outgoing, number_from: int) -> tuple[list[str], list[Button]]:
+    """Lines to print for one bot message, and the buttons it numbered (in order)."""
+    lines = [
+        f"bot: {line}" if i == 0 else f"     {line}"
+        for i, line in enumerate(message.text.splitlines() or [""])
+    ]
+    numbered: list[Button] = []
+    if message.file is not None:
+        lines.append(f"     [file] {message.file.name}")
+    for row in message.buttons:
+        for button in row:
+            if button.url:
+                lines.append(f"     [link] {button.text} -> {button.url}")
+            else:
+                numbered.append(button)
+                lines.append(f"     [{number_from + len(numbered) - 1}] {button.text}")
+    if message.contact_request:
+        lines.append(f"     [contact] {message.contact_request} (type /contact +7...)")
+    return lines, numbered
+
+
+class ConsoleChat:
+    """Turns typed lines into `Incoming` events and the engine's replies into text."""
+
+    def __init__(
+        self,
+        funnel: Funnel,
+        clock: FakeClock,
+        *,
+        external_id: str = "console",
+        first_name: str = "Гость",
+    ) -> None:
+        self.funnel = funnel
+        self.clock = clock
+        self.external_id = external_id
+        self.first_name = first_name
+        self.buttons: list[Button] = []
+
+    def _incoming(self, kind: Kind, **fields: object) -> Incoming:
+        return Incoming(
+            channel=CHANNEL,
+            external_id=self.external_id,
+            kind=kind,
+            first_name=self.first_name,
+            **fields,
+        )  # type: ignore[arg-type]
+
+    async def process(self, line: str) -> list[str] | None:
+        """Output lines for one typed line; None means the chat is over."""
+        line = line.rstrip("\r\n")
+        command, _, argument = line.strip().partition(" ")
+        argument = argument.strip()
+        if command in ("/quit", "/exit"):
+            return None
+        if command == "/help":
+            return [HELP]
+        if command == "/wait":
+            return self.wait(argument)
+        if command == "/start":
+            incoming = self._incoming(Kind.START, payload=argument or None)
+        elif command == "/menu":
+            incoming = self._incoming(Kind.MENU)
+        elif command == "/stop":
+            incoming = self._incoming(Kind.STOP)
+        elif command == "/contact":
+            phone = shlex.split(argument)[0] if argument else ""
+            incoming = self._incoming(Kind.CONTACT, phone=phone, contact_is_own=True)
+        elif command == "/sticker":
+            incoming = self._incoming(Kind.UNSUPPORTED)
+        elif line.strip().isdigit() and 1 <= int(line.strip()) <= len(self.buttons):
+            button = self.buttons[int(line.strip()) - 1]
+            incoming = self._incoming(Kind.BUTTON, payload=button.action)
+        else:
+            incoming = self._incoming(Kind.TEXT, text=line)
+        return self.show(await self.funnel.handle(incoming))
+
+    def show(self, messages: list[Outgoing]) -> list[str]:
+        output: list[str] = []
+        numbered: list[Button] = []
+        for message in messages:
+            lines, buttons = render_outgoing(message, len(numbered) + 1)
+            output += lines
+            numbered += buttons
+        if numbered:  # a reply without buttons leaves the previous ones pressable
+            self.buttons = numbered
+        return output
+
+    def wait(self, argument: str) -> list[str]:
+        try:
+            delta = parse_duration(argument or "")
+        except ValueError as exc:
+            return [f"(/wait {exc})"]
+        self.clock.advance(delta)
+        moved = self.clock.now().strftime("%Y-%m-%d %H:%M UTC")
+        return [f"(clock moved {argument} forward, now {moved})"]

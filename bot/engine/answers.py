@@ -1,0 +1,86 @@
+"""Checking and normalising what prospects type in answer to a question."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from bot.scenario.model import Question
+
+
+class InvalidAnswer(Exception):
+    """The answer does not fit the question; `message` names the text to show (messages.*)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    value: str
+    score: int = 0
+    tag: str | None = None
+
+
+_NAME = re.compile(r"^[^\W\d_]+(?:[ '\-.][^\W\d_]+)*\.?$")
+
+
+def normalize_phone(text: str, region: str) -> str:
+    """E.164 (`+79991234567`) or `InvalidAnswer`. A leading 8 or none means `region`."""
+    cleaned = text.strip()
+    try:
+        number = phonenumbers.parse(cleaned, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidAnswer("invalid_phone") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidAnswer("invalid_phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_email(text: str) -> str:
+    try:
+        return validate_email(text.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise InvalidAnswer("invalid_email") from None
+
+
+def parse_answer(question: Question, text: str, *, phone_region: str) -> ParsedAnswer:
+    text = text.strip()
+    match question.type:
+        case "phone":
+            return ParsedAnswer(normalize_phone(text, phone_region))
+        case "email":
+            return ParsedAnswer(normalize_email(text))
+        case "name":
+            name = " ".join(text.split())
+            if not (1 <= len(name) <= 64) or not _NAME.match(name):
+                raise InvalidAnswer("invalid_name")
+            return ParsedAnswer(name)
+        case "choice":
+            wanted = text.casefold()
+            for option in question.options:
+                if option.text.casefold() == wanted:
+                    return ParsedAnswer(option.text, option.score, option.tag)
+            raise InvalidAnswer("choose_option")
+        case "scale":
+            if text.isdigit() and 0 <= int(text) <= 10:
+                return ParsedAnswer(str(int(text)))
+            raise InvalidAnswer("invalid_number")
+        case _:
+            if not text:
+                raise InvalidAnswer("not_text")
+            return ParsedAnswer(text)
+
+
+def choice_answer(question: Question, index: int) -> ParsedAnswer:
+    """The answer a choice or scale button stands for; `InvalidAnswer` if forged."""
+    if question.type == "choice" and 0 <= index < len(question.options):
+        option = question.options[index]
+        return ParsedAnswer(option.text, option.score, option.tag)
+    if question.type == "scale" and 0 <= index <= 10:
+        return ParsedAnswer(str(index))
+    raise InvalidAnswer("stale_button")

@@ -1,0 +1,589 @@
+"""The funnel engine: one incoming event in, replies out, all state changed in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from bot.clock import Clock
+from bot.engine import stages
+from bot.engine.answers import (
+    InvalidAnswer,
+    ParsedAnswer,
+    choice_answer,
+    normalize_phone,
+    parse_answer,
+)
+from bot.engine.deeplink import parse_deep_link
+from bot.engine.faq import match_faq
+from bot.engine.messages import Button, FileRef, Incoming, Kind, Outgoing, Reply
+from bot.engine.render import render
+from bot.scenario.active import ActiveScenario
+from bot.scenario.loader import LoadedScenario
+from bot.scenario.model import LinkButton, MenuButton, Offer, OfferButton, Question, Scenario
+from storage.database import Database
+from storage.models import Identity, Lead
+from storage.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+PERSONAL_DATA = "personal_data"
+MARKETING = "marketing"
+CONTACT_TYPES = ("phone", "email")
+# A new identity racing with itself (two first messages at once) loses the unique-key race
+# once; the retry then finds the lead the winner created.
+ATTEMPTS = 3
+
+
+class Funnel:
+    """Applies the active scenario to incoming events; knows no messenger."""
+
+    def __init__(
+        self,
+        db: Database,
+        scenarios: ActiveScenario,
+        clock: Clock,
+        *,
+        phone_region: str = "RU",
+        max_input_length: int = 1000,
+    ) -> None:
+        self.db = db
+        self.scenarios = scenarios
+        self.clock = clock
+        self.phone_region = phone_region
+        self.max_input_length = max_input_length
+
+    async def handle(self, incoming: Incoming) -> list[Outgoing]:
+        """Process one event. Never raises: a failure rolls back and answers with an apology."""
+        loaded = self.scenarios.current
+        try:
+            for attempt in range(ATTEMPTS):
+                try:
+                    return await self._handle_once(incoming, loaded)
+                except IntegrityError:
+                    if attempt == ATTEMPTS - 1:
+                        raise
+                    log.info(
+                        "retrying %s event of %s:%s after a write conflict",
+                        incoming.kind,
+                        incoming.channel,
+                        incoming.external_id,
+                    )
+        except Exception:
+            log.exception(
+                "failed to handle %s event of %s:%s",
+                incoming.kind,
+                incoming.channel,
+                incoming.external_id,
+            )
+        return [Outgoing(loaded.scenario.messages.error)]
+
+    async def _handle_once(self, incoming: Incoming, loaded: LoadedScenario) -> list[Outgoing]:
+        now = self.clock.now()
+        async with self.db.unit_of_work() as uow:
+            found = await uow.leads.find_by_identity(
+                incoming.channel, incoming.external_id, lock=True
+            )
+            if found is None:
+                lead, identity = await uow.leads.create(
+                    channel=incoming.channel,
+                    external_id=incoming.external_id,
+                    now=now,
+                    first_name=incoming.first_name,
+                    username=incoming.username,
+                )
+            else:
+                lead, identity = found
+            turn = Turn(self, uow, loaded, lead, identity, incoming)
+            await turn.run()
+            lead.updated_at = now
+            identity.last_seen_at = now
+            if incoming.first_name and not lead.first_name:
+                lead.first_name = incoming.first_name
+            await uow.commit()
+        return turn.reply.messages
+
+
+class Turn:
+    """One event of one lead: the state machine of the conversation."""
+
+    def __init__(
+        self,
+        funnel: Funnel,
+        uow: UnitOfWork,
+        loaded: LoadedScenario,
+        lead: Lead,
+        identity: Identity,
+        incoming: Incoming,
+    ) -> None:
+        self.funnel = funnel
+        self.uow = uow
+        self.loaded = loaded
+        self.s: Scenario = loaded.scenario
+        self.lead = lead
+        self.identity = identity
+        self.incoming = incoming
+        self.now = funnel.clock.now()
+        self.reply = Reply()
+        self.name: str | None = None  # the answer to a `name` question, once known
+
+    # ---- dispatch ----
+
+    async def run(self) -> None:
+        await self.load_name()
+        kind = self.incoming.kind
+        if kind is Kind.START:
+            await self.on_start()
+        elif kind is Kind.MENU:
+            self.lead.awaiting = None
+            await self.show_menu()
+        elif kind is Kind.STOP:
+            await self.on_stop()
+        elif kind is Kind.BUTTON:
+            await self.on_button(self.incoming.payload or "")
+        elif kind is Kind.CONTACT:
+            await self.on_contact()
+        elif kind is Kind.TEXT:
+            await self.on_text(self.incoming.text or "")
+        else:
+            self.say(self.s.messages.not_text)
+            await self.prompt_again()
+
+    # ---- building blocks ----
+
+    def say(self, text: str, *, buttons: list[list[Button]] | None = None, **kwargs: Any) -> None:
+        rows = tuple(tuple(row) for row in buttons or [])
+        self.reply.say(Outgoing(render(text, self.values()), buttons=rows, **kwargs))
+
+    def values(self) -> dict[str, str]:
+        first_name = self.lead.first_name or self.incoming.first_name or ""
+        return {
+            "first_name": first_name,
+            "name": self.name or first_name,
+            "policy_url": self.s.consent.policy_url,
+        }
+
+    def record(self, name: str, **payload: Any) -> None:
+        self.uow.events.add(
+            self.lead.id, name, now=self.now, channel=self.incoming.channel, payload=payload
+        )
+
+    async def score_event(self, name: str) -> None:
+        points = self.s.scoring.events.get(name)
+        if points is None:
+            return
+        if (
+            points.max_times is not None
+            and await self.uow.events.count(self.lead.id, name) > points.max_times
+        ):
+            return
+        self.lead.score += points.points
+
+    async def add_tag(self, tag: str) -> None:
+        if await self.uow.leads.add_tag(self.lead.id, tag, now=self.now):
+            self.lead.score += self.s.scoring.tags.get(tag, 0)
+
+    def advance(self, stage: str, reason: str) -> None:
+        stages.advance(self.lead, stage, reason=reason, now=self.now, events=self.uow.events)
+
+    def menu_buttons(self, buttons: list[MenuButton]) -> list[list[Button]]:
+        rows = []
+        for button in buttons:
+            if isinstance(button, OfferButton):
+                rows.append(
+                    [Button(self.s.offers[button.offer].title, action=f"o:{button.offer}")]
+                )
+            elif isinstance(button, LinkButton):
+                rows.append([Button(button.text, url=button.url)])
+        return rows
+
+    async def show_menu(self) -> None:
+        self.say(self.s.start.text, buttons=self.menu_buttons(self.s.start.buttons))
+
+    def back_to_menu(self) -> list[list[Button]]:
+        return [[Button(self.s.messages.menu, action="menu")]]
+
+    # ---- commands ----
+
+    async def on_start(self) -> None:
+        link = parse_deep_link(self.incoming.payload)
+        details: dict[str, Any] = {}
+        if self.incoming.payload:
+            details["payload"] = self.incoming.payload[:64]
+        if not link.valid:
+            details["payload_invalid"] = True
+        for key in ("source", "referral", "offer"):
+            if getattr(link, key):
+                details[key] = getattr(link, key)
+        if link.source and self.lead.source is None:
+            self.lead.source = link.source[:64]  # first touch wins; later ones stay in events
+        self.record("start", **details)
+        self.lead.awaiting = None
+        if link.offer and link.offer in self.s.offers:
+            await self.take_offer(link.offer)
+        else:
+            await self.show_menu()
+
+    async def on_stop(self) -> None:
+        await self.uow.leads.withdraw_consent(self.lead.id, MARKETING, now=self.now)
+        for run in await self.uow.sequences.for_lead(self.lead.id):
+            if run.status == "active":
+                run.status, run.stopped_at, run.stop_reason = "stopped", self.now, "unsubscribed"
+        if self.lead.unsubscribed_at is None:
+            self.lead.unsubscribed_at = self.now
+            self.record("unsubscribed")
+        stages.set_side_stage(
+            self.lead, "unsubscribed", reason="/stop", now=self.now, events=self.uow.events
+        )
+        self.say(self.s.messages.unsubscribed, buttons=self.back_to_menu())
+
+    # ---- buttons ----
+
+    async def on_button(self, action: str) -> None:
+        kind, _, rest = action.partition(":")
+        awaiting = self.lead.awaiting or {}
+        if action == "menu":
+            self.lead.awaiting = None
+            await self.show_menu()
+        elif kind == "o" and rest in self.s.offers:
+            await self.take_offer(rest)
+        elif kind == "c" and rest in ("y", "n") and awaiting.get("consent") == PERSONAL_DATA:
+            await self.answer_consent(rest == "y", awaiting["offer"])
+        elif kind == "m" and rest in ("y", "n") and awaiting.get("consent") == MARKETING:
+            await self.answer_marketing(rest == "y", awaiting["offer"])
+        elif kind == "a" and await self.press_answer(rest, awaiting):
+            pass
+        else:
+            log.info(
+                "stale or forged button %r from %s:%s",
+                action[:64],
+                self.incoming.channel,
+                self.incoming.external_id,
+            )
+            self.lead.awaiting = None
+            self.say(self.s.messages.stale_button, buttons=self.menu_buttons(self.s.start.buttons))
+
+    async def press_answer(self, rest: str, awaiting: dict[str, Any]) -> bool:
+        question_id, _, index = rest.partition(":")
+        if awaiting.get("question") != question_id or not index.isdigit():
+            return False
+        question = self.s.questions.get(question_id)
+        if question is None:
+            return False
+        try:
+            parsed = choice_answer(question, int(index))
+        except InvalidAnswer:
+            return False
+        await self.accept_answer(question_id, question, parsed, awaiting["offer"])
+        return True
+
+    # ---- offers, consent, questions ----
+
+    async def take_offer(self, offer_id: str) -> None:
+        offer = self.s.offers[offer_id]
+        self.record("offer_taken", offer=offer_id)
+        await self.score_event("offer_taken")
+        self.lead.offer = offer_id
+        self.advance("engaged", f"offer:{offer_id}")
+        if offer.pitch:
+            self.say(f"{offer.title}\n\n{offer.pitch}")
+        await self.continue_offer(offer_id)
+
+    def consent_version(self) -> str:
+        c = self.s.consent
+        return hashlib.sha256(f"{c.text}\n{c.policy_url}".encode()).hexdigest()[:16]
+
+    def marketing_version(self) -> str:
+        return hashlib.sha256((self.s.consent.marketing or "").encode()).hexdigest()[:16]
+
+    async def continue_offer(self, offer_id: str) -> None:
+        """Ask what the offer still needs (consent first), or deliver it."""
+        offer = self.s.offers[offer_id]
+        missing = [q for q in offer.ask if not await self.known(q)]
+        needs_consent = bool(missing) or offer.then.start is not None
+        if needs_consent:
+            if await self.uow.leads.active_consent(self.lead.id, PERSONAL_DATA) is None:
+                self.ask_consent(offer_id)
+                return
+            if self.s.consent.marketing and not await self.marketing_answered():
+                self.ask_marketing(offer_id)
+                return
+        if missing:
+            self.ask_question(missing[0], offer_id)
+            return
+        await self.deliver(offer_id, offer)
+
+    async def known(self, question_id: str) -> bool:
+        question = self.s.questions[question_id]
+        if question.type in CONTACT_TYPES:
+            contacts = await self.uow.leads.contacts(self.lead.id)
+            if any(c.kind == question.type for c in contacts):
+                return True
+        answers = await self.uow.leads.answers(self.lead.id)
+        if question.type == "name":
+            return any(
+                self.s.questions[q].type == "name" for q in answers if q in self.s.questions
+            )
+        return question_id in answers
+
+    async def marketing_answered(self) -> bool:
+        if await self.uow.leads.active_consent(self.lead.id, MARKETING) is not None:
+            return True
+        # Asked and declined (or /stop) once is an answer: do not ask at every offer.
+        return (
+            self.lead.unsubscribed_at is not None
+            or await self.uow.events.count(self.lead.id, "marketing_consent_declined") > 0
+        )
+
+    def ask_consent(self, offer_id: str) -> None:
+        self.lead.awaiting = {"consent": PERSONAL_DATA, "offer": offer_id}
+        c = self.s.consent
+        self.say(
+            c.text, buttons=[[Button(c.accept, action="c:y"), Button(c.decline, action="c:n")]]
+        )
+
+    def ask_marketing(self, offer_id: str) -> None:
+        self.lead.awaiting = {"consent": MARKETING, "offer": offer_id}
+        c = self.s.consent
+        assert c.marketing is not None
+        self.say(
+            c.marketing,
+            buttons=[
+                [
+                    Button(c.marketing_accept, action="m:y"),
+                    Button(c.marketing_decline, action="m:n"),
+                ]
+            ],
+        )
+
+    async def answer_consent(self, accepted: bool, offer_id: str) -> None:
+        if not accepted:
+            self.lead.awaiting = None
+            self.record("consent_declined", offer=offer_id)
+            self.say(
+                self.s.messages.consent_declined, buttons=self.menu_buttons(self.s.start.buttons)
+            )
+            return
+        await self.uow.leads.give_consent(
+            self.lead.id,
+            PERSONAL_DATA,
+            text_version=self.consent_version(),
+            channel=self.incoming.channel,
+            now=self.now,
+        )
+        self.record("consent_given", kind=PERSONAL_DATA, version=self.consent_version())
+        await self.continue_offer(offer_id)
+
+    async def answer_marketing(self, accepted: bool, offer_id: str) -> None:
+        if accepted:
+            await self.uow.leads.give_consent(
+                self.lead.id,
+                MARKETING,
+                text_version=self.marketing_version(),
+                channel=self.incoming.channel,
+                now=self.now,
+            )
+            self.lead.unsubscribed_at = None
+            stages.leave_side_stage(
+                self.lead,
+                "unsubscribed",
+                reason="marketing consent",
+                now=self.now,
+                events=self.uow.events,
+            )
+            self.record("marketing_consent_given", version=self.marketing_version())
+        else:
+            self.record("marketing_consent_declined")
+        await self.continue_offer(offer_id)
+
+    def question_message(self, question_id: str, question: Question) -> None:
+        if question.type == "choice":
+            rows = [
+                [Button(o.text, action=f"a:{question_id}:{i}")]
+                for i, o in enumerate(question.options)
+            ]
+            self.say(question.text, buttons=rows)
+        elif question.type == "scale":
+            numbers = [Button(str(n), action=f"a:{question_id}:{n}") for n in range(11)]
+            self.say(question.text, buttons=[numbers[:6], numbers[6:]])
+        elif question.type == "phone":
+            self.say(question.text, contact_request=question.button or "📱")
+        else:
+            self.say(question.text)
+
+    def ask_question(self, question_id: str, offer_id: str) -> None:
+        self.lead.awaiting = {"question": question_id, "offer": offer_id}
+        self.question_message(question_id, self.s.questions[question_id])
+
+    async def prompt_again(self) -> None:
+        """Repeat what we wait for, so a wrong input never leaves the prospect stuck."""
+        awaiting = self.lead.awaiting or {}
+        offer_id = awaiting.get("offer")
+        if offer_id not in self.s.offers:  # the scenario changed under a waiting lead
+            self.lead.awaiting = None
+            await self.show_menu()
+        elif awaiting.get("question") in self.s.questions:
+            self.question_message(awaiting["question"], self.s.questions[awaiting["question"]])
+        elif awaiting.get("consent") == PERSONAL_DATA:
+            self.ask_consent(offer_id)
+        elif awaiting.get("consent") == MARKETING and self.s.consent.marketing:
+            self.ask_marketing(offer_id)
+        else:
+            await self.continue_offer(offer_id)
+
+    async def on_text(self, text: str) -> None:
+        if len(text) > self.funnel.max_input_length:
+            self.say(self.s.messages.too_long)
+            await self.prompt_again_if_waiting()
+            return
+        awaiting = self.lead.awaiting or {}
+        question_id = awaiting.get("question")
+        if question_id in self.s.questions and awaiting.get("offer") in self.s.offers:
+            question = self.s.questions[question_id]
+            try:
+                parsed = parse_answer(question, text, phone_region=self.funnel.phone_region)
+            except InvalidAnswer as invalid:
+                self.say(getattr(self.s.messages, invalid.message))
+                self.question_message(question_id, question)
+                return
+            await self.accept_answer(question_id, question, parsed, awaiting["offer"])
+        elif awaiting.get("consent"):
+            self.say(self.s.messages.choose_option)
+            await self.prompt_again()
+        else:
+            await self.free_text(text)
+
+    async def prompt_again_if_waiting(self) -> None:
+        if self.lead.awaiting:
+            await self.prompt_again()
+
+    async def free_text(self, text: str) -> None:
+        entry = match_faq(self.s.faq, text)
+        if entry is not None:
+            self.record("faq_answered", match=entry.match[0])
+            self.say(entry.text, buttons=self.menu_buttons(entry.buttons) + self.back_to_menu())
+            return
+        self.record("unmatched_text", text=text[:1000])
+        self.say(self.s.messages.fallback, buttons=self.menu_buttons(self.s.start.buttons))
+
+    async def on_contact(self) -> None:
+        awaiting = self.lead.awaiting or {}
+        question_id = awaiting.get("question")
+        question = self.s.questions.get(question_id or "")
+        if (
+            question is None
+            or question.type != "phone"
+            or awaiting.get("offer") not in self.s.offers
+        ):
+            # Nobody asked for a phone now; we keep it only with consent, as a known contact.
+            if (
+                self.incoming.contact_is_own
+                and self.incoming.phone
+                and (await self.uow.leads.active_consent(self.lead.id, PERSONAL_DATA))
+            ):
+                await self.store_phone(self.incoming.phone, verified=True)
+            await self.prompt_again_if_waiting() if awaiting else await self.show_menu()
+            return
+        assert question_id is not None
+        if not self.incoming.contact_is_own:
+            self.say(self.s.messages.foreign_contact)
+            self.question_message(question_id, question)
+            return
+        try:
+            parsed = parse_answer(
+                question,
+                _with_plus(self.incoming.phone or ""),
+                phone_region=self.funnel.phone_region,
+            )
+        except InvalidAnswer:
+            self.say(self.s.messages.invalid_phone)
+            self.question_message(question_id, question)
+            return
+        await self.accept_answer(question_id, question, parsed, awaiting["offer"], verified=True)
+
+    async def store_phone(self, phone: str, *, verified: bool) -> None:
+        try:
+            value = normalize_phone(_with_plus(phone), self.funnel.phone_region)
+        except InvalidAnswer:
+            return
+        await self.uow.leads.add_contact(
+            self.lead.id,
+            "phone",
+            value,
+            verified=verified,
+            channel=self.incoming.channel,
+            now=self.now,
+        )
+        self.record("contact_shared", kind="phone", verified=verified)
+        self.advance("contact", "phone shared")
+
+    async def accept_answer(
+        self,
+        question_id: str,
+        question: Question,
+        parsed: ParsedAnswer,
+        offer_id: str,
+        *,
+        verified: bool = False,
+    ) -> None:
+        previous = (await self.uow.leads.answers(self.lead.id)).get(question_id)
+        self.lead.score += parsed.score - (previous.score if previous else 0)
+        await self.uow.leads.set_answer(
+            self.lead.id, question_id, parsed.value, score=parsed.score, now=self.now
+        )
+        if parsed.tag:
+            await self.add_tag(parsed.tag)
+        if question.type == "name":
+            self.name = parsed.value
+        self.record("answered", question=question_id, value=parsed.value[:256])
+        if question.type in CONTACT_TYPES:
+            await self.uow.leads.add_contact(
+                self.lead.id,
+                question.type,
+                parsed.value,
+                verified=verified,
+                channel=self.incoming.channel,
+                now=self.now,
+            )
+            self.record("contact_shared", kind=question.type, verified=verified)
+            await self.score_event("contact_shared")
+            self.advance("contact", f"{question.type} given")
+        self.lead.awaiting = None
+        await self.continue_offer(offer_id)
+
+    async def deliver(self, offer_id: str, offer: Offer) -> None:
+        self.lead.awaiting = None
+        file = None
+        if offer.deliver.file:
+            file = FileRef(path=str(self.loaded.file_path(offer.deliver.file).resolve()))
+        elif offer.deliver.url:
+            file = FileRef(url=offer.deliver.url)
+        self.say(offer.deliver.text, buttons=self.back_to_menu(), file=file)
+        self.record("magnet_delivered", offer=offer_id)
+        await self.score_event("magnet_delivered")
+        then = offer.then
+        self.lead.score += then.score
+        for tag in then.tag:
+            await self.add_tag(tag)
+        if then.start is not None and await self.uow.sequences.start(
+            self.lead.id, then.start, now=self.now
+        ):
+            self.record("sequence_started", sequence=then.start, offer=offer_id)
+            self.advance("warming", f"sequence:{then.start}")
+
+    async def load_name(self) -> None:
+        answers = await self.uow.leads.answers(self.lead.id)
+        for question_id, answer in answers.items():
+            question = self.s.questions.get(question_id)
+            if question is not None and question.type == "name":
+                self.name = answer.value
+                return
+
+
+def _with_plus(phone: str) -> str:
+    # Telegram sends shared phones without "+"; they are always international.
+    phone = phone.strip()
+    return phone if phone.startswith("+") else f"+{phone}"

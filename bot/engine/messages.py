@@ -1,0 +1,68 @@
+"""Channel-neutral messages: transports turn updates into `Incoming` and render `Outgoing`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    START = "start"  # /start or the first message, maybe with a deep-link payload
+    MENU = "menu"  # /menu
+    STOP = "stop"  # /stop: no more advertising
+    BUTTON = "button"  # a press of one of our buttons; `payload` is its action
+    TEXT = "text"
+    CONTACT = "contact"  # a shared phone number
+    UNSUPPORTED = "unsupported"  # sticker, photo, voice... where we expect text or a button
+
+
+@dataclass(frozen=True)
+class Incoming:
+    channel: str
+    external_id: str
+    kind: Kind
+    text: str | None = None
+    payload: str | None = None
+    phone: str | None = None
+    contact_is_own: bool = True  # Telegram: contact.user_id == sender
+    first_name: str | None = None
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class Button:
+    text: str
+    action: str | None = None  # sent back in `Incoming.payload` when pressed
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class FileRef:
+    path: str | None = None  # absolute path on disk
+    url: str | None = None
+
+    @property
+    def name(self) -> str:
+        return (self.path or self.url or "file").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()  # rows of inline buttons
+    contact_request: str | None = None  # label of a "share my phone" reply button
+    file: FileRef | None = None
+
+    @property
+    def actions(self) -> list[str]:
+        return [b.action for row in self.buttons for b in row if b.action]
+
+
+@dataclass
+class Reply:
+    """What the engine answers to one incoming event."""
+
+    messages: list[Outgoing] = field(default_factory=list)
+
+    def say(self, message: Outgoing) -> None:
+        self.messages.append(message)

@@ -1,0 +1,515 @@
+"""The scenario schema (format version 1): what marketers may write in `scenarios/*.yaml`."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
+
+from bot.durations import parse_duration
+
+FUNNEL_STAGES = (
+    "new",
+    "engaged",
+    "contact",
+    "warming",
+    "qualified",
+    "handed_off",
+    "customer",
+    "advocate",
+)
+SIDE_STAGES = ("lost", "unsubscribed", "blocked")
+STAGES = FUNNEL_STAGES + SIDE_STAGES
+StageName = Literal[
+    "new",
+    "engaged",
+    "contact",
+    "warming",
+    "qualified",
+    "handed_off",
+    "customer",
+    "advocate",
+    "lost",
+    "unsubscribed",
+    "blocked",
+]
+
+# Events the bot records by itself; scenarios may use them without declaring them.
+BUILTIN_EVENTS = frozenset(
+    {
+        "start",
+        "offer_taken",
+        "consent_given",
+        "consent_declined",
+        "marketing_consent_given",
+        "marketing_consent_declined",
+        "contact_shared",
+        "answered",
+        "magnet_delivered",
+        "sequence_started",
+        "qualified",
+        "purchase",
+        "unsubscribed",
+        "unmatched_text",
+    }
+)
+
+# Ids travel inside deep links and button data (64 bytes in Telegram), so they stay short.
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,32}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(
+            f"bad duration {value!r}: use a whole number and a unit m, h, d or w (30m, 1h, 2d, 1w)"
+        )
+    return parse_duration(value)
+
+
+def _clock_time(value: Any) -> Any:
+    if isinstance(value, time):
+        return value
+    # YAML 1.1 reads an unquoted 11:00 as the sexagesimal number 660.
+    if isinstance(value, int):
+        raise ValueError('write times in quotes, like at: "11:00"')
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(value).strip())
+    if not match:
+        raise ValueError(f'bad time {value!r}: use HH:MM, like "11:00"')
+    return time(int(match[1]), int(match[2]))
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}: use a name like Europe/Moscow") from None
+    return value
+
+
+def _quiet_hours(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return value
+    parts = str(value).split("-")
+    if len(parts) != 2:
+        raise ValueError(f'bad quiet hours {value!r}: use "HH:MM-HH:MM", like "21:00-10:00"')
+    return (_clock_time(parts[0]), _clock_time(parts[1]))
+
+
+class ScenarioSettings(Strict):
+    timezone: Annotated[str, AfterValidator(_zone)] = "Europe/Moscow"
+    quiet_hours: Annotated[tuple[time, time] | None, BeforeValidator(_quiet_hours)] = None
+    language: str = "ru"
+
+
+class OfferButton(Strict):
+    """A button that opens a lead magnet; its label is the offer's title."""
+
+    offer: Id
+
+
+class LinkButton(Strict):
+    text: str
+    url: str
+
+
+MenuButton = OfferButton | LinkButton
+
+
+class Start(Strict):
+    text: str
+    buttons: list[MenuButton] = Field(min_length=1)
+
+
+class ConsentTexts(Strict):
+    text: str
+    policy_url: str
+    accept: str = "Согласен"
+    decline: str = "Не сейчас"
+    marketing: str | None = None
+    marketing_accept: str = "Да, присылайте"
+    marketing_decline: str = "Нет, спасибо"
+
+
+class Deliver(Strict):
+    text: str
+    file: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_file(self) -> Deliver:
+        if self.file and self.url:
+            raise ValueError("give either file: (a path in the scenario folder) or url:, not both")
+        return self
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class Then(Strict):
+    score: int = 0
+    tag: Annotated[list[Id], BeforeValidator(_one_or_many)] = []
+    start: Id | None = None
+
+
+class Offer(Strict):
+    title: str
+    pitch: str | None = None
+    ask: list[Id] = []
+    deliver: Deliver
+    then: Then = Then()
+
+
+QuestionType = Literal["name", "phone", "email", "text", "choice", "scale"]
+
+
+class ChoiceOption(Strict):
+    text: str
+    score: int = 0
+    tag: Id | None = None
+
+
+class Question(Strict):
+    type: QuestionType
+    text: str
+    button: str | None = None
+    options: list[ChoiceOption] = []
+
+    @model_validator(mode="after")
+    def _fits_type(self) -> Question:
+        if self.type == "choice" and not self.options:
+            raise ValueError("a choice question needs options:")
+        if self.type != "choice" and self.options:
+            raise ValueError(f"options: only go with type: choice, not {self.type}")
+        if self.button is not None and self.type != "phone":
+            raise ValueError("button: only goes with type: phone (the share-contact button)")
+        return self
+
+
+# ---- the rule language of scoring.qualify and of a step's `if:` ----
+
+_COMPARE = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
+_EVENT_COUNT = re.compile(r"^\s*([A-Za-z0-9_]{1,32})\s*(?:(>=|<=|==|!=|>|<)\s*(\d+))?\s*$")
+Operator = Literal[">=", "<=", "==", "!=", ">", "<"]
+
+
+class Comparison(Strict):
+    op: Operator
+    number: float
+
+
+def _comparison(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"op": ">=", "number": value}
+    match = _COMPARE.match(str(value))
+    if not match:
+        raise ValueError(f'bad comparison {value!r}: use an operator and a number, like ">= 60"')
+    return {"op": match[1] or "==", "number": float(match[2])}
+
+
+class EventCount(Strict):
+    name: Id
+    op: Operator = ">="
+    count: int = 1
+
+
+def _event_count(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value
+    match = _EVENT_COUNT.match(str(value))
+    if not match:
+        raise ValueError(f'bad event condition {value!r}: use a name or "name >= 3"')
+    return {"name": match[1], "op": match[2] or ">=", "count": int(match[3] or 1)}
+
+
+class AnswerCondition(Strict):
+    """A number comparison (">= 9") or, for anything else, the exact answer text."""
+
+    compare: Comparison | None = None
+    equals: str | None = None
+
+
+def _answer_condition(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value
+    if _COMPARE.match(str(value)) and not isinstance(value, bool):
+        return {"compare": _comparison(value)}
+    return {"equals": str(value)}
+
+
+class AnyRule(Strict):
+    any: list[Rule] = Field(min_length=1)
+
+
+class AllRule(Strict):
+    all: list[Rule] = Field(min_length=1)
+
+
+class NotRule(Strict):
+    not_: Rule = Field(alias="not")
+
+
+class ScoreRule(Strict):
+    score: Annotated[Comparison, BeforeValidator(_comparison)]
+
+
+class TagRule(Strict):
+    tag: Id
+
+
+class StageRule(Strict):
+    stage: StageName
+
+
+class EventRule(Strict):
+    event: Annotated[EventCount, BeforeValidator(_event_count)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        return {"event": value} if isinstance(value, str) else value
+
+
+class AnswerRule(Strict):
+    answer: dict[Id, Annotated[AnswerCondition, BeforeValidator(_answer_condition)]] = Field(
+        min_length=1
+    )
+
+
+class ContactRule(Strict):
+    contact: Literal["phone", "email", "any"]
+
+
+RULE_KINDS = ("any", "all", "not", "score", "tag", "stage", "event", "answer", "contact")
+
+
+def _rule_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "event"
+    if isinstance(value, dict) and len(value) == 1:
+        key = next(iter(value))
+        return key if key in RULE_KINDS else None
+    if isinstance(value, BaseModel):
+        return next(k for k in RULE_KINDS if k in type(value).model_fields or k == "not")
+    return None
+
+
+def _split_many_keys(value: Any) -> Any:
+    # `{tag: x, score: ">= 10"}` reads as "both": the same as all: [{tag: x}, {score: ...}].
+    if isinstance(value, dict) and len(value) > 1:
+        return {"all": [{key: item} for key, item in value.items()]}
+    return value
+
+
+Rule = Annotated[
+    Annotated[AnyRule, Tag("any")]
+    | Annotated[AllRule, Tag("all")]
+    | Annotated[NotRule, Tag("not")]
+    | Annotated[ScoreRule, Tag("score")]
+    | Annotated[TagRule, Tag("tag")]
+    | Annotated[StageRule, Tag("stage")]
+    | Annotated[EventRule, Tag("event")]
+    | Annotated[AnswerRule, Tag("answer")]
+    | Annotated[ContactRule, Tag("contact")],
+    Discriminator(
+        _rule_kind,
+        custom_error_type="rule",
+        custom_error_message=(
+            "a rule is one of any, all, not, score, tag, stage, event, answer, contact, "
+            'or an event name like "case_read" or "pricing_viewed >= 3"'
+        ),
+    ),
+    BeforeValidator(_split_many_keys),
+]
+for _model in (AnyRule, AllRule, NotRule):
+    _model.model_rebuild()
+
+
+# ---- sequences ----
+
+
+class StepButton(Strict):
+    text: str
+    event: Id | None = None
+    url: str | None = None
+    offer: Id | None = None
+
+    @model_validator(mode="after")
+    def _does_something(self) -> StepButton:
+        if not (self.event or self.url or self.offer):
+            raise ValueError("a button needs event:, url: or offer:")
+        if self.offer and (self.event or self.url):
+            raise ValueError("an offer: button opens the offer; give it no event: or url:")
+        return self
+
+
+class Step(Strict):
+    id: Id
+    after: Duration = timedelta(0)
+    at: ClockTime | None = None
+    text: str | None = None
+    buttons: list[StepButton] = []
+    file: str | None = None
+    promo: Id | None = None
+    ask: Id | None = None
+    if_: Rule | None = Field(default=None, alias="if")
+    variants: dict[Id, str] = {}
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Step:
+        if not (self.text or self.ask or self.file):
+            raise ValueError("a step needs text:, ask: or file:")
+        if self.variants and not self.text:
+            raise ValueError("variants: are other versions of text:, so the step needs text:")
+        return self
+
+
+class StartOn(Strict):
+    event: Id | None = None
+    stage: StageName | None = None
+    where: dict[str, str | int | float | bool] = {}
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> StartOn:
+        if (self.event is None) == (self.stage is None):
+            raise ValueError("start_on takes either event: or stage:")
+        if self.where and self.event is None:
+            raise ValueError("where: filters an event's details, so it needs event:")
+        return self
+
+
+class Sequence(Strict):
+    after_from: Literal["previous", "start"] = "previous"
+    stop_on: list[Id] = []
+    start_on: StartOn | None = None
+    steps: list[Step] = Field(min_length=1)
+
+
+class FaqEntry(Strict):
+    match: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(min_length=1)
+    text: str
+    buttons: list[MenuButton] = []
+
+
+class Promo(Strict):
+    kind: Literal["personal", "shared"]
+    discount: str
+    prefix: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{1,12}$")] | None = None
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{3,32}$")] | None = None
+    valid: Duration | None = None
+    until: date | None = None
+    uses: int | None = Field(default=1, ge=1)
+    per_lead: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> Promo:
+        if self.kind == "shared" and not self.code:
+            raise ValueError("a shared promo needs code: (the one code everybody types)")
+        if self.kind == "personal" and self.code:
+            raise ValueError("a personal promo generates its codes: give prefix:, not code:")
+        if self.valid and self.until:
+            raise ValueError("give either valid: (a duration) or until: (a date), not both")
+        return self
+
+
+class Referral(Strict):
+    invitee_promo: Id | None = None
+    reward_promo: Id | None = None
+    reward_when: StageName = "qualified"
+    max_rewards: int = Field(default=10, ge=0)
+
+
+class EventPoints(Strict):
+    points: int
+    max_times: int | None = Field(default=None, ge=1)
+
+
+def _points(value: Any) -> Any:
+    return {"points": value} if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class Scoring(Strict):
+    events: dict[Id, Annotated[EventPoints, BeforeValidator(_points)]] = {}
+    tags: dict[Id, int] = {}
+    qualify: Rule | None = None
+
+
+class Handoff(Strict):
+    remind_after: Duration = timedelta(minutes=30)
+    escalate_after: Duration = timedelta(hours=2)
+    pause_sequences: bool = True
+
+
+class Messages(Strict):
+    """System texts, each with a Russian default; a scenario overrides only what it wants."""
+
+    invalid_phone: str = (
+        "Не получилось разобрать номер. Напишите его в формате +7 999 123-45-67 "
+        "или нажмите кнопку ниже."
+    )
+    invalid_email: str = "Похоже, в адресе опечатка. Напишите e-mail в виде name@company.ru."
+    invalid_name: str = "Напишите, пожалуйста, имя буквами — как к вам обращаться?"
+    invalid_number: str = "Выберите число от 0 до 10 кнопкой или напишите его цифрой."
+    choose_option: str = "Выберите, пожалуйста, один из вариантов кнопкой ниже."
+    too_long: str = "Сообщение слишком длинное. Напишите, пожалуйста, короче."
+    not_text: str = "Я понимаю только текст и кнопки. Ответьте, пожалуйста, текстом."
+    foreign_contact: str = "Можно отправить только свой номер. Нажмите кнопку или напишите номер."
+    stale_button: str = "Эта кнопка уже устарела. Вот актуальное меню:"
+    consent_declined: str = (
+        "Понимаем. Без согласия мы не можем сохранить ваши контакты, но вы можете вернуться "
+        "в любой момент."
+    )
+    unsubscribed: str = (
+        "Готово: больше не будем присылать рассылки. Бот по-прежнему к вашим услугам."
+    )
+    fallback: str = "Не совсем понял вопрос. Выберите, что вас интересует:"
+    error: str = "Простите, у нас что-то сломалось. Попробуйте ещё раз через минуту."
+    menu: str = "В меню"
+
+
+class Scenario(Strict):
+    version: Literal[1]
+    settings: ScenarioSettings = ScenarioSettings()
+    start: Start
+    consent: ConsentTexts
+    offers: dict[Id, Offer] = Field(min_length=1)
+    questions: dict[Id, Question] = {}
+    sequences: dict[Id, Sequence] = {}
+    faq: list[FaqEntry] = []
+    promos: dict[Id, Promo] = {}
+    referral: Referral | None = None
+    scoring: Scoring = Scoring()
+    handoff: Handoff = Handoff()
+    messages: Messages = Messages()
+    events: dict[Id, str] = {}
+
+    def known_events(self) -> set[str]:
+        """Built-in events, declared ones, scored ones and those that buttons record."""
+        named = set(BUILTIN_EVENTS) | set(self.events) | set(self.scoring.events)
+        for sequence in self.sequences.values():
+            for step in sequence.steps:
+                named.update(b.event for b in step.buttons if b.event)
+        return named

@@ -1,0 +1,84 @@
+"""Process settings from the environment and `.env` (names as in `.env.example`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TELEGRAM_OFFICIAL_API = "https://api.telegram.org"
+VK_OFFICIAL_API = "https://api.vk.com/method"
+
+
+class SettingsError(Exception):
+    """A setting has a wrong value; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    database_url: str = "sqlite+aiosqlite:///data/leadbot.db"
+    scenario_dir: Path = Path("scenarios")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    default_phone_region: str = Field(default="RU", min_length=2, max_length=2)
+    max_input_length: int = Field(default=1000, ge=64, le=4096)
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_url: str = TELEGRAM_OFFICIAL_API
+    managers_telegram_chat_id: int | None = None
+
+    vk_group_token: SecretStr | None = None
+    vk_group_id: int | None = None
+    vk_api_url: str = VK_OFFICIAL_API
+    managers_vk_peer_id: int | None = None
+
+    redis_url: str | None = None
+    webhook_base_url: str | None = None
+    webhook_secret: SecretStr | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "telegram_bot_token",
+        "vk_group_token",
+        "webhook_secret",
+        "redis_url",
+        "webhook_base_url",
+        "managers_telegram_chat_id",
+        "vk_group_id",
+        "managers_vk_peer_id",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `.env.example` copied as is leaves `NAME=`: that means "not set", not "empty".
+        return None if value == "" else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db"
+            )
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; a wrong value becomes a one-line `SettingsError` naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise SettingsError("; ".join(problems)) from None

@@ -1,0 +1,306 @@
+"""Repositories: queries over one session. They flush when they need ids, never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    Answer,
+    Consent,
+    Contact,
+    Event,
+    Identity,
+    Lead,
+    OutboxRow,
+    SequenceRun,
+    StageChange,
+    Tag,
+)
+
+
+class LeadRepository:
+    """A lead and what hangs off it: identities, contacts, consents, tags, answers."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, lead_id: int, *, lock: bool = False) -> Lead | None:
+        query = select(Lead).where(Lead.id == lead_id)
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def find_by_identity(
+        self, channel: str, external_id: str, *, lock: bool = False
+    ) -> tuple[Lead, Identity] | None:
+        """The lead behind a messenger account; `lock` holds its row until commit."""
+        identity = (
+            await self.session.execute(
+                select(Identity).where(
+                    Identity.channel == channel, Identity.external_id == external_id
+                )
+            )
+        ).scalar_one_or_none()
+        if identity is None:
+            return None
+        lead = await self.get(identity.lead_id, lock=lock)
+        if lead is None:  # pragma: no cover - the foreign key cascades deletes
+            return None
+        return lead, identity
+
+    async def create(
+        self,
+        *,
+        channel: str,
+        external_id: str,
+        now: datetime,
+        first_name: str | None = None,
+        username: str | None = None,
+    ) -> tuple[Lead, Identity]:
+        lead = Lead(
+            created_at=now,
+            updated_at=now,
+            stage="new",
+            funnel_stage="new",
+            score=0,
+            first_name=first_name,
+        )
+        self.session.add(lead)
+        await self.session.flush()
+        identity = Identity(
+            lead_id=lead.id,
+            channel=channel,
+            external_id=external_id,
+            username=username,
+            created_at=now,
+            last_seen_at=now,
+        )
+        self.session.add(identity)
+        await self.session.flush()
+        return lead, identity
+
+    async def identities(self, lead_id: int) -> Sequence[Identity]:
+        query = select(Identity).where(Identity.lead_id == lead_id).order_by(Identity.id)
+        return (await self.session.execute(query)).scalars().all()
+
+    # contacts
+    async def contacts(self, lead_id: int) -> Sequence[Contact]:
+        query = select(Contact).where(Contact.lead_id == lead_id).order_by(Contact.id)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def add_contact(
+        self, lead_id: int, kind: str, value: str, *, verified: bool, channel: str, now: datetime
+    ) -> Contact:
+        """Store a contact once; a later verified copy upgrades the stored one."""
+        existing = (
+            await self.session.execute(
+                select(Contact).where(
+                    Contact.lead_id == lead_id, Contact.kind == kind, Contact.value == value
+                )
+            )
+        ).scalar_one_or_none()
+        if existing is not None:
+            existing.verified = existing.verified or verified
+            return existing
+        contact = Contact(
+            lead_id=lead_id,
+            kind=kind,
+            value=value,
+            verified=verified,
+            channel=channel,
+            created_at=now,
+        )
+        self.session.add(contact)
+        return contact
+
+    async def find_by_contact(self, kind: str, value: str) -> Sequence[int]:
+        query = select(Contact.lead_id).where(Contact.kind == kind, Contact.value == value)
+        return (await self.session.execute(query.distinct())).scalars().all()
+
+    # consents
+    async def active_consent(self, lead_id: int, kind: str) -> Consent | None:
+        query = (
+            select(Consent)
+            .where(
+                Consent.lead_id == lead_id, Consent.kind == kind, Consent.withdrawn_at.is_(None)
+            )
+            .order_by(Consent.id.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def give_consent(
+        self, lead_id: int, kind: str, *, text_version: str, channel: str, now: datetime
+    ) -> Consent:
+        current = await self.active_consent(lead_id, kind)
+        if current is not None and current.text_version == text_version:
+            return current
+        if current is not None:  # consent to an older text is replaced, history kept
+            current.withdrawn_at = now
+        consent = Consent(
+            lead_id=lead_id, kind=kind, text_version=text_version, channel=channel, given_at=now
+        )
+        self.session.add(consent)
+        return consent
+
+    async def withdraw_consent(self, lead_id: int, kind: str, *, now: datetime) -> bool:
+        current = await self.active_consent(lead_id, kind)
+        if current is None:
+            return False
+        current.withdrawn_at = now
+        return True
+
+    # tags and answers
+    async def tags(self, lead_id: int) -> set[str]:
+        query = select(Tag.tag).where(Tag.lead_id == lead_id)
+        return set((await self.session.execute(query)).scalars().all())
+
+    async def add_tag(self, lead_id: int, tag: str, *, now: datetime) -> bool:
+        if await self.session.get(Tag, (lead_id, tag)) is not None:
+            return False
+        self.session.add(Tag(lead_id=lead_id, tag=tag, created_at=now))
+        return True
+
+    async def answers(self, lead_id: int) -> dict[str, Answer]:
+        query = select(Answer).where(Answer.lead_id == lead_id)
+        return {a.question: a for a in (await self.session.execute(query)).scalars().all()}
+
+    async def set_answer(
+        self, lead_id: int, question: str, value: str, *, score: int, now: datetime
+    ) -> Answer:
+        answer = await self.session.get(Answer, (lead_id, question))
+        if answer is None:
+            answer = Answer(lead_id=lead_id, question=question)
+            self.session.add(answer)
+        answer.value, answer.score, answer.created_at = value, score, now
+        return answer
+
+
+class EventRepository:
+    """What happened to a lead: events and stage moves, append-only."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(
+        self,
+        lead_id: int,
+        name: str,
+        *,
+        now: datetime,
+        channel: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> Event:
+        event = Event(
+            lead_id=lead_id, name=name, payload=payload or {}, channel=channel, created_at=now
+        )
+        self.session.add(event)
+        return event
+
+    async def count(self, lead_id: int, name: str) -> int:
+        await self.session.flush()
+        query = select(func.count()).where(Event.lead_id == lead_id, Event.name == name)
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def for_lead(self, lead_id: int, *, limit: int = 100) -> Sequence[Event]:
+        await self.session.flush()
+        query = (
+            select(Event).where(Event.lead_id == lead_id).order_by(Event.id.desc()).limit(limit)
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    def add_stage_change(
+        self, lead_id: int, from_stage: str | None, to_stage: str, *, reason: str, now: datetime
+    ) -> StageChange:
+        change = StageChange(
+            lead_id=lead_id,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            reason=reason,
+            created_at=now,
+        )
+        self.session.add(change)
+        return change
+
+    async def stage_history(self, lead_id: int) -> Sequence[StageChange]:
+        await self.session.flush()
+        query = select(StageChange).where(StageChange.lead_id == lead_id).order_by(StageChange.id)
+        return (await self.session.execute(query)).scalars().all()
+
+
+class SequenceRepository:
+    """Which warm-up chains a lead is in."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, lead_id: int, sequence: str) -> SequenceRun | None:
+        query = select(SequenceRun).where(
+            SequenceRun.lead_id == lead_id, SequenceRun.sequence == sequence
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def start(self, lead_id: int, sequence: str, *, now: datetime) -> SequenceRun | None:
+        """Enrol a lead; None when it is (or was) in this chain already: a chain runs once."""
+        if await self.get(lead_id, sequence) is not None:
+            return None
+        run = SequenceRun(lead_id=lead_id, sequence=sequence, status="active", started_at=now)
+        self.session.add(run)
+        return run
+
+    async def for_lead(self, lead_id: int) -> Sequence[SequenceRun]:
+        query = select(SequenceRun).where(SequenceRun.lead_id == lead_id).order_by(SequenceRun.id)
+        return (await self.session.execute(query)).scalars().all()
+
+
+class OutboxRepository:
+    """Future messages and exports, written in the transaction of the event that caused them."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def enqueue(
+        self,
+        *,
+        idempotency_key: str,
+        channel: str,
+        kind: str,
+        due_at: datetime,
+        now: datetime,
+        lead_id: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> OutboxRow | None:
+        """Add a row unless one with this key exists (then None: nothing is queued twice)."""
+        existing = (
+            await self.session.execute(
+                select(OutboxRow.id).where(OutboxRow.idempotency_key == idempotency_key)
+            )
+        ).scalar_one_or_none()
+        if existing is not None:
+            return None
+        row = OutboxRow(
+            lead_id=lead_id,
+            channel=channel,
+            kind=kind,
+            payload=payload or {},
+            idempotency_key=idempotency_key,
+            due_at=due_at,
+            status="pending",
+            attempts=0,
+            created_at=now,
+        )
+        self.session.add(row)
+        return row
+
+    async def pending_for_lead(self, lead_id: int) -> Sequence[OutboxRow]:
+        query = (
+            select(OutboxRow)
+            .where(OutboxRow.lead_id == lead_id, OutboxRow.status == "pending")
+            .order_by(OutboxRow.due_at, OutboxRow.id)
+        )
+        return (await self.session.execute(query)).scalars().all()

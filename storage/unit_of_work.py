@@ -1,0 +1,27 @@
+"""The unit of work: repositories share one session; only `commit` ends the transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.repositories import (
+    EventRepository,
+    LeadRepository,
+    OutboxRepository,
+    SequenceRepository,
+)
+
+
+class UnitOfWork:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.leads = LeadRepository(session)
+        self.events = EventRepository(session)
+        self.sequences = SequenceRepository(session)
+        self.outbox = OutboxRepository(session)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()

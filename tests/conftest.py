@@ -1,0 +1,106 @@
+"""Shared fixtures: real databases (a SQLite file, and PostgreSQL when the machine has it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.clock import FakeClock
+from bot.engine.funnel import Funnel
+from bot.scenario.active import ActiveScenario
+from bot.scenario.loader import load_scenario
+from storage import migrate
+from storage.database import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_SCENARIO = ROOT / "tests" / "fixtures" / "funnel"
+SHIPPED_SCENARIO = ROOT / "scenarios"
+POSTGRES_URL = os.environ.get(
+    "LEADBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+# CI sets this so that a missing service fails the run instead of skipping its tests.
+REQUIRE_SERVICES = os.environ.get("LEADBOT_REQUIRE_SERVICES") == "1"
+
+
+def _postgres_reachable() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    import asyncpg
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""), timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:  # any failure means "not here"
+        return f"PostgreSQL not reachable at {POSTGRES_URL}: {exc.__class__.__name__}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    reason = _postgres_reachable()
+    if reason is not None:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason} (LEADBOT_REQUIRE_SERVICES=1 makes it mandatory)")
+        pytest.skip(reason)
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database of each kind; PostgreSQL gets a schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/leadbot.db"
+        return
+    base = request.getfixturevalue("postgres_url")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+
+    async def sql(statement: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(base.replace("+asyncpg", ""))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}?search_path={schema}"
+    finally:
+        asyncio.run(sql(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A migrated database (SQLite file or PostgreSQL schema)."""
+    database = Database(database_url)
+    await migrate.upgrade(database.engine)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path}/leadbot.db")
+    await migrate.upgrade(database.engine)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def funnel(sqlite_db: Database, clock: FakeClock) -> Funnel:
+    """The engine on the test funnel (tests/fixtures/funnel) and a SQLite file."""
+    return Funnel(sqlite_db, ActiveScenario(load_scenario(FIXTURE_SCENARIO)), clock)

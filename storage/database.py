@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -59,6 +60,11 @@ class Database:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Queueing our own transactions here costs nothing
+        # and spares them SQLite's busy-wait, which sleeps in steps of up to 100 ms; other
+        # processes are still kept out by BEGIN IMMEDIATE and the busy timeout.
+        self._sqlite_writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._writer_task: asyncio.Task[object] | None = None
 
     @property
     def dialect(self) -> str:
@@ -67,12 +73,27 @@ class Database:
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         """One transaction: commit with `uow.commit()`; anything not committed rolls back."""
-        async with self._sessions() as session:
+        async with self._writer(), self._sessions() as session:
             try:
                 yield UnitOfWork(session)
             finally:
                 if session.in_transaction():
                     await session.rollback()
+
+    @asynccontextmanager
+    async def _writer(self) -> AsyncIterator[None]:
+        if self._sqlite_writer is None:
+            yield
+            return
+        if self._writer_task is asyncio.current_task():
+            # Waiting for our own lock would hang for ever; fail loudly instead.
+            raise RuntimeError("a unit of work was opened inside another one on SQLite")
+        async with self._sqlite_writer:
+            self._writer_task = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._writer_task = None
 
     async def dispose(self) -> None:
         await self.engine.dispose()

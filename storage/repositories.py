@@ -32,26 +32,24 @@ class LeadRepository:
     async def get(self, lead_id: int, *, lock: bool = False) -> Lead | None:
         query = select(Lead).where(Lead.id == lead_id)
         if lock:
-            query = query.with_for_update()
+            # populate_existing: a lead this session read before the lock may have changed
+            # since; without it the identity map hands back the stale values.
+            query = query.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def find_by_identity(
         self, channel: str, external_id: str, *, lock: bool = False
     ) -> tuple[Lead, Identity] | None:
-        """The lead behind a messenger account; `lock` holds its row until commit."""
-        identity = (
-            await self.session.execute(
-                select(Identity).where(
-                    Identity.channel == channel, Identity.external_id == external_id
-                )
-            )
-        ).scalar_one_or_none()
-        if identity is None:
-            return None
-        lead = await self.get(identity.lead_id, lock=lock)
-        if lead is None:  # pragma: no cover - the foreign key cascades deletes
-            return None
-        return lead, identity
+        """The lead behind a messenger account; `lock` holds the lead's row until commit."""
+        query = (
+            select(Lead, Identity)
+            .join(Identity, Identity.lead_id == Lead.id)
+            .where(Identity.channel == channel, Identity.external_id == external_id)
+        )
+        if lock:  # see `get` for why populate_existing
+            query = query.with_for_update(of=Lead).execution_options(populate_existing=True)
+        row = (await self.session.execute(query)).one_or_none()
+        return None if row is None else (row[0], row[1])
 
     async def create(
         self,

@@ -25,7 +25,7 @@ from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import LoadedScenario
 from bot.scenario.model import LinkButton, MenuButton, Offer, OfferButton, Question, Scenario
 from storage.database import Database
-from storage.models import Identity, Lead
+from storage.models import Answer, Identity, Lead
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,12 @@ class Turn:
         self.now = funnel.clock.now()
         self.reply = Reply()
         self.name: str | None = None  # the answer to a `name` question, once known
+        self.answers: dict[str, Answer] = {}
 
     # ---- dispatch ----
 
     async def run(self) -> None:
-        await self.load_name()
+        await self.load_answers()
         kind = self.incoming.kind
         if kind is Kind.START:
             await self.on_start()
@@ -322,12 +323,9 @@ class Turn:
             contacts = await self.uow.leads.contacts(self.lead.id)
             if any(c.kind == question.type for c in contacts):
                 return True
-        answers = await self.uow.leads.answers(self.lead.id)
         if question.type == "name":
-            return any(
-                self.s.questions[q].type == "name" for q in answers if q in self.s.questions
-            )
-        return question_id in answers
+            return self.name is not None
+        return question_id in self.answers
 
     async def marketing_answered(self) -> bool:
         if await self.uow.leads.active_consent(self.lead.id, MARKETING) is not None:
@@ -529,9 +527,9 @@ class Turn:
         *,
         verified: bool = False,
     ) -> None:
-        previous = (await self.uow.leads.answers(self.lead.id)).get(question_id)
+        previous = self.answers.get(question_id)
         self.lead.score += parsed.score - (previous.score if previous else 0)
-        await self.uow.leads.set_answer(
+        self.answers[question_id] = await self.uow.leads.set_answer(
             self.lead.id, question_id, parsed.value, score=parsed.score, now=self.now
         )
         if parsed.tag:
@@ -574,13 +572,12 @@ class Turn:
             self.record("sequence_started", sequence=then.start, offer=offer_id)
             self.advance("warming", f"sequence:{then.start}")
 
-    async def load_name(self) -> None:
-        answers = await self.uow.leads.answers(self.lead.id)
-        for question_id, answer in answers.items():
+    async def load_answers(self) -> None:
+        self.answers = dict(await self.uow.leads.answers(self.lead.id))
+        for question_id, answer in self.answers.items():
             question = self.s.questions.get(question_id)
             if question is not None and question.type == "name":
                 self.name = answer.value
-                return
 
 
 def _with_plus(phone: str) -> str:

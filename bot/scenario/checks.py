@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +70,8 @@ def _references(s: Scenario) -> Iterator[Found]:
         base = ("sequences", seq_id)
         for index, name in enumerate(sequence.stop_on):
             if name not in STAGES and name not in events:
-                yield (*base, "stop_on", index), f"unknown stage or event {name!r}"
+                known = {*STAGES, *events}
+                yield (*base, "stop_on", index), _unknown("stage or event", name, known)
         if sequence.start_on and sequence.start_on.event:  # noqa: SIM102 - reads better
             if sequence.start_on.event not in events:
                 yield (
@@ -122,6 +124,9 @@ def _rule_references(s: Scenario, rule: Rule, path: Path_, events: set[str]) -> 
 
 def _unknown(kind: str, name: str, known: object) -> str:
     names = sorted(known)  # type: ignore[call-overload]
+    close = difflib.get_close_matches(name, names, n=1)
+    if close:
+        return f"unknown {kind} {name!r}; did you mean {close[0]!r}?"
     listed = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
     return f"unknown {kind} {name!r}" + (f" (known: {listed})" if names else "")
 
@@ -134,11 +139,26 @@ def _texts(s: Scenario) -> Iterator[Found]:
     for path, text, limit in _visible_texts(s):
         for name in placeholders(text):
             if name not in allowed:
-                hint = " (promos are named {promo.<id>})" if name.startswith("promo") else ""
-                yield path, f"unknown placeholder {{{name}}}{hint}"
+                yield path, _unknown_placeholder(name, allowed, s)
         if len(text) > limit:
             what = "button text" if limit == BUTTON_LIMIT else "text"
             yield path, f"{what} is {len(text)} characters, over the limit of {limit}"
+
+
+def _unknown_placeholder(name: str, allowed: set[str], s: Scenario) -> str:
+    parts = name.split(".")
+    if parts[0] == "promo" and len(parts) in (2, 3) and parts[-1] != "promo":
+        if parts[1] not in s.promos:
+            return f"unknown placeholder {{{name}}}: " + _unknown("promo", parts[1], s.promos)
+        return (
+            f"unknown placeholder {{{name}}}: "
+            f"use {{promo.{parts[1]}}} or {{promo.{parts[1]}.expires}}"
+        )
+    close = difflib.get_close_matches(name, sorted(allowed), n=1)
+    if close:
+        return f"unknown placeholder {{{name}}}; did you mean {{{close[0]}}}?"
+    listed = ", ".join(f"{{{known}}}" for known in SIMPLE_PLACEHOLDERS)
+    return f"unknown placeholder {{{name}}} (known: {listed}, {{promo.<id>}})"
 
 
 def _menu_buttons(

@@ -6,13 +6,14 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from bot.scenario.checks import check_scenario
 from bot.scenario.model import Scenario
-from bot.scenario.source import Path_, Position, Problem, SourceMap, read_yaml
+from bot.scenario.source import Path_, Position, Problem, SourceMap, format_path, read_yaml
 
 # Sections whose entries are keyed by id: several files may each add entries.
 ID_SECTIONS = ("offers", "questions", "sequences", "promos", "events")
@@ -37,11 +38,7 @@ class LoadedScenario:
         return self.folder / relative
 
 
-def format_path(path: Path_) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+__all__ = ["LoadedScenario", "ScenarioError", "format_path", "load_scenario"]
 
 
 def _display_name(file: Path) -> str:
@@ -152,39 +149,52 @@ def _is_marker(part: str) -> bool:
     )
 
 
-def _field_names(model: type[BaseModel], data: Any, path: Path_) -> list[str]:
+def _field_names(model: type[BaseModel], path: Path_) -> list[str]:
     """The keys allowed where an unknown key stands, for "did you mean" hints."""
-    current: Any = model
+    types: list[Any] = [model]
     for part in path[:-1]:
-        if isinstance(part, int) or current is None:
-            continue
-        annotation = getattr(current, "model_fields", {}).get(part)
-        current = _model_of(annotation.annotation) if annotation else None
-    if current is None or not hasattr(current, "model_fields"):
-        return []
-    return [f.alias or name for name, f in current.model_fields.items()]
+        types = [inner for kind in types for inner in _inside(kind, part)]
+    names: list[str] = []
+    for kind in types:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            names += [f.alias or name for name, f in kind.model_fields.items()]
+    return names
 
 
-def _model_of(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
+def _inside(kind: Any, part: str | int) -> list[Any]:
+    """The types that may stand at `part` inside a value of type `kind`."""
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        field = next((f for name, f in kind.model_fields.items() if part in (name, f.alias)), None)
+        return _unwrap(field.annotation) if field else []
+    origin = get_origin(kind)
+    if origin is dict and isinstance(part, str):
+        return _unwrap(get_args(kind)[1])
+    if origin is list and isinstance(part, int):
+        return _unwrap(get_args(kind)[0])
+    return []
 
 
-def _message(error: Any, path: Path_, data: Any) -> str:
+def _unwrap(kind: Any) -> list[Any]:
+    """Strip `Annotated` and split unions and `X | None` into their members."""
+    if get_origin(kind) is Annotated:
+        return _unwrap(get_args(kind)[0])
+    if get_origin(kind) in (Union, UnionType):
+        return [inner for arg in get_args(kind) for inner in _unwrap(arg)]
+    return [kind]
+
+
+def _message(error: Any, path: Path_) -> str:
     kind = error["type"]
     where = format_path(path)
     if kind == "extra_forbidden":
         key = path[-1] if path else "?"
-        hint = difflib.get_close_matches(str(key), _field_names(Scenario, data, path), n=1)
+        hint = difflib.get_close_matches(str(key), _field_names(Scenario, path), n=1)
         suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
         return f"{where}: unknown key {key!r}{suggestion}"
     if kind == "missing":
-        return f"{where}: missing required key {path[-1]!r}" if path else "missing key"
+        if len(path) == 1:
+            return f"{where}: missing required section"
+        return f"{format_path(path[:-1])}: missing required key {path[-1]!r}"
     text = {
         "string_type": "expected text",
         "int_type": "expected a whole number",
@@ -204,12 +214,30 @@ def _message(error: Any, path: Path_, data: Any) -> str:
     if text is None:
         text = str(error["msg"]).removeprefix("Value error, ")
         if kind == "string_pattern_mismatch" and "A-Za-z0-9_" in text:
-            text = "an id is 1-32 latin letters, digits or _"
-        elif kind == "literal_error":
-            text = text.replace("Input should be", "should be")
+            text = f"bad id {error['input']!r}: use 1-32 latin letters, digits or _ (no spaces)"
         elif kind == "too_short":
             text = "must not be empty"
+        else:
+            text = text.replace("Input should be", "should be")
     return f"{where}: {text}" if where else text
+
+
+def _position(error: Any, path: Path_, data: Any, where: SourceMap) -> Position:
+    """Where a schema error stands: at the key for keys and for whole mappings."""
+    if error["type"] == "missing":
+        return where.locate(path[:-1], key=True)
+    if error["type"] == "extra_forbidden" or "[key]" in error["loc"]:
+        return where.locate(path, key=True)
+    return where.locate(path, key=isinstance(_value_at(data, path), dict))
+
+
+def _value_at(data: Any, path: Path_) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
 
 
 def load_scenario(folder: Path) -> LoadedScenario:
@@ -237,11 +265,8 @@ def load_scenario(folder: Path) -> LoadedScenario:
     except ValidationError as exc:
         for error in exc.errors():
             path = _data_path(data, error["loc"])
-            key = error["type"] in {"extra_forbidden"}
-            position = where.locate(path, key=key)
-            if error["type"] == "missing" and path[:-1] in where.values:
-                position = where.values[path[:-1]]
-            problems.append(Problem(position, _message(error, path, data)))
+            position = _position(error, path, data, where)
+            problems.append(Problem(position, _message(error, path)))
         raise ScenarioError(problems) from None
     for path, message in check_scenario(scenario, folder):
         problems.append(Problem(where.locate(path), f"{format_path(path)}: {message}"))

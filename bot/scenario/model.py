@@ -113,9 +113,14 @@ def _quiet_hours(value: Any) -> Any:
     if isinstance(value, tuple):
         return value
     parts = str(value).split("-")
-    if len(parts) != 2:
-        raise ValueError(f'bad quiet hours {value!r}: use "HH:MM-HH:MM", like "21:00-10:00"')
-    return (_clock_time(parts[0]), _clock_time(parts[1]))
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return (_clock_time(parts[0]), _clock_time(parts[1]))
+    except ValueError:
+        raise ValueError(
+            f'bad quiet hours {value!r}: use "HH:MM-HH:MM" in quotes, like "21:00-10:00"'
+        ) from None
 
 
 class ScenarioSettings(Strict):
@@ -135,7 +140,16 @@ class LinkButton(Strict):
     url: str
 
 
-MenuButton = OfferButton | LinkButton
+def _menu_button_kind(value: Any) -> str:
+    has_offer = "offer" in value if isinstance(value, dict) else isinstance(value, OfferButton)
+    return "OfferButton" if has_offer else "LinkButton"
+
+
+# Told apart by the `offer:` key, so a mistake in one kind is not reported as the other kind.
+MenuButton = Annotated[
+    Annotated[OfferButton, Tag("OfferButton")] | Annotated[LinkButton, Tag("LinkButton")],
+    Discriminator(_menu_button_kind),
+]
 
 
 class Start(Strict):

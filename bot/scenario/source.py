@@ -52,8 +52,19 @@ class SourceMap:
         raise KeyError(path)
 
 
+def format_path(path: Path_) -> str:
+    """`offers.audit.ask[0]`: the way problems name a place in the scenario."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
 def _position(file: str, mark: yaml.Mark) -> Position:
     return Position(file, mark.line + 1, mark.column + 1)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _Reader:
@@ -62,37 +73,90 @@ class _Reader:
         self.loader = loader
         self.map = SourceMap()
         self.problems: list[Problem] = []
+        # How many leading entries of each flattened mapping came from `<<:` merges; a node
+        # behind an alias is read again, after its merge keys are already gone.
+        self.merged: dict[int, int] = {}
 
     def read(self, node: yaml.Node, path: Path_) -> Any:
         self.map.values[path] = _position(self.file, node.start_mark)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
-            self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merges
-            for key_node, value_node in node.value:
+            if id(node) not in self.merged:
+                own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+                self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merges
+                self.merged[id(node)] = len(node.value) - own
+            from_merge: set[str] = set()
+            for index, (key_node, value_node) in enumerate(node.value):
                 key = self.loader.construct_object(key_node, deep=True)
+                where = _position(self.file, key_node.start_mark)
                 if not isinstance(key, str | int):
-                    self.problems.append(
-                        Problem(
-                            _position(self.file, key_node.start_mark), "keys must be plain words"
-                        )
-                    )
+                    what = f"{format_path(path) or 'top level'}: keys must be plain words"
+                    self.problems.append(Problem(where, what))
                     continue
                 key = str(key)
-                if key in result:
+                if key in result and key not in from_merge:
                     first = self.map.keys[(*path, key)]
                     self.problems.append(
                         Problem(
-                            _position(self.file, key_node.start_mark),
-                            f"duplicate key {key!r} (first at line {first.line})",
+                            where,
+                            f"{format_path((*path, key))}: this key is already given at line "
+                            f"{first.line}; keep one",
                         )
                     )
                     continue
-                self.map.keys[(*path, key)] = _position(self.file, key_node.start_mark)
+                if key in result:  # a key written next to `<<:` overrides the merged one
+                    self._forget((*path, key))
+                    from_merge.discard(key)
+                if index < self.merged[id(node)]:
+                    from_merge.add(key)
+                self.map.keys[(*path, key)] = where
                 result[key] = self.read(value_node, (*path, key))
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.read(item, (*path, index)) for index, item in enumerate(node.value)]
         return self.loader.construct_object(node, deep=True)
+
+    def _forget(self, prefix: Path_) -> None:
+        for positions in (self.map.values, self.map.keys):
+            for path in [p for p in positions if p[: len(prefix)] == prefix]:
+                del positions[path]
+
+
+def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
+    """PyYAML's parser terms rewritten for people who write the scenario, not the parser."""
+    context, problem = exc.context or "", exc.problem or ""
+    raw = " ".join(filter(None, [context, problem]))
+    mark = exc.problem_mark or exc.context_mark
+    opened = exc.context_mark
+    # An unclosed quote or bracket is noticed lines later; point at where it was opened.
+    if (
+        opened is not None
+        and mark is not None
+        and opened.line < mark.line
+        and any(word in context for word in ("quoted scalar", "flow sequence", "flow mapping"))
+    ):
+        mark = opened
+    if "'\\t'" in problem:
+        text = "a tab character; indent with spaces"
+    elif "mapping values are not allowed" in problem:
+        text = 'a colon inside a text; put the text in quotes, like text: "Важно: ..."'
+    elif "quoted scalar" in context:
+        text = "a quote is not closed"
+    elif "flow sequence" in context:
+        text = "a [ is not closed with ] or a comma is missing; quote texts that have a colon"
+    elif "flow mapping" in context:
+        text = "a { is not closed with } or a comma is missing; quote texts that have a colon"
+    elif "undefined alias" in problem:
+        name = problem.rsplit(" ", 1)[-1].strip("'")
+        text = f"*{name} refers to no &{name} anchor above it"
+    elif "expected <block end>" in problem or "could not find expected ':'" in problem:
+        text = "the indentation does not match the lines above, or a key lacks its colon"
+    elif "cannot start any token" in problem:
+        text = "a text cannot start with this character; put the text in quotes"
+    else:
+        text = raw
+    position = _position(file, mark) if mark else Position(file, 1, 1)
+    return Problem(position, f"YAML syntax: {text}")
 
 
 def read_yaml(file: Path, display_name: str) -> tuple[Any, SourceMap, list[Problem]]:
@@ -110,9 +174,6 @@ def read_yaml(file: Path, display_name: str) -> tuple[Any, SourceMap, list[Probl
         data = reader.read(node, ())
         return data, reader.map, reader.problems
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        position = _position(display_name, mark) if mark else Position(display_name, 1, 1)
-        what = " ".join(filter(None, [exc.context, exc.problem]))
-        return None, SourceMap(), [Problem(position, f"YAML syntax: {what}")]
+        return None, SourceMap(), [_syntax_problem(display_name, exc)]
     finally:
         loader.dispose()

@@ -40,13 +40,16 @@ def press(replies: list[Outgoing], label: str) -> str:
     raise RuntimeError(f"no button {label!r}")
 
 
-async def walk(funnel: Funnel, user: str, timed: Callable[[Incoming], Awaitable[list[Outgoing]]]) -> None:
+async def walk(
+    funnel: Funnel, user: str, timed: Callable[[Incoming], Awaitable[list[Outgoing]]]
+) -> None:
     """One prospect: start, guide offer, consent, advertising consent, e-mail, then a FAQ."""
     s = funnel.scenarios.current.scenario
 
     def event(kind: Kind, **fields: object) -> Incoming:
-        return Incoming(channel="telegram", external_id=user, kind=kind, first_name="Bench",
-                        **fields)  # type: ignore[arg-type]
+        return Incoming(
+            channel="telegram", external_id=user, kind=kind, first_name="Bench", **fields
+        )  # type: ignore[arg-type]
 
     replies = await timed(event(Kind.START, payload="src_bench"))
     replies = await timed(event(Kind.BUTTON, payload=press(replies, s.offers["guide"].title)))
@@ -60,8 +63,11 @@ async def walk(funnel: Funnel, user: str, timed: Callable[[Incoming], Awaitable[
 async def run_engine(folder: str, prospects: int, concurrency: int) -> tuple[list[float], float]:
     db = Database(f"sqlite+aiosqlite:///{folder}/engine.db")
     await migrate.upgrade(db.engine)
-    funnel = Funnel(db, ActiveScenario(load_scenario(ROOT / "scenarios")),
-                    FakeClock(datetime(2026, 11, 23, 9, tzinfo=UTC)))
+    funnel = Funnel(
+        db,
+        ActiveScenario(load_scenario(ROOT / "scenarios")),
+        FakeClock(datetime(2026, 11, 23, 9, tzinfo=UTC)),
+    )
     latencies: list[float] = []
 
     async def timed(incoming: Incoming) -> list[Outgoing]:
@@ -99,7 +105,9 @@ async def run_baseline(folder: str, events: int, concurrency: int) -> tuple[list
         async with gate:
             began = time.perf_counter()
             async with db.unit_of_work() as uow:
-                found = await uow.leads.find_by_identity("telegram", f"u{index % users}", lock=True)
+                found = await uow.leads.find_by_identity(
+                    "telegram", f"u{index % users}", lock=True
+                )
                 assert found is not None
                 uow.events.add(found[0].id, "bench", now=clock.now())
                 await uow.commit()
@@ -117,8 +125,10 @@ def describe(name: str, latencies: list[float], elapsed: float) -> tuple[float, 
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
     rate = len(latencies) / elapsed
-    print(f"{name:<28} {len(latencies):>7} events {elapsed:>7.2f} s {rate:>9.0f} events/s "
-          f"p50 {p50:>6.2f} ms  p99 {p99:>6.2f} ms")
+    print(
+        f"{name:<28} {len(latencies):>7} events {elapsed:>7.2f} s {rate:>9.0f} events/s "
+        f"p50 {p50:>6.2f} ms  p99 {p99:>6.2f} ms"
+    )
     return rate, p50, p99
 
 
@@ -133,8 +143,10 @@ async def main() -> None:
     print(f"prospects {args.prospects}, concurrency {args.concurrency}, SQLite file (WAL)")
     e_rate, e_p50, e_p99 = describe("engine (shipped funnel)", *engine)
     b_rate, b_p50, b_p99 = describe("baseline (1 insert/commit)", *baseline)
-    print(f"{'engine / baseline':<28} throughput x{e_rate / b_rate:.2f}, "
-          f"p50 x{e_p50 / b_p50:.2f}, p99 x{e_p99 / b_p99:.2f}")
+    print(
+        f"{'engine / baseline':<28} throughput x{e_rate / b_rate:.2f}, "
+        f"p50 x{e_p50 / b_p50:.2f}, p99 x{e_p99 / b_p99:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,14 @@ from storage.database import Database
 
 
 class Prospect:
-    def __init__(self, funnel: Funnel, external_id: str = "1001", *, channel: str = "telegram",
-                 first_name: str = "Анна") -> None:
+    def __init__(
+        self,
+        funnel: Funnel,
+        external_id: str = "1001",
+        *,
+        channel: str = "telegram",
+        first_name: str = "Анна",
+    ) -> None:
         self.funnel = funnel
         self.external_id = external_id
         self.channel = channel
@@ -20,8 +26,13 @@ class Prospect:
         self.last: list[Outgoing] = []
 
     async def send(self, kind: Kind, **fields: object) -> list[Outgoing]:
-        incoming = Incoming(channel=self.channel, external_id=self.external_id, kind=kind,
-                            first_name=self.first_name, **fields)  # type: ignore[arg-type]
+        incoming = Incoming(
+            channel=self.channel,
+            external_id=self.external_id,
+            kind=kind,
+            first_name=self.first_name,
+            **fields,
+        )  # type: ignore[arg-type]
         self.last = await self.funnel.handle(incoming)
         return self.last
 

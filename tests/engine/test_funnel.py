@@ -49,7 +49,8 @@ async def test_audit_walk_asks_consent_questions_then_delivers_and_scores(
     assert anna.last[1].text.startswith("Нужно согласие на обработку данных: https://")
     state = await snapshot(sqlite_db, "1001")
     assert state.stage == "engaged"
-    assert state.answers == {} and state.contacts == set()  # nothing stored before consent
+    assert state.answers == {}
+    assert state.contacts == set()
 
     await anna.press("Согласен")
     assert anna.texts() == "Присылать полезные материалы?"
@@ -65,7 +66,9 @@ async def test_audit_walk_asks_consent_questions_then_delivers_and_scores(
 
     state = await snapshot(sqlite_db, "1001")
     assert state.answers == {
-        "name": "Анна Петрова", "phone": "+79991234567", "company_size": "больше 50",
+        "name": "Анна Петрова",
+        "phone": "+79991234567",
+        "company_size": "больше 50",
     }
     assert state.contacts == {("phone", "+79991234567", False)}
     assert state.consents == {"personal_data", "marketing"}
@@ -74,10 +77,19 @@ async def test_audit_walk_asks_consent_questions_then_delivers_and_scores(
     assert state.tags == {"enterprise", "wants_audit"}
     assert state.sequences == {"audit_followup": "active"}
     assert state.stages == ["engaged", "contact", "warming"]
-    assert state.stage == "warming" and state.awaiting is None
+    assert state.stage == "warming"
+    assert state.awaiting is None
     assert state.events == [
-        "start", "offer_taken", "consent_given", "marketing_consent_given", "answered",
-        "answered", "contact_shared", "answered", "magnet_delivered", "sequence_started",
+        "start",
+        "offer_taken",
+        "consent_given",
+        "marketing_consent_given",
+        "answered",
+        "answered",
+        "contact_shared",
+        "answered",
+        "magnet_delivered",
+        "sequence_started",
     ]
 
 
@@ -125,7 +137,8 @@ async def test_declined_consent_stores_nothing_and_shows_the_menu(
     assert anna.labels() == [*MENU, "Сайт"]
     await anna.say("anna@example.com")  # not an answer now: treated as a free question
     state = await snapshot(sqlite_db, "1001")
-    assert state.contacts == set() and state.answers == {}
+    assert state.contacts == set()
+    assert state.answers == {}
     assert "consent_declined" in state.events
 
 
@@ -163,7 +176,8 @@ async def test_a_sticker_where_text_is_expected_repeats_the_question(
     await anna.press("Да, присылайте")
     await anna.send(Kind.UNSUPPORTED)
     assert [m.text for m in anna.last] == [
-        "Я понимаю только текст и кнопки. Ответьте, пожалуйста, текстом.", "Напишите e-mail",
+        "Я понимаю только текст и кнопки. Ответьте, пожалуйста, текстом.",
+        "Напишите e-mail",
     ]
     await anna.say("not-an-email")
     assert anna.last[0].text.startswith("Похоже, в адресе опечатка.")
@@ -210,7 +224,9 @@ async def test_stale_or_forged_buttons_get_the_menu_and_change_nothing(
     assert anna.last[0].text == "Эта кнопка уже устарела. Вот актуальное меню:"
     assert anna.labels() == [*MENU, "Сайт"]
     state = await snapshot(sqlite_db, "1001")
-    assert state.consents == set() and state.answers == {} and state.score == 0
+    assert state.consents == set()
+    assert state.answers == {}
+    assert state.score == 0
 
 
 async def test_an_old_answer_button_after_the_question_moved_on_is_stale(
@@ -282,7 +298,8 @@ async def test_a_malformed_deep_link_is_ignored_but_kept(
     await anna.start("bad payload with spaces!")
     assert anna.labels() == [*MENU, "Сайт"]
     state = await snapshot(sqlite_db, "1001")
-    assert state.source is None and state.events == ["start"]
+    assert state.source is None
+    assert state.events == ["start"]
 
 
 async def test_two_first_messages_at_once_make_one_lead(
@@ -314,7 +331,8 @@ async def test_a_failure_rolls_back_and_apologises(
     assert anna.texts() == "Простите, у нас что-то сломалось. Попробуйте ещё раз через минуту."
     assert "failed to handle button event of telegram:1001" in caplog.text
     state = await snapshot(sqlite_db, "1001")
-    assert state.stage == "new" and "offer_taken" not in state.events  # rolled back whole
+    assert state.stage == "new"
+    assert "offer_taken" not in state.events
 
 
 async def test_the_same_walk_works_on_postgresql_and_sqlite(

@@ -40,7 +40,9 @@ def _as_list(value: Any) -> list[str]:
 async def test_story(scenario: str, story: dict[str, Any], sqlite_db: Database) -> None:
     clock = FakeClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
     funnel = Funnel(sqlite_db, ActiveScenario(load_scenario(ROOT / scenario)), clock)
-    chat = ConsoleChat(funnel, clock, external_id="story", first_name=story.get("first_name", "Гость"))
+    chat = ConsoleChat(
+        funnel, clock, external_id="story", first_name=story.get("first_name", "Гость")
+    )
     shown: list[str] = []
     for number, step in enumerate(story["dialog"], start=1):
         where = f"step {number} of {story['name']!r}"
@@ -66,10 +68,17 @@ async def test_story(scenario: str, story: dict[str, Any], sqlite_db: Database) 
         if "state" in step:
             state = await snapshot(sqlite_db, "story", channel="console")
             for key, wanted in step["state"].items():
-                actual = getattr(state, key)
-                if isinstance(actual, set | dict) and isinstance(wanted, list):
-                    assert set(wanted) <= set(actual), f"{where}: {key} {actual} lacks {wanted}"
-                elif isinstance(actual, dict) and isinstance(wanted, dict):
-                    assert wanted.items() <= actual.items(), f"{where}: {key} {actual} vs {wanted}"
-                else:
-                    assert actual == wanted, f"{where}: {key} is {actual!r}, expected {wanted!r}"
+                _check_state(where, key, getattr(state, key), wanted)
+
+
+def _check_state(where: str, key: str, actual: Any, wanted: Any) -> None:
+    """Lists and mappings must contain what the story names; an empty one means "none"."""
+    message = f"{where}: {key} is {actual!r}, expected {wanted!r}"
+    if isinstance(wanted, list | dict) and not wanted:
+        assert not actual, message
+    elif isinstance(wanted, dict):
+        assert wanted.items() <= dict(actual).items(), message
+    elif isinstance(wanted, list):
+        assert set(wanted) <= set(actual), message
+    else:
+        assert actual == wanted, message

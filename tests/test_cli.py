@@ -1,0 +1,162 @@
+"""The `leadbot` command as a user runs it: a real process, piped input, real files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHIPPED_SCENARIO
+
+GUIDE_WALK = "/start src_test\n2\n1\n1\nnot an email\nanna@example.com\n/wait 1d\n/quit\n"
+
+
+def leadbot(
+    args: list[str], cwd: Path, stdin: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `leadbot` in `cwd` (no .env there) with only the given settings."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "SCENARIO_", "TELEGRAM_", "VK_", "LOG_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**clean, **env, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_chat_walks_the_shipped_funnel_from_start_to_the_guide(tmp_path: Path) -> None:
+    result = leadbot(["chat", "--scenario", str(SHIPPED_SCENARIO)], tmp_path, GUIDE_WALK)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "> /start src_test" in out  # piped lines are echoed, so the transcript reads well
+    assert "bot: Здравствуйте, Гость!" in out
+    assert "[2] Гайд: настройка Битрикс24 за вечер" in out
+    assert "Не получается разобрать адрес" in out
+    assert "[file] bitrix24-guide.pdf" in out
+    assert "(clock moved 1d forward" in out
+    assert out.index("[file] bitrix24-guide.pdf") > out.index("Не получается разобрать адрес")
+
+
+def test_run_without_a_messenger_token_chats_here_and_migrates_a_new_sqlite_file(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "data" / "leads.db"
+    result = leadbot(
+        ["run"],
+        tmp_path,
+        GUIDE_WALK,
+        DATABASE_URL=f"sqlite+aiosqlite:///{database}",
+        SCENARIO_DIR=str(SHIPPED_SCENARIO),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no messenger configured" in result.stderr
+    assert "[file] bitrix24-guide.pdf" in result.stdout
+    with sqlite3.connect(database) as conn:  # the lead is really stored, in WAL mode
+        assert conn.execute("select stage, source from leads").fetchall() == [("warming", "test")]
+        assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
+
+
+def test_chat_keeps_leads_in_the_database_given(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/kept.db"
+    first = leadbot(
+        ["chat", "--scenario", str(SHIPPED_SCENARIO), "--db", url],
+        tmp_path,
+        "/start\n2\n1\n1\nanna@example.com\n",
+    )
+    assert first.returncode == 0, first.stderr
+    second = leadbot(
+        ["chat", "--scenario", str(SHIPPED_SCENARIO), "--db", url], tmp_path, "/start o_guide\n"
+    )
+    assert "Держите гайд" in second.stdout  # the e-mail and consent were remembered
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL: "),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL: use sqlite+aiosqlite:///path"),
+        ("MANAGERS_TELEGRAM_CHAT_ID", "group", "MANAGERS_TELEGRAM_CHAT_ID: "),
+    ],
+)
+def test_a_wrong_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
+    result = leadbot(["check", str(SHIPPED_SCENARIO)], tmp_path, **{name: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"leadbot: bad setting: {message}")
+    assert "Traceback" not in result.stderr
+
+
+def test_secrets_never_reach_the_log(tmp_path: Path) -> None:
+    result = leadbot(
+        ["chat", "--scenario", str(SHIPPED_SCENARIO)],
+        tmp_path,
+        "/start\n",
+        TELEGRAM_BOT_TOKEN="123456:SECRET-TOKEN-VALUE",
+        LOG_LEVEL="DEBUG",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SECRET-TOKEN-VALUE" not in result.stdout + result.stderr
+
+
+def test_a_broken_scenario_stops_the_bot_with_every_problem(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "main.yaml").write_text("version: 1\nstart: {text: hi}\n", encoding="utf-8")
+    result = leadbot(["chat", "--scenario", str(folder)], tmp_path, "/start\n")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "broken/main.yaml:1:1: consent: missing required section",
+        "broken/main.yaml:1:1: offers: missing required section",
+        "broken/main.yaml:2:1: start: missing required key 'buttons'",
+        "leadbot: the scenario has 3 problem(s); fix them and run `leadbot check`",
+    ]
+
+
+def test_postgresql_is_not_migrated_behind_the_operators_back(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+
+    async def sql(statement: str) -> None:
+        conn = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = f"{postgres_url}?search_path={schema}"
+        refused = leadbot(
+            ["chat", "--scenario", str(SHIPPED_SCENARIO), "--db", url], tmp_path, "/start\n"
+        )
+        assert refused.returncode == 2
+        assert "run `leadbot db upgrade` first" in refused.stderr
+        upgraded = leadbot(["db", "upgrade", "--db", url], tmp_path)
+        assert upgraded.returncode == 0, upgraded.stderr
+        works = leadbot(
+            ["chat", "--scenario", str(SHIPPED_SCENARIO), "--db", url], tmp_path, "/start\n"
+        )
+        assert "Здравствуйте, Гость!" in works.stdout
+    finally:
+        asyncio.run(sql(f'DROP SCHEMA "{schema}" CASCADE'))

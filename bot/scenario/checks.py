@@ -149,7 +149,7 @@ def _unknown_placeholder(name: str, allowed: set[str], s: Scenario) -> str:
     parts = name.split(".")
     if parts[0] == "promo" and len(parts) in (2, 3) and parts[-1] != "promo":
         if parts[1] not in s.promos:
-            return f"unknown placeholder {{{name}}}: " + _unknown("promo", parts[1], s.promos)
+            return f"unknown placeholder {{{name}}}: no promo {parts[1]!r} in promos:"
         return (
             f"unknown placeholder {{{name}}}: "
             f"use {{promo.{parts[1]}}} or {{promo.{parts[1]}.expires}}"

@@ -188,7 +188,8 @@ def _message(error: Any, path: Path_) -> str:
     where = format_path(path)
     if kind == "extra_forbidden":
         key = path[-1] if path else "?"
-        hint = difflib.get_close_matches(str(key), _field_names(Scenario, path), n=1)
+        known = [name for name in _field_names(Scenario, path) if name != key]
+        hint = difflib.get_close_matches(str(key), known, n=1)
         suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
         return f"{where}: unknown key {key!r}{suggestion}"
     if kind == "missing":
@@ -215,6 +216,8 @@ def _message(error: Any, path: Path_) -> str:
         text = str(error["msg"]).removeprefix("Value error, ")
         if kind == "string_pattern_mismatch" and "A-Za-z0-9_" in text:
             text = f"bad id {error['input']!r}: use 1-32 latin letters, digits or _ (no spaces)"
+        elif kind == "rule" and isinstance(error["input"], dict) and len(error["input"]) == 1:
+            text = f"unknown rule {next(iter(error['input']))!r}: {text}"
         elif kind == "too_short":
             text = "must not be empty"
         else:

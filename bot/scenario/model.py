@@ -134,6 +134,13 @@ class OfferButton(Strict):
 
     offer: Id
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_label(cls, value: Any) -> Any:
+        if isinstance(value, dict) and {"text", "url"} & set(value):
+            raise ValueError("an offer: button shows the offer's title; give it no text: or url:")
+        return value
+
 
 class LinkButton(Strict):
     text: str
@@ -236,6 +243,8 @@ class Comparison(Strict):
 
 
 def _comparison(value: Any) -> Any:
+    if isinstance(value, Comparison | dict):
+        return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return {"op": ">=", "number": value}
     match = _COMPARE.match(str(value))
@@ -251,7 +260,7 @@ class EventCount(Strict):
 
 
 def _event_count(value: Any) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, EventCount | dict):
         return value
     match = _EVENT_COUNT.match(str(value))
     if not match:
@@ -326,8 +335,10 @@ def _rule_kind(value: Any) -> str | None:
     if isinstance(value, dict) and len(value) == 1:
         key = next(iter(value))
         return key if key in RULE_KINDS else None
+    if isinstance(value, NotRule):  # its field is `not_`, as `not` is a Python keyword
+        return "not"
     if isinstance(value, BaseModel):
-        return next(k for k in RULE_KINDS if k in type(value).model_fields or k == "not")
+        return next((k for k in RULE_KINDS if k in type(value).model_fields), None)
     return None
 
 

@@ -133,13 +133,19 @@ def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
         opened is not None
         and mark is not None
         and opened.line < mark.line
-        and any(word in context for word in ("quoted scalar", "flow sequence", "flow mapping"))
+        and any(
+            word in context
+            for word in ("quoted scalar", "flow sequence", "flow mapping", "simple key")
+        )
     ):
         mark = opened
     if "'\\t'" in problem:
         text = "a tab character; indent with spaces"
     elif "mapping values are not allowed" in problem:
-        text = 'a colon inside a text; put the text in quotes, like text: "Важно: ..."'
+        text = (
+            'a colon inside a text (put the text in quotes, like text: "Важно: ...") '
+            "or a key indented too far"
+        )
     elif "quoted scalar" in context:
         text = "a quote is not closed"
     elif "flow sequence" in context:
@@ -149,10 +155,15 @@ def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
     elif "undefined alias" in problem:
         name = problem.rsplit(" ", 1)[-1].strip("'")
         text = f"*{name} refers to no &{name} anchor above it"
-    elif "expected <block end>" in problem or "could not find expected ':'" in problem:
-        text = "the indentation does not match the lines above, or a key lacks its colon"
+    elif "simple key" in context:
+        text = "this line is not key: value; if it goes on with a text, indent it under the key"
+    elif "flow node" in context and "<stream end>" in problem:
+        text = "the file ends before a [ or { is closed"
+    elif "expected <block end>" in problem:
+        text = "the indentation does not match the lines above"
     elif "cannot start any token" in problem:
-        text = "a text cannot start with this character; put the text in quotes"
+        character = problem.removeprefix("found character ").split(" that", 1)[0]
+        text = f"a text cannot start with {character}; put the text in quotes"
     else:
         text = raw
     position = _position(file, mark) if mark else Position(file, 1, 1)

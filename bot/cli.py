@@ -94,12 +94,20 @@ def check(folder: Path) -> int:
         return 1
     s = loaded.scenario
     steps = sum(len(seq.steps) for seq in s.sequences.values())
-    print(
-        f"{folder}: OK: {len(loaded.files)} files, {len(s.offers)} offers, "
-        f"{len(s.questions)} questions, {len(s.sequences)} sequences ({steps} steps), "
-        f"{len(s.promos)} promos, {len(s.faq)} FAQ entries"
-    )
+    counts = [
+        _count(len(loaded.files), "file"),
+        _count(len(s.offers), "offer"),
+        _count(len(s.questions), "question"),
+        f"{_count(len(s.sequences), 'sequence')} ({_count(steps, 'step')})",
+        _count(len(s.promos), "promo"),
+        _count(len(s.faq), "FAQ entry", "FAQ entries"),
+    ]
+    print(f"{folder}: OK: {', '.join(counts)}")
     return 0
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    return f"{number} {one if number == 1 else many or one + 's'}"
 
 
 async def db_command(command: str, url: str) -> int:

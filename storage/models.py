@@ -78,6 +78,8 @@ class Lead(Base):
     awaiting: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unreachable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by /delete: the person is forgotten; the row stays, anonymous, for the counts.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Identity(Base):
@@ -216,3 +218,13 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InboundEvent(Base):
+    """Keys of messenger updates already handled (Telegram update_id, VK event_id): a retried
+    delivery of the same update is recognised and not handled twice."""
+
+    __tablename__ = "inbound_events"
+
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -15,6 +15,7 @@ from storage.models import (
     Contact,
     Event,
     Identity,
+    InboundEvent,
     Lead,
     OutboxRow,
     SequenceRun,
@@ -85,6 +86,26 @@ class LeadRepository:
     async def identities(self, lead_id: int) -> Sequence[Identity]:
         query = select(Identity).where(Identity.lead_id == lead_id).order_by(Identity.id)
         return (await self.session.execute(query)).scalars().all()
+
+    async def erase_personal_data(self, lead_id: int, *, now: datetime) -> None:
+        """Forget the person: contacts, answers, tags and messenger accounts go, consents are
+        withdrawn, event details are scrubbed. The lead row and its events stay, anonymous,
+        so counts by stage, source and offer still add up."""
+        for model in (Contact, Answer, Tag, Identity):
+            await self.session.execute(delete(model).where(model.lead_id == lead_id))
+        await self.session.execute(
+            update(Consent)
+            .where(Consent.lead_id == lead_id, Consent.withdrawn_at.is_(None))
+            .values(withdrawn_at=now)
+        )
+        events = await self.session.execute(select(Event).where(Event.lead_id == lead_id))
+        for event in events.scalars():
+            event.payload = {k: v for k, v in event.payload.items() if k in ANONYMOUS_EVENT_KEYS}
+        lead = await self.get(lead_id)
+        if lead is not None:
+            lead.first_name = lead.awaiting = None
+            lead.erased_at = lead.erased_at or now
+            lead.unsubscribed_at = lead.unsubscribed_at or now
 
     # contacts
     async def contacts(self, lead_id: int) -> Sequence[Contact]:
@@ -179,6 +200,12 @@ class LeadRepository:
         return answer
 
 
+# Event details that say nothing about the person; the rest is dropped when a lead is erased.
+ANONYMOUS_EVENT_KEYS = frozenset(
+    {"offer", "sequence", "step", "source", "question", "kind", "variant", "promo", "verified"}
+)
+
+
 class EventRepository:
     """What happened to a lead: events and stage moves, append-only."""
 
@@ -200,9 +227,12 @@ class EventRepository:
         self.session.add(event)
         return event
 
-    async def count(self, lead_id: int, name: str) -> int:
+    async def count(self, lead_id: int, name: str, **details: str) -> int:
+        """How many `name` events the lead has, optionally only those with these details."""
         await self.session.flush()
         query = select(func.count()).where(Event.lead_id == lead_id, Event.name == name)
+        for key, value in details.items():
+            query = query.where(Event.payload[key].as_string() == value)
         return int((await self.session.execute(query)).scalar_one())
 
     async def for_lead(self, lead_id: int, *, limit: int = 100) -> Sequence[Event]:
@@ -302,3 +332,24 @@ class OutboxRepository:
             .order_by(OutboxRow.due_at, OutboxRow.id)
         )
         return (await self.session.execute(query)).scalars().all()
+
+
+class InboundRepository:
+    """Which messenger updates were handled, so a redelivered one is skipped."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def first_time(self, key: str, *, now: datetime) -> bool:
+        """Remember `key`; False if it was remembered before (the update is a repeat).
+        A concurrent twin fails at commit on the primary key and is retried as a repeat."""
+        if await self.session.get(InboundEvent, key) is not None:
+            return False
+        self.session.add(InboundEvent(key=key, created_at=now))
+        return True
+
+    async def forget_before(self, moment: datetime) -> int:
+        result = await self.session.execute(
+            delete(InboundEvent).where(InboundEvent.created_at < moment)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

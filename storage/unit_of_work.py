@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.repositories import (
     EventRepository,
+    InboundRepository,
     LeadRepository,
     OutboxRepository,
     SequenceRepository,
@@ -17,6 +18,7 @@ class UnitOfWork:
         self.session = session
         self.leads = LeadRepository(session)
         self.events = EventRepository(session)
+        self.inbound = InboundRepository(session)
         self.sequences = SequenceRepository(session)
         self.outbox = OutboxRepository(session)
 

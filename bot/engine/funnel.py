@@ -224,7 +224,7 @@ class Turn:
         self.record("start", **details)
         self.lead.awaiting = None
         if link.offer and link.offer in self.s.offers:
-            await self.take_offer(link.offer)
+            await self.take_offer(link.offer, from_link=True)
         else:
             await self.show_menu()
 
@@ -283,7 +283,7 @@ class Turn:
 
     # ---- offers, consent, questions ----
 
-    async def take_offer(self, offer_id: str) -> None:
+    async def take_offer(self, offer_id: str, *, from_link: bool = False) -> None:
         offer = self.s.offers[offer_id]
         self.record("offer_taken", offer=offer_id)
         await self.score_event("offer_taken")
@@ -291,6 +291,8 @@ class Turn:
         self.advance("engaged", f"offer:{offer_id}")
         if offer.pitch:
             self.say(f"{offer.title}\n\n{offer.pitch}")
+        elif from_link:  # no button was pressed, so say what is being opened
+            self.say(offer.title)
         await self.continue_offer(offer_id)
 
     def consent_version(self) -> str:
@@ -560,10 +562,14 @@ class Turn:
         elif offer.deliver.url:
             file = FileRef(url=offer.deliver.url)
         self.say(offer.deliver.text, buttons=self.back_to_menu(), file=file)
+        first_time = not await self.uow.events.count(
+            self.lead.id, "magnet_delivered", offer=offer_id
+        )
         self.record("magnet_delivered", offer=offer_id)
         await self.score_event("magnet_delivered")
         then = offer.then
-        self.lead.score += then.score
+        if first_time:  # asking for the same guide twice is not twice the interest
+            self.lead.score += then.score
         for tag in then.tag:
             await self.add_tag(tag)
         if then.start is not None and await self.uow.sequences.start(

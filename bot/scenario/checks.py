@@ -25,6 +25,8 @@ from bot.scenario.source import Path_
 TEXT_LIMIT = 4096  # Telegram's limit for one message
 BUTTON_LIMIT = 40  # VK's limit for a button label; Telegram allows more, VK cuts
 SIMPLE_PLACEHOLDERS = ("first_name", "name", "referral_link", "policy_url")
+# What the engine fills in the replies it sends at once (start, offers, questions, FAQ...).
+REPLY_PLACEHOLDERS = frozenset({"first_name", "name", "policy_url"})
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 Found = tuple[Path_, str]
@@ -102,6 +104,13 @@ def _references(s: Scenario) -> Iterator[Found]:
     if s.referral is not None:
         yield from promo(("referral", "invitee_promo"), s.referral.invitee_promo)
         yield from promo(("referral", "reward_promo"), s.referral.reward_promo)
+    for name in s.scoring.events:
+        if name not in events:  # points for an event that never happens are a typo
+            yield (
+                ("scoring", "events", name),
+                _unknown("event", name, events)
+                + " (events from outside the chat are declared under events:)",
+            )
     if s.scoring.qualify is not None:
         yield from _rule_references(s, s.scoring.qualify, ("scoring", "qualify"), events)
 
@@ -140,6 +149,17 @@ def _texts(s: Scenario) -> Iterator[Found]:
         for name in placeholders(text):
             if name not in allowed:
                 yield path, _unknown_placeholder(name, allowed, s)
+            elif limit == BUTTON_LIMIT or path == ("messages", "error"):
+                # Labels are sent as written, and the apology must not depend on data.
+                yield path, f"{{{name}}}: this text is sent as written, without placeholders"
+            elif name not in REPLY_PLACEHOLDERS and path[0] != "sequences":
+                yield (
+                    path,
+                    (
+                        f"{{{name}}} works in sequence steps only: codes and links are made when "
+                        "a step is sent"
+                    ),
+                )
         if len(text) > limit:
             what = "button text" if limit == BUTTON_LIMIT else "text"
             yield path, f"{what} is {len(text)} characters, over the limit of {limit}"

@@ -64,6 +64,9 @@ BUILTIN_EVENTS = frozenset(
         "purchase",
         "unsubscribed",
         "unmatched_text",
+        "faq_answered",
+        "blocked",
+        "erased",
     }
 )
 
@@ -250,7 +253,7 @@ def _comparison(value: Any) -> Any:
     match = _COMPARE.match(str(value))
     if not match:
         raise ValueError(f'bad comparison {value!r}: use an operator and a number, like ">= 60"')
-    return {"op": match[1] or "==", "number": float(match[2])}
+    return {"op": match[1] or ">=", "number": float(match[2])}  # "60" reads as "at least 60"
 
 
 class EventCount(Strict):
@@ -278,9 +281,10 @@ class AnswerCondition(Strict):
 def _answer_condition(value: Any) -> Any:
     if isinstance(value, dict):
         return value
-    if _COMPARE.match(str(value)) and not isinstance(value, bool):
+    match = _COMPARE.match(str(value))
+    if match and match[1] and not isinstance(value, bool):  # an operator: compare numbers
         return {"compare": _comparison(value)}
-    return {"equals": str(value)}
+    return {"equals": str(value)}  # `nps: 9` and `nps: "9"` both mean exactly 9
 
 
 class AnyRule(Strict):
@@ -532,8 +536,8 @@ class Scenario(Strict):
     events: dict[Id, str] = {}
 
     def known_events(self) -> set[str]:
-        """Built-in events, declared ones, scored ones and those that buttons record."""
-        named = set(BUILTIN_EVENTS) | set(self.events) | set(self.scoring.events)
+        """Built-in events, those declared under `events:` and those that buttons record."""
+        named = set(BUILTIN_EVENTS) | set(self.events)
         for sequence in self.sequences.values():
             for step in sequence.steps:
                 named.update(b.event for b in step.buttons if b.event)

@@ -105,7 +105,7 @@ async def test_known_answers_are_skipped_on_the_next_offer(
     await anna.share("79991234567")
     await anna.press("до 10")
     await anna.start("o_guide")  # consent is not asked again, only the missing e-mail
-    assert anna.texts() == "Напишите e-mail"
+    assert anna.texts() == "Гайд по настройке\nНапишите e-mail"
     await anna.say("  Anna@Example.COM ")
     assert anna.last[0].text == "Ваш гайд, Анна."
     assert anna.last[0].file is not None
@@ -115,6 +115,12 @@ async def test_known_answers_are_skipped_on_the_next_offer(
     assert ("phone", "+79991234567", True) in state.contacts  # shared, so verified
     assert state.consents == {"personal_data"}  # advertising declined, and not asked again
     assert state.events.count("marketing_consent_declined") == 1
+
+
+async def test_a_deep_link_names_the_offer_it_opens(funnel: Funnel) -> None:
+    anna = Prospect(funnel)
+    await anna.start("src_site-o_guide")
+    assert [m.text for m in anna.last][:1] == ["Гайд по настройке"]
 
 
 async def test_offer_without_questions_is_delivered_without_consent(
@@ -285,10 +291,11 @@ async def test_a_chain_started_twice_runs_once(funnel: Funnel, sqlite_db: Databa
     await anna.press("Да, присылайте")
     await anna.say("anna@example.com")
     await anna.start("o_guide")  # everything is known: delivered again at once
-    assert anna.last[0].text.startswith("Ваш гайд")
+    assert [m.text for m in anna.last] == ["Гайд по настройке", "Ваш гайд, Анна."]
     state = await snapshot(sqlite_db, "1001")
     assert state.events.count("magnet_delivered") == 2
     assert state.events.count("sequence_started") == 1
+    assert state.score == 15  # then.score 10 counted once, plus 5 for the e-mail
 
 
 async def test_a_malformed_deep_link_is_ignored_but_kept(

@@ -32,7 +32,7 @@ def test_valid_scenario_prints_one_ok_line_with_the_counts(scenario_dir: Path) -
 
     assert (result.returncode, result.stdout, result.stderr) == (
         0,
-        "sc: OK: 1 files, 3 offers, 5 questions, 2 sequences (3 steps), 0 promos, 1 FAQ entries\n",
+        "sc: OK: 1 file, 3 offers, 5 questions, 2 sequences (3 steps), 0 promos, 1 FAQ entry\n",
         "",
     )
 
@@ -41,7 +41,7 @@ def test_without_a_folder_checks_scenario_dir(scenario_dir: Path) -> None:
     result = leadbot_check(env={"SCENARIO_DIR": "sc"})
 
     assert result.returncode == 0
-    assert result.stdout.startswith("sc: OK: 1 files, 3 offers,")
+    assert result.stdout.startswith("sc: OK: 1 file, 3 offers,")
 
 
 def test_every_problem_is_printed_and_the_exit_code_is_1(scenario_dir: Path, edit: Edit) -> None:

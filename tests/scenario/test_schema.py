@@ -743,3 +743,69 @@ def test_files_outside_the_working_directory_show_absolute(
 
     shown = (tmp_path / "sc" / "funnel.yaml").resolve()
     assert problems(tmp_path / "sc") == [f"{shown}:2:10: version: should be 1"]
+
+
+def test_promo_placeholder_works_in_a_step_but_not_in_an_immediate_reply(
+    scenario_dir: Path, edit: Edit
+) -> None:
+    (scenario_dir / "promos.yaml").write_text(
+        "promos:\n  first_purchase: {kind: personal, prefix: START, discount: 10%, valid: 14d}\n",
+        encoding="utf-8",
+    )
+    edit(
+        "Напоминаем об аудите", "Ваш код {promo.first_purchase} до {promo.first_purchase.expires}"
+    )
+    edit("Спасибо, {name}!", "Спасибо! Ссылка для друзей: {referral_link}")
+
+    assert problems(scenario_dir) == [
+        "sc/funnel.yaml:23:13: offers.audit.deliver.text: {referral_link} works in sequence "
+        "steps only: codes and links are made when a step is sent"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            'button: "Отправить номер"',
+            'button: "Номер, {first_name}"',
+            "sc/funnel.yaml:38:65: questions.phone.button: {first_name}: this text is sent as "
+            "written, without placeholders",
+        ),
+        (
+            "consent:\n",
+            'messages:\n  error: "Простите, {first_name}"\nconsent:\n',
+            "sc/funnel.yaml:14:10: messages.error: {first_name}: this text is sent as written, "
+            "without placeholders",
+        ),
+    ],
+)
+def test_texts_sent_as_written_take_no_placeholders(
+    scenario_dir: Path, edit: Edit, old: str, new: str, expected: str
+) -> None:
+    edit(old, new)
+
+    assert problems(scenario_dir) == [expected]
+
+
+def test_points_for_an_event_that_never_happens_are_a_typo(scenario_dir: Path, edit: Edit) -> None:
+    edit("case_read: 10", "case_raed: 10")
+
+    assert problems(scenario_dir) == [
+        "sc/funnel.yaml:67:16: scoring.events.case_raed: unknown event 'case_raed'; did you mean "
+        "'case_read'? (events from outside the chat are declared under events:)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "op", "number"),
+    [(60, ">=", 60.0), ('"60"', ">=", 60.0), ('"> 60"', ">", 60.0), ('"== 60"', "==", 60.0)],
+)
+def test_a_bare_score_means_at_least(
+    scenario_dir: Path, edit: Edit, written: object, op: str, number: float
+) -> None:
+    edit('score: ">= 60"', f"score: {written}")
+
+    rule = load_scenario(scenario_dir).scenario.scoring.qualify
+    assert isinstance(rule, AnyRule)
+    assert rule.any[0] == ScoreRule(score=Comparison(op=op, number=number))

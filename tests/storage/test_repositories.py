@@ -528,3 +528,60 @@ async def test_a_locked_read_refreshes_a_lead_read_earlier(db: Database) -> None
         lead = await uow.leads.get(lead_id)
         assert lead is not None
         assert lead.score == 8
+
+
+async def test_events_are_counted_by_their_details(db: Database) -> None:
+    lead_id = await new_lead(db)
+    async with db.unit_of_work() as uow:
+        uow.events.add(lead_id, "magnet_delivered", now=NOW, payload={"offer": "guide"})
+        uow.events.add(lead_id, "magnet_delivered", now=NOW, payload={"offer": "audit"})
+        uow.events.add(lead_id, "magnet_delivered", now=NOW, payload={"offer": "guide"})
+        assert await uow.events.count(lead_id, "magnet_delivered") == 3
+        assert await uow.events.count(lead_id, "magnet_delivered", offer="guide") == 2
+        assert await uow.events.count(lead_id, "magnet_delivered", offer="consult") == 0
+
+
+async def test_an_update_key_is_handled_once_even_by_racing_transactions(db: Database) -> None:
+    async with db.unit_of_work() as uow:
+        assert await uow.inbound.first_time("telegram:1", now=NOW)
+        await uow.commit()
+    async with db.unit_of_work() as uow:
+        assert not await uow.inbound.first_time("telegram:1", now=NOW)
+        assert await uow.inbound.first_time("telegram:2", now=NOW)
+        await uow.commit()
+    async with db.unit_of_work() as uow:
+        assert await uow.inbound.forget_before(NOW + timedelta(seconds=1)) == 2
+        await uow.commit()
+    async with db.unit_of_work() as uow:
+        assert await uow.inbound.first_time("telegram:1", now=NOW)  # forgotten: new again
+
+
+async def test_erasure_forgets_the_person_and_keeps_anonymous_counts(db: Database) -> None:
+    lead_id = await new_lead(db)
+    async with db.unit_of_work() as uow:
+        await uow.leads.add_contact(
+            lead_id, "phone", "+79991234567", verified=True, channel="telegram", now=NOW
+        )
+        await uow.leads.set_answer(lead_id, "name", "Анна", score=0, now=NOW)
+        await uow.leads.add_tag(lead_id, "vip", now=NOW)
+        await uow.leads.give_consent(
+            lead_id, "personal_data", text_version="v1", channel="telegram", now=NOW
+        )
+        uow.events.add(lead_id, "answered", now=NOW, payload={"question": "name", "value": "Анна"})
+        uow.events.add(lead_id, "unmatched_text", now=NOW, payload={"text": "мой паспорт 1234"})
+        await uow.commit()
+    async with db.unit_of_work() as uow:
+        await uow.leads.erase_personal_data(lead_id, now=NOW)
+        await uow.commit()
+    async with db.unit_of_work() as uow:
+        lead = await uow.leads.get(lead_id)
+        assert lead is not None
+        assert lead.erased_at == NOW
+        assert lead.first_name is None
+        assert await uow.leads.find_by_identity("telegram", "100") is None
+        assert await uow.leads.contacts(lead_id) == []
+        assert await uow.leads.answers(lead_id) == {}
+        assert await uow.leads.tags(lead_id) == set()
+        assert await uow.leads.active_consent(lead_id, "personal_data") is None
+        events = {e.name: e.payload for e in await uow.events.for_lead(lead_id)}
+        assert events == {"answered": {"question": "name"}, "unmatched_text": {}}

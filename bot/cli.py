@@ -160,11 +160,19 @@ async def run(settings: Settings) -> int:
             settings.database_url,
         )
         return await converse(settings, None, settings.database_url, "Гость")
-    print(
-        "leadbot: the Telegram and VK channels are not built yet; use `leadbot chat`",
-        file=sys.stderr,
-    )
-    return 2
+    if settings.telegram_bot_token is None:
+        print("leadbot: the VK channel is not built yet; set TELEGRAM_BOT_TOKEN or use "
+              "`leadbot chat`", file=sys.stderr)
+        return 2
+    # The composition root is the one place that imports a channel to start it.
+    from handlers.telegram.runner import run_telegram
+
+    app = await build_app(settings)
+    try:
+        await run_telegram(settings, app.funnel)
+    finally:
+        await app.close()
+    return 0
 
 
 if __name__ == "__main__":

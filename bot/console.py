@@ -91,7 +91,8 @@ class ConsoleChat:
             incoming = self._incoming(Kind.BUTTON, payload=button.action)
         else:
             incoming = self._incoming(Kind.TEXT, text=line)
-        return self.show(await self.funnel.handle(incoming))
+        reply = await self.funnel.handle(incoming)
+        return self.show(reply.messages) + [f"(to managers) {n.text}" for n in reply.notices]
 
     def show(self, messages: list[Outgoing]) -> list[str]:
         output: list[str] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TELEGRAM_OFFICIAL_API = "https://api.telegram.org"
@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     webhook_base_url: str | None = None
     webhook_secret: SecretStr | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -61,6 +63,16 @@ class Settings(BaseSettings):
         # `.env.example` copied as is leaves `NAME=`: that means "not set", not "empty".
         return None if value == "" else value
 
+    @model_validator(mode="after")
+    def _webhook_needs_a_secret(self) -> Settings:
+        if self.webhook_base_url and self.webhook_secret is None:
+            raise ValueError(
+                "WEBHOOK_SECRET: required with WEBHOOK_BASE_URL (any long random string)"
+            )
+        if self.webhook_base_url and not self.webhook_base_url.startswith("https://"):
+            raise ValueError("WEBHOOK_BASE_URL: Telegram only calls https:// addresses")
+        return self
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
@@ -78,7 +90,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{name}: {message}")
+            if error["loc"]:  # a whole-settings check names its variables itself
+                message = f"{str(error['loc'][0]).upper()}: {message}"
+            problems.append(message)
         raise SettingsError("; ".join(problems)) from None

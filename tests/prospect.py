@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Incoming, Kind, Outgoing
+from bot.engine.messages import Incoming, Kind, Outgoing, Reply
 from storage.database import Database
 
 
@@ -24,6 +24,7 @@ class Prospect:
         self.channel = channel
         self.first_name = first_name
         self.last: list[Outgoing] = []
+        self.reply = Reply()
 
     async def send(self, kind: Kind, **fields: object) -> list[Outgoing]:
         incoming = Incoming(
@@ -33,7 +34,8 @@ class Prospect:
             first_name=self.first_name,
             **fields,
         )  # type: ignore[arg-type]
-        self.last = await self.funnel.handle(incoming)
+        self.reply = await self.funnel.handle(incoming)
+        self.last = self.reply.messages
         return self.last
 
     async def start(self, payload: str | None = None) -> list[Outgoing]:

@@ -19,7 +19,8 @@ from bot.engine.answers import (
 )
 from bot.engine.deeplink import parse_deep_link
 from bot.engine.faq import match_faq
-from bot.engine.messages import Button, FileRef, Incoming, Kind, Outgoing, Reply
+from bot.engine.messages import Button, FileRef, Incoming, Kind, Notice, Outgoing, Reply
+from bot.engine.personal_data import personal_data_document
 from bot.engine.render import render
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import LoadedScenario
@@ -56,7 +57,7 @@ class Funnel:
         self.phone_region = phone_region
         self.max_input_length = max_input_length
 
-    async def handle(self, incoming: Incoming) -> list[Outgoing]:
+    async def handle(self, incoming: Incoming) -> Reply:
         """Process one event. Never raises: a failure rolls back and answers with an apology."""
         loaded = self.scenarios.current
         try:
@@ -79,11 +80,16 @@ class Funnel:
                 incoming.channel,
                 incoming.external_id,
             )
-        return [Outgoing(loaded.scenario.messages.error)]
+        return Reply([Outgoing(loaded.scenario.messages.error)])
 
-    async def _handle_once(self, incoming: Incoming, loaded: LoadedScenario) -> list[Outgoing]:
+    async def _handle_once(self, incoming: Incoming, loaded: LoadedScenario) -> Reply:
         now = self.clock.now()
         async with self.db.unit_of_work() as uow:
+            if incoming.event_key and not await uow.inbound.first_time(
+                incoming.event_key, now=now
+            ):
+                log.info("update %s was handled before; skipped", incoming.event_key)
+                return Reply(duplicate=True)
             found = await uow.leads.find_by_identity(
                 incoming.channel, incoming.external_id, lock=True
             )
@@ -100,11 +106,35 @@ class Funnel:
             turn = Turn(self, uow, loaded, lead, identity, incoming)
             await turn.run()
             lead.updated_at = now
-            identity.last_seen_at = now
-            if incoming.first_name and not lead.first_name:
-                lead.first_name = incoming.first_name
+            if lead.erased_at is None:
+                identity.last_seen_at = now
+                if incoming.first_name and not lead.first_name:
+                    lead.first_name = incoming.first_name
             await uow.commit()
-        return turn.reply.messages
+        return turn.reply
+
+    async def mark_blocked(self, channel: str, external_id: str) -> None:
+        """The person blocked the bot: never send again until they write, drop the queue."""
+        now = self.clock.now()
+        async with self.db.unit_of_work() as uow:
+            found = await uow.leads.find_by_identity(channel, external_id, lock=True)
+            if found is None:
+                return
+            lead = found[0]
+            if lead.unreachable_at is None:
+                lead.unreachable_at = now
+                uow.events.add(lead.id, "blocked", now=now, channel=channel)
+            stages.set_side_stage(
+                lead, "blocked", reason=f"{channel} blocked", now=now, events=uow.events
+            )
+            cancelled = await uow.outbox.cancel_pending(lead.id, reason="blocked")
+            await uow.commit()
+        log.info(
+            "lead %s blocked the bot in %s; %d queued messages cancelled",
+            lead.id,
+            channel,
+            cancelled,
+        )
 
 
 class Turn:
@@ -130,11 +160,22 @@ class Turn:
         self.reply = Reply()
         self.name: str | None = None  # the answer to a `name` question, once known
         self.answers: dict[str, Answer] = {}
+        self.reached: set[str] = set()  # funnel stages first reached in this turn
 
     # ---- dispatch ----
 
     async def run(self) -> None:
         await self.load_answers()
+        if self.lead.unreachable_at is not None:  # they write again, so they unblocked us
+            self.lead.unreachable_at = None
+            stages.leave_side_stage(
+                self.lead, "blocked", reason="wrote again", now=self.now, events=self.uow.events
+            )
+        await self.dispatch()
+        if "contact" in self.reached:
+            await self.announce_contact()
+
+    async def dispatch(self) -> None:
         kind = self.incoming.kind
         if kind is Kind.START:
             await self.on_start()
@@ -149,6 +190,18 @@ class Turn:
             await self.on_contact()
         elif kind is Kind.TEXT:
             await self.on_text(self.incoming.text or "")
+        elif kind is Kind.MY_DATA:
+            document = await personal_data_document(self.uow, self.lead)
+            self.say(self.s.messages.my_data, file=FileRef(data=document, filename="mydata.json"))
+        elif kind is Kind.DELETE:
+            self.lead.awaiting = {"confirm": "delete"}
+            m = self.s.messages
+            self.say(
+                m.delete_confirm,
+                buttons=[
+                    [Button(m.delete_yes, action="del:y"), Button(m.delete_no, action="del:n")]
+                ],
+            )
         else:
             self.say(self.s.messages.not_text)
             await self.prompt_again()
@@ -188,7 +241,8 @@ class Turn:
             self.lead.score += self.s.scoring.tags.get(tag, 0)
 
     def advance(self, stage: str, reason: str) -> None:
-        stages.advance(self.lead, stage, reason=reason, now=self.now, events=self.uow.events)
+        if stages.advance(self.lead, stage, reason=reason, now=self.now, events=self.uow.events):
+            self.reached.add(stage)
 
     def menu_buttons(self, buttons: list[MenuButton]) -> list[list[Button]]:
         rows = []
@@ -249,6 +303,8 @@ class Turn:
         if action == "menu":
             self.lead.awaiting = None
             await self.show_menu()
+        elif kind == "del" and rest in ("y", "n") and awaiting.get("confirm") == "delete":
+            await self.erase() if rest == "y" else self.cancel_erasure()
         elif kind == "o" and rest in self.s.offers:
             await self.take_offer(rest)
         elif kind == "c" and rest in ("y", "n") and awaiting.get("consent") == PERSONAL_DATA:
@@ -577,6 +633,40 @@ class Turn:
         ):
             self.record("sequence_started", sequence=then.start, offer=offer_id)
             self.advance("warming", f"sequence:{then.start}")
+
+    async def erase(self) -> None:
+        """/delete confirmed: forget the person; anonymous counts stay."""
+        for run in await self.uow.sequences.for_lead(self.lead.id):
+            if run.status == "active":
+                run.status, run.stopped_at, run.stop_reason = "stopped", self.now, "erased"
+        await self.uow.outbox.cancel_pending(self.lead.id, reason="erased")
+        self.record("erased")
+        await self.uow.leads.erase_personal_data(self.lead.id, now=self.now)
+        self.name = None
+        self.reply.say(Outgoing(self.s.messages.deleted))  # no placeholders: nothing is known
+
+    def cancel_erasure(self) -> None:
+        self.lead.awaiting = None
+        self.say(self.s.messages.delete_cancelled, buttons=self.back_to_menu())
+
+    async def announce_contact(self) -> None:
+        """Tell the managers' chat about a lead who just left contacts."""
+        contacts = await self.uow.leads.contacts(self.lead.id)
+        lines = [f"🆕 Новый лид #{self.lead.id} оставил контакты"]
+        if self.name or self.lead.first_name:
+            lines.append(f"Имя: {self.name or self.lead.first_name}")
+        lines += [f"{'Телефон' if c.kind == 'phone' else 'E-mail'}: {c.value}" for c in contacts]
+        if self.lead.source:
+            lines.append(f"Источник: {self.lead.source}")
+        if self.lead.offer in self.s.offers:
+            lines.append(f"Оффер: {self.s.offers[self.lead.offer].title}")
+        account = (
+            f"@{self.identity.username}"
+            if self.identity.username
+            else (f"id {self.identity.external_id}")
+        )
+        lines.append(f"{self.identity.channel}: {account}")
+        self.reply.notices.append(Notice(self.lead.id, "\n".join(lines)))
 
     async def load_answers(self) -> None:
         self.answers = dict(await self.uow.leads.answers(self.lead.id))

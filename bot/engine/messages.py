@@ -14,6 +14,8 @@ class Kind(StrEnum):
     TEXT = "text"
     CONTACT = "contact"  # a shared phone number
     UNSUPPORTED = "unsupported"  # sticker, photo, voice... where we expect text or a button
+    MY_DATA = "my_data"  # /mydata: everything stored about the person
+    DELETE = "delete"  # /delete: erase personal data (after a confirmation button)
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class Incoming:
     contact_is_own: bool = True  # Telegram: contact.user_id == sender
     first_name: str | None = None
     username: str | None = None
+    # The messenger's id of this update (Telegram update_id, VK event_id): a redelivered
+    # update with the same key is recognised and not handled twice.
+    event_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,12 @@ class Button:
 class FileRef:
     path: str | None = None  # absolute path on disk
     url: str | None = None
+    data: bytes | None = None  # made on the fly (say, /mydata); `filename` names it
+    filename: str | None = None
 
     @property
     def name(self) -> str:
-        return (self.path or self.url or "file").rsplit("/", 1)[-1]
+        return self.filename or (self.path or self.url or "file").rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -58,11 +65,21 @@ class Outgoing:
         return [b.action for row in self.buttons for b in row if b.action]
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A line for the managers' chat (a new lead with contacts, say)."""
+
+    lead_id: int
+    text: str
+
+
 @dataclass
 class Reply:
     """What the engine answers to one incoming event."""
 
     messages: list[Outgoing] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    duplicate: bool = False  # the update was handled before: nothing to send
 
     def say(self, message: Outgoing) -> None:
         self.messages.append(message)

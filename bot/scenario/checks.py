@@ -223,7 +223,7 @@ def _visible_texts(s: Scenario) -> Iterator[tuple[Path_, str, int]]:
         yield ("faq", index, "text"), entry.text, TEXT_LIMIT
         yield from _menu_buttons(s, entry.buttons, ("faq", index, "buttons"))
     for name in type(s.messages).model_fields:
-        limit = BUTTON_LIMIT if name == "menu" else TEXT_LIMIT
+        limit = BUTTON_LIMIT if name in ("menu", "delete_yes", "delete_no") else TEXT_LIMIT
         yield ("messages", name), getattr(s.messages, name), limit
 
 

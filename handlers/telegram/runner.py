@@ -1,0 +1,154 @@
+"""Running the Telegram channel: long polling, or a webhook on aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BotCommand, ErrorEvent
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.engine.funnel import Funnel
+from bot.settings import Settings
+from handlers.telegram.middlewares import InFlight, Throttle
+from handlers.telegram.router import setup_router
+from handlers.telegram.sender import TelegramSender
+from handlers.telegram.session import TolerantSession
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SHUTDOWN_GRACE_SECONDS = 25.0
+COMMANDS = [
+    BotCommand(command="start", description="Начать сначала"),
+    BotCommand(command="menu", description="Меню"),
+    BotCommand(command="stop", description="Не присылать рассылки"),
+    BotCommand(command="mydata", description="Какие данные о вас хранятся"),
+    BotCommand(command="delete", description="Удалить мои данные"),
+]
+
+
+def create_bot(settings: Settings) -> Bot:
+    assert settings.telegram_bot_token is not None
+    session = TolerantSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(settings.telegram_bot_token.get_secret_value(), session=session)
+
+
+async def on_error(event: ErrorEvent, funnel: Funnel, sender: TelegramSender) -> bool:
+    """Log with the update id; the prospect gets a short apology, never silence."""
+    update = event.update
+    log.error("update %s failed", update.update_id, exc_info=event.exception)
+    chat = (
+        update.message.chat
+        if update.message
+        else (
+            update.callback_query.message.chat
+            if update.callback_query and update.callback_query.message
+            else None
+        )
+    )
+    if chat is not None and chat.type == "private":
+        with suppress(TelegramAPIError):
+            await sender.bot.send_message(
+                chat.id, funnel.scenarios.current.scenario.messages.error
+            )
+    return True
+
+
+def create_dispatcher(
+    funnel: Funnel, sender: TelegramSender, in_flight: InFlight, throttle: Throttle | None = None
+) -> Dispatcher:
+    """The dispatcher with every dependency in its workflow data (handlers take what they name)."""
+    dispatcher = Dispatcher(funnel=funnel, sender=sender)
+    dispatcher.update.outer_middleware(in_flight)
+    throttle = throttle or Throttle()
+    dispatcher.message.outer_middleware(throttle)
+    dispatcher.callback_query.outer_middleware(throttle)
+    dispatcher.include_router(setup_router())
+    dispatcher.errors.register(on_error)
+
+    async def finish_in_flight() -> None:
+        await in_flight.drain(SHUTDOWN_GRACE_SECONDS)
+
+    dispatcher.shutdown.register(finish_in_flight)
+    return dispatcher
+
+
+async def register_commands(bot: Bot) -> None:
+    try:
+        await bot.set_my_commands(COMMANDS)
+    except TelegramAPIError as exc:  # a server without the method must not stop the bot
+        log.warning("could not register bot commands: %s", exc)
+
+
+class WebhookHandler(SimpleRequestHandler):
+    """aiogram's handler (secret checked in constant time, 401 without it, answered after the
+    update is handled and committed), plus: a malformed update is logged and acknowledged,
+    so Telegram does not redeliver it for ever."""
+
+    async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
+        try:
+            return await super()._handle_request(bot, request)
+        except (ValidationError, ValueError) as exc:
+            log.warning("malformed webhook update skipped: %s", str(exc).splitlines()[0])
+            return web.json_response({})
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_telegram(settings: Settings, funnel: Funnel) -> None:
+    bot = create_bot(settings)
+    sender = TelegramSender(bot, settings.managers_telegram_chat_id)
+    in_flight = InFlight()
+    dispatcher = create_dispatcher(funnel, sender, in_flight)
+    me = await bot.get_me()
+    log.info(
+        "Telegram bot @%s started (%s)",
+        me.username,
+        "webhook" if settings.webhook_base_url else "long polling",
+    )
+    await register_commands(bot)
+    if not settings.webhook_base_url:
+        await bot.delete_webhook()
+        await dispatcher.start_polling(bot, handle_signals=True, tasks_concurrency_limit=64)
+        return
+    assert settings.webhook_secret is not None  # settings refuse a webhook without one
+    secret = settings.webhook_secret.get_secret_value()
+    app = web.Application()
+    WebhookHandler(dispatcher, bot, secret_token=secret, handle_in_background=False).register(
+        app, path=WEBHOOK_PATH
+    )
+    setup_application(app, dispatcher, bot=bot)
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    url = settings.webhook_base_url.rstrip("/") + WEBHOOK_PATH
+    await bot.set_webhook(
+        url, secret_token=secret, allowed_updates=dispatcher.resolve_used_update_types()
+    )
+    log.info(
+        "webhook served on %s:%s%s for %s",
+        settings.http_host,
+        settings.http_port,
+        WEBHOOK_PATH,
+        url,
+    )
+    try:
+        await _wait_for_signal()
+    finally:
+        await runner.cleanup()  # lets requests in flight finish, then closes the bot session

@@ -77,3 +77,27 @@ def test_a_wrong_value_is_one_line_naming_the_variable(
     with pytest.raises(SettingsError) as raised:
         load_settings()
     assert str(raised.value) == error
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        (
+            {"WEBHOOK_BASE_URL": "https://bot.example.com"},
+            "WEBHOOK_SECRET: required with WEBHOOK_BASE_URL (any long random string)",
+        ),
+        (
+            {"WEBHOOK_BASE_URL": "http://bot.example.com", "WEBHOOK_SECRET": "x" * 32},
+            "WEBHOOK_BASE_URL: Telegram only calls https:// addresses",
+        ),
+    ],
+)
+def test_a_webhook_needs_https_and_a_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], error: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert str(raised.value) == error

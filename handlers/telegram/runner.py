@@ -101,6 +101,15 @@ class WebhookHandler(SimpleRequestHandler):
             return web.json_response({})
 
 
+def webhook_app(dispatcher: Dispatcher, bot: Bot, secret: str) -> web.Application:
+    app = web.Application()
+    WebhookHandler(dispatcher, bot, secret_token=secret, handle_in_background=False).register(
+        app, path=WEBHOOK_PATH
+    )
+    setup_application(app, dispatcher, bot=bot)
+    return app
+
+
 async def _wait_for_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -128,11 +137,7 @@ async def run_telegram(settings: Settings, funnel: Funnel) -> None:
         return
     assert settings.webhook_secret is not None  # settings refuse a webhook without one
     secret = settings.webhook_secret.get_secret_value()
-    app = web.Application()
-    WebhookHandler(dispatcher, bot, secret_token=secret, handle_in_background=False).register(
-        app, path=WEBHOOK_PATH
-    )
-    setup_application(app, dispatcher, bot=bot)
+    app = webhook_app(dispatcher, bot, secret)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)

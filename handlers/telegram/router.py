@@ -169,3 +169,15 @@ def setup_router() -> Router:
         )
 
     return router
+
+
+def setup_fallback_router() -> Router:
+    """Last in line: a callback nobody handled (say, from a group) still gets its answer, so no
+    button spins for ever."""
+    router = Router(name=f"{__name__}.fallback")
+
+    @router.callback_query()
+    async def unanswered(query: CallbackQuery) -> None:
+        await query.answer()
+
+    return router

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from bot.engine.funnel import Funnel
 from bot.settings import Settings
 from handlers.telegram.middlewares import InFlight, Throttle
-from handlers.telegram.router import setup_router
+from handlers.telegram.router import setup_fallback_router, setup_router
 from handlers.telegram.sender import TelegramSender
 from handlers.telegram.session import TolerantSession
 
@@ -71,7 +71,7 @@ def create_dispatcher(
     throttle = throttle or Throttle()
     dispatcher.message.outer_middleware(throttle)
     dispatcher.callback_query.outer_middleware(throttle)
-    dispatcher.include_router(setup_router())
+    dispatcher.include_routers(setup_router(), setup_fallback_router())
     dispatcher.errors.register(on_error)
 
     async def finish_in_flight() -> None:

@@ -163,6 +163,29 @@ async def test_group_messages_never_reach_the_prospect_flow(
         assert await uow.leads.find_by_identity("telegram", "5") is None
 
 
+async def test_a_button_pressed_in_a_group_is_still_answered(telegram: Harness) -> None:
+    group = {"id": MANAGERS_CHAT, "type": "supergroup", "title": "Менеджеры"}
+    manager = {"id": 5, "is_bot": False, "first_name": "Олег"}
+    message = {"message_id": 1, "date": 0, "chat": group, "text": "card"}
+    requests = await telegram.feed(
+        {
+            "callback_query": {
+                "id": "cq1",
+                "from": manager,
+                "chat_instance": "ci",
+                "data": "whatever",
+                "message": message,
+            }
+        }
+    )
+    assert [type(r) for r in requests] == [AnswerCallbackQuery]
+
+
+def test_routers_are_in_a_fixed_order(telegram: Harness) -> None:
+    names = [router.name for router in telegram.dispatcher.sub_routers]
+    assert names == ["handlers.telegram.router", "handlers.telegram.router.fallback"]
+
+
 async def test_a_redelivered_update_is_handled_once(telegram: Harness) -> None:
     anna = telegram.prospect()
     update = Update.model_validate(

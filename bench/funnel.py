@@ -72,7 +72,7 @@ async def run_engine(folder: str, prospects: int, concurrency: int) -> tuple[lis
 
     async def timed(incoming: Incoming) -> list[Outgoing]:
         began = time.perf_counter()
-        replies = await funnel.handle(incoming)
+        replies = (await funnel.handle(incoming)).messages
         latencies.append(time.perf_counter() - began)
         return replies
 

@@ -161,8 +161,11 @@ async def run(settings: Settings) -> int:
         )
         return await converse(settings, None, settings.database_url, "Гость")
     if settings.telegram_bot_token is None:
-        print("leadbot: the VK channel is not built yet; set TELEGRAM_BOT_TOKEN or use "
-              "`leadbot chat`", file=sys.stderr)
+        print(
+            "leadbot: the VK channel is not built yet; set TELEGRAM_BOT_TOKEN or use "
+            "`leadbot chat`",
+            file=sys.stderr,
+        )
         return 2
     # The composition root is the one place that imports a channel to start it.
     from handlers.telegram.runner import run_telegram

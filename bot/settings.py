@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     default_phone_region: str = Field(default="RU", min_length=2, max_length=2)
     max_input_length: int = Field(default=1000, ge=64, le=4096)
+    flood_rate: float = Field(default=1.0, gt=0)
+    flood_burst: int = Field(default=8, ge=1)
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_url: str = TELEGRAM_OFFICIAL_API

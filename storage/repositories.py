@@ -167,6 +167,10 @@ class LeadRepository:
         self.session.add(consent)
         return consent
 
+    async def consents(self, lead_id: int) -> Sequence[Consent]:
+        query = select(Consent).where(Consent.lead_id == lead_id).order_by(Consent.id)
+        return (await self.session.execute(query)).scalars().all()
+
     async def withdraw_consent(self, lead_id: int, kind: str, *, now: datetime) -> bool:
         current = await self.active_consent(lead_id, kind)
         if current is None:
@@ -324,6 +328,15 @@ class OutboxRepository:
         )
         self.session.add(row)
         return row
+
+    async def cancel_pending(self, lead_id: int, *, reason: str) -> int:
+        """Cancel everything still queued for a lead (blocked the bot, erased, ...)."""
+        result = await self.session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.lead_id == lead_id, OutboxRow.status == "pending")
+            .values(status="cancelled", last_error=reason)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def pending_for_lead(self, lead_id: int) -> Sequence[OutboxRow]:
         query = (

@@ -123,7 +123,8 @@ async def run_telegram(settings: Settings, funnel: Funnel) -> None:
     bot = create_bot(settings)
     sender = TelegramSender(bot, settings.managers_telegram_chat_id)
     in_flight = InFlight()
-    dispatcher = create_dispatcher(funnel, sender, in_flight)
+    throttle = Throttle(rate=settings.flood_rate, burst=settings.flood_burst)
+    dispatcher = create_dispatcher(funnel, sender, in_flight, throttle)
     me = await bot.get_me()
     log.info(
         "Telegram bot @%s started (%s)",

@@ -119,7 +119,7 @@ class Harness:
         # unless a test freezes it to send a flood.
         self.seconds = 0.0
         self.frozen = False
-        throttle = Throttle(clock=lambda: self.seconds)
+        throttle = Throttle(rate=1.0, burst=5, clock=lambda: self.seconds)
         self.dispatcher: Dispatcher = create_dispatcher(funnel, self.sender, InFlight(), throttle)
         self.funnel = funnel
 

@@ -3,6 +3,7 @@ made (the HTTP session is the only thing swapped)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -21,6 +22,7 @@ from aiogram.types import (
     Update,
 )
 
+from handlers.telegram.middlewares import InFlight
 from handlers.telegram.runner import COMMANDS, register_commands
 from handlers.telegram.session import TolerantSession
 from storage.database import Database
@@ -313,3 +315,23 @@ def test_a_malformed_update_in_a_batch_does_not_stall_polling(
 
 def test_button_data_stays_within_64_bytes() -> None:
     assert len(press_data("a:" + "q" * 32 + ":10").encode()) <= 64
+
+
+async def test_shutdown_waits_for_updates_in_flight() -> None:
+    in_flight = InFlight()
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def handler(_event: object, _data: dict[str, object]) -> None:
+        await release.wait()
+        finished.append("reply sent")
+
+    update = asyncio.create_task(in_flight(handler, Update(update_id=1), {}))
+    await asyncio.sleep(0)  # the update is now being handled
+    drain = asyncio.create_task(in_flight.drain(grace_seconds=30))
+    await asyncio.sleep(0)
+    assert not drain.done()  # shutdown waits...
+    release.set()
+    assert await drain == 1  # ...until the update finished
+    assert finished == ["reply sent"]
+    await update

@@ -1,0 +1,451 @@
+"""The e2e harness itself: a real aiogram Bot talks to the emulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiogram import Bot, Dispatcher, F
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+)
+from aiogram.methods import GetChat
+from aiogram.types import (
+    BotCommand,
+    CallbackQuery,
+    FSInputFile,
+    InaccessibleMessage,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    Update,
+)
+from aiohttp import web
+
+from tests.e2e.telegram import TelegramClient
+
+
+@pytest.fixture
+async def bot(telegram_emulator: TelegramClient) -> AsyncIterator[Bot]:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(telegram_emulator.base_url))
+    bot = Bot(telegram_emulator.token, session=session)
+    try:
+        yield bot
+    finally:
+        await bot.session.close()
+
+
+def keyboard(*pairs: tuple[str, str]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=text, callback_data=data)] for text, data in pairs
+        ]
+    )
+
+
+async def test_get_me_is_a_full_user(bot: Bot, telegram_emulator: TelegramClient) -> None:
+    me = await bot.get_me()
+
+    assert me.is_bot is True
+    assert me.id == telegram_emulator.bot_id == bot.id
+    assert me.username
+
+
+async def test_sent_message_with_inline_keyboard_is_seen_by_the_client(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+
+    sent = await bot.send_message(
+        chat,
+        "<b>Привет</b> &amp; welcome",
+        parse_mode="HTML",
+        reply_markup=keyboard(("Аудит", "offer:audit"), ("Гайд", "offer:guide")),
+    )
+
+    assert sent.chat.id == chat
+    assert sent.chat.type == "private"
+    assert sent.from_user is not None
+    assert sent.from_user.id == bot.id
+    assert sent.text == "Привет & welcome"
+    assert sent.reply_markup is not None
+    [message] = await telegram_emulator.bot_messages(chat)
+    assert message.message_id == sent.message_id
+    assert message.text == "Привет & welcome"
+    assert message.raw_text == "<b>Привет</b> &amp; welcome"
+    assert message.labels() == ["Аудит", "Гайд"]
+    assert message.callback_data("Гайд") == "offer:guide"
+
+
+async def test_reply_keyboard_is_recorded_but_not_returned(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+    markup = ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text="Поделиться номером", request_contact=True)]],
+        resize_keyboard=True,
+    )
+
+    sent = await bot.send_message(chat, "Телефон?", reply_markup=markup)
+
+    assert sent.reply_markup is None  # Telegram returns inline keyboards only
+    [message] = await telegram_emulator.bot_messages(chat)
+    assert message.keyboard_buttons == [[{"text": "Поделиться номером", "request_contact": True}]]
+
+
+async def test_message_ids_increase(bot: Bot, telegram_emulator: TelegramClient) -> None:
+    chat = telegram_emulator.new_chat_id()
+
+    first = await bot.send_message(chat, "one")
+    second = await bot.send_message(chat, "two")
+
+    assert second.message_id > first.message_id
+    assert [m.text for m in await telegram_emulator.bot_messages(chat)] == ["one", "two"]
+
+
+async def test_client_messages_arrive_as_parsed_updates(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+    start = await telegram_emulator.send_command(chat, "/start src_test", first_name="Анна")
+    text = await telegram_emulator.send_text(chat, "anna@example.com", first_name="Анна")
+    contact = await telegram_emulator.share_contact(chat, "+79991234567", first_name="Анна")
+
+    updates = await bot.get_updates()
+
+    assert [u.update_id for u in updates] == [start.update_id, text.update_id, contact.update_id]
+    command, email, phone = (u.message for u in updates)
+    assert isinstance(command, Message)
+    assert command.text == "/start src_test"
+    assert command.message_id == start.message_id
+    assert command.entities is not None
+    assert command.entities[0].type == "bot_command"
+    assert command.entities[0].length == len("/start")
+    assert command.chat.id == chat
+    assert command.chat.type == "private"
+    assert command.from_user is not None
+    assert command.from_user.id == chat
+    assert command.from_user.first_name == "Анна"
+    assert email is not None
+    assert email.text == "anna@example.com"
+    assert phone is not None
+    assert phone.contact is not None
+    assert phone.contact.phone_number == "+79991234567"
+    assert phone.contact.user_id == chat
+
+
+async def test_updates_stay_until_confirmed_by_offset(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+    sent = await telegram_emulator.send_text(chat, "hello")
+
+    again = [u.update_id for u in await bot.get_updates()]
+    assert again == [u.update_id for u in await bot.get_updates()] == [sent.update_id]
+
+    assert await bot.get_updates(offset=sent.update_id + 1) == []
+
+
+async def test_get_updates_long_polls_until_a_message_comes(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    polling = asyncio.create_task(bot.get_updates(timeout=20))
+    await telegram_emulator.send_text(chat, "late")
+
+    updates = await polling
+
+    assert [u.message.text for u in updates if u.message] == ["late"]
+    assert loop.time() - started < 10
+
+
+async def test_button_press_is_a_full_callback_query(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+    offers = await bot.send_message(chat, "Выберите", reply_markup=keyboard(("Аудит", "audit")))
+    await bot.send_message(chat, "Или напишите вопрос")
+
+    pressed = await telegram_emulator.press(chat, "audit")  # no message_id: the one with "audit"
+    [update] = await bot.get_updates()
+
+    query = update.callback_query
+    assert isinstance(query, CallbackQuery)
+    assert query.id == pressed.callback_query_id
+    assert query.data == "audit"
+    assert query.chat_instance
+    assert query.from_user.id == chat
+    assert isinstance(query.message, Message)
+    assert query.message.message_id == offers.message_id == pressed.message_id
+    assert query.message.chat.id == chat
+    assert query.message.chat.type == "private"
+    assert query.message.date is not None
+    assert await bot.answer_callback_query(query.id, text="ok") is True
+    assert await telegram_emulator.recorded("answerCallbackQuery") == [
+        {"callback_query_id": query.id, "text": "ok"}
+    ]
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_callback_query(query.id)
+
+
+async def test_press_button_by_label_and_on_unknown_message(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+    first = await bot.send_message(chat, "1", reply_markup=keyboard(("Да", "yes:1")))
+    await bot.send_message(chat, "2", reply_markup=keyboard(("Да", "yes:2")))
+
+    newest = await telegram_emulator.press_button(chat, "Да")
+    explicit = await telegram_emulator.press(chat, "yes:1", first.message_id)
+    stale = await telegram_emulator.press(chat, "old", 999_999)
+    updates = await bot.get_updates()
+
+    queries = [u.callback_query for u in updates if u.callback_query]
+    assert [q.data for q in queries] == ["yes:2", "yes:1", "old"]
+    assert queries[0].message is not None
+    assert queries[0].message.message_id == newest.message_id != first.message_id
+    assert queries[1].message is not None
+    assert queries[1].message.message_id == explicit.message_id == first.message_id
+    assert isinstance(queries[2].message, InaccessibleMessage)
+    assert queries[2].message.message_id == stale.message_id == 999_999
+    with pytest.raises(AssertionError, match="no inline button"):
+        await telegram_emulator.press_button(chat, "Нет")
+
+
+async def test_send_document_upload_and_url(
+    bot: Bot, telegram_emulator: TelegramClient, tmp_path: Path
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+    content = "Чек-лист аудита CRM\n".encode() * 10
+    path = tmp_path / "checklist.pdf"
+    path.write_bytes(content)
+
+    uploaded = await bot.send_document(chat, FSInputFile(path), caption="Ваш чек-лист")
+    by_url = await bot.send_document(chat, "https://example.com/files/guide%20v2.pdf")
+    again = await bot.send_document(chat, uploaded.document.file_id if uploaded.document else "")
+
+    assert uploaded.document is not None
+    assert uploaded.document.file_name == "checklist.pdf"
+    assert uploaded.document.file_size == len(content)
+    assert uploaded.caption == "Ваш чек-лист"
+    assert by_url.document is not None
+    assert again.document is not None
+    assert again.document.file_id == uploaded.document.file_id
+    first, second, third = await telegram_emulator.bot_messages(chat)
+    assert first.method == "sendDocument"
+    assert first.text == "Ваш чек-лист"
+    assert first.document is not None
+    assert first.document.source == "upload"
+    assert first.document.file_name == "checklist.pdf"
+    assert first.document.size == len(content)
+    assert first.document.mime_type == "application/pdf"
+    assert await telegram_emulator.file_bytes(first.document.file_id) == content
+    assert second.document is not None
+    assert second.document.source == "url"
+    assert second.document.given == "https://example.com/files/guide%20v2.pdf"
+    assert second.document.file_name == "guide v2.pdf"
+    assert third.document is not None
+    assert (third.document.source, third.document.given) == ("file_id", first.document.file_id)
+    [call] = (await telegram_emulator.calls("sendDocument"))[:1]
+    assert call["files"][0]["file_name"] == "checklist.pdf"
+    assert call["files"][0]["size"] == len(content)
+
+
+async def test_send_photo(bot: Bot, telegram_emulator: TelegramClient, tmp_path: Path) -> None:
+    chat = telegram_emulator.new_chat_id()
+    path = tmp_path / "pic.png"
+    path.write_bytes(b"\x89PNG fake")
+
+    sent = await bot.send_photo(chat, FSInputFile(path))
+
+    assert sent.photo
+    [message] = await telegram_emulator.bot_messages(chat)
+    assert message.media is not None
+    assert (message.media.kind, message.media.size) == ("photo", len(b"\x89PNG fake"))
+
+
+async def test_commands_are_recorded(bot: Bot, telegram_emulator: TelegramClient) -> None:
+    commands = [
+        BotCommand(command="start", description="Начать"),
+        BotCommand(command="help", description="Помощь"),
+    ]
+
+    assert await bot.set_my_commands(commands) is True
+
+    assert await telegram_emulator.recorded("setMyCommands") == [
+        {
+            "commands": [
+                {"command": "start", "description": "Начать"},
+                {"command": "help", "description": "Помощь"},
+            ]
+        }
+    ]
+    assert [c.command for c in await bot.get_my_commands()] == ["start", "help"]
+    assert await bot.delete_my_commands() is True
+    assert await bot.get_my_commands() == []
+
+
+async def test_fail_next_retry_after_then_succeeds(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+    await telegram_emulator.fail_next("sendMessage", error_code=429, retry_after=1)
+
+    with pytest.raises(TelegramRetryAfter) as caught:
+        await bot.send_message(chat, "hi")
+
+    assert caught.value.retry_after == 1
+    await bot.send_message(chat, "hi")
+    assert [m.text for m in await telegram_emulator.bot_messages(chat)] == ["hi"]
+    [failed, succeeded] = await telegram_emulator.calls("sendMessage")
+    assert (failed["ok"], failed["error_code"], succeeded["ok"]) == (False, 429, True)
+
+
+async def test_fail_next_forbidden(bot: Bot, telegram_emulator: TelegramClient) -> None:
+    await telegram_emulator.fail_next("sendDocument", error_code=403)
+
+    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+        await bot.send_document(telegram_emulator.new_chat_id(), "https://example.com/a.pdf")
+
+
+async def test_injected_malformed_updates_come_back_raw(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    no_chat = await telegram_emulator.inject_update({"message": {"text": "no chat, no date"}})
+    await telegram_emulator.inject_update("not even an object")
+
+    answer = await telegram_emulator.bot_api("getUpdates")
+
+    assert answer == {
+        "ok": True,
+        "result": [
+            {"message": {"text": "no chat, no date"}, "update_id": no_chat},
+            "not even an object",
+        ],
+    }
+    # The string had no update_id to confirm it by, so it went out once; the dict stays.
+    assert (await telegram_emulator.bot_api("getUpdates"))["result"] == [
+        {"message": {"text": "no chat, no date"}, "update_id": no_chat}
+    ]
+    assert no_chat is not None
+    assert await bot.get_updates(offset=no_chat + 1) == []
+
+
+async def test_unknown_method_is_404(bot: Bot, telegram_emulator: TelegramClient) -> None:
+    answer = await telegram_emulator.bot_api("noSuchMethod")
+
+    assert answer == {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
+    with pytest.raises(TelegramNotFound):
+        await bot(GetChat(chat_id=1))
+
+
+async def test_telegram_checks_that_catch_real_bugs(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_message(chat, "Здравствуйте, <Анна>!", parse_mode="HTML")
+    with pytest.raises(TelegramBadRequest, match="message is too long"):
+        await bot.send_message(chat, "x" * 4097)
+    with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
+        await bot.send_message(chat, "x", reply_markup=keyboard(("a", "d" * 65)))
+    assert await telegram_emulator.bot_messages(chat) == []
+
+
+async def test_edits_and_deletions(bot: Bot, telegram_emulator: TelegramClient) -> None:
+    chat = telegram_emulator.new_chat_id()
+    sent = await bot.send_message(chat, "Выберите", reply_markup=keyboard(("A", "a")))
+
+    edited = await bot.edit_message_text(
+        text="Выбрано: A", chat_id=chat, message_id=sent.message_id
+    )
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_text(text="Выбрано: A", chat_id=chat, message_id=sent.message_id)
+    assert await bot.delete_message(chat, sent.message_id) is True
+
+    assert isinstance(edited, Message)
+    assert edited.reply_markup is None  # an edit without reply_markup drops the keyboard
+    [message] = await telegram_emulator.bot_messages(chat)
+    assert (message.text, message.deleted, len(message.edits)) == ("Выбрано: A", True, 1)
+
+
+async def test_aiogram_polling_end_to_end(bot: Bot, telegram_emulator: TelegramClient) -> None:
+    dispatcher = Dispatcher()
+
+    @dispatcher.message(F.text)
+    async def echo(message: Message) -> None:
+        await message.answer(f"echo: {message.text}", reply_markup=keyboard(("Ещё", "more")))
+
+    @dispatcher.callback_query(F.data == "more")
+    async def more(query: CallbackQuery) -> None:
+        assert query.message is not None
+        await query.answer()
+        await query.message.answer("more")
+
+    polling = asyncio.create_task(
+        dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
+    )
+    try:
+        chat = telegram_emulator.new_chat_id()
+        await telegram_emulator.send_text(chat, "привет")
+        await telegram_emulator.wait_for(chat, "echo: привет")
+        await telegram_emulator.press_button(chat, "Ещё")
+        messages = await telegram_emulator.wait_for(chat, 2)
+        await telegram_emulator.wait_for_calls("answerCallbackQuery")
+    finally:
+        await dispatcher.stop_polling()
+        await polling
+
+    assert [m.text for m in messages] == ["echo: привет", "more"]
+    # The last long poll is cut short by stop_polling (answered or not); none failed.
+    calls = await telegram_emulator.calls("getUpdates")
+    assert [c for c in calls if "error_code" in c] == []
+
+
+async def test_webhook_delivery_carries_the_secret_token(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    received: asyncio.Queue[tuple[str | None, dict[str, object]]] = asyncio.Queue()
+
+    async def hook(request: web.Request) -> web.Response:
+        secret = request.headers.get("X-Telegram-Bot-Api-Secret-Token")
+        await received.put((secret, await request.json()))
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        assert await bot.set_webhook(f"http://127.0.0.1:{port}/hook", secret_token="s3cret")
+        chat = telegram_emulator.new_chat_id()
+        sent = await telegram_emulator.send_text(chat, "via webhook")
+        secret, update = await asyncio.wait_for(received.get(), 10)
+        with pytest.raises(TelegramConflictError, match="webhook is active"):
+            await bot.get_updates()
+        assert await bot.delete_webhook() is True
+    finally:
+        await runner.cleanup()
+
+    assert secret == "s3cret"
+    parsed = Update.model_validate(update)
+    assert parsed.update_id == sent.update_id
+    assert parsed.message is not None
+    assert parsed.message.text == "via webhook"
+    assert await bot.get_updates() == []

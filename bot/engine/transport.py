@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.engine.messages import Outgoing
+from bot.engine.messages import Button, Outgoing
 
 
 class Blocked(Exception):
@@ -25,3 +25,17 @@ class Transport(Protocol):
     async def send(self, external_id: str, message: Outgoing) -> None:
         """Deliver one message to a prospect; raises `Blocked` or `RetryLater`."""
         ...
+
+
+class ManagersChat(Protocol):
+    """The managers' group chat of a channel: post a message, rewrite it later in place."""
+
+    async def post_to_managers(
+        self, text: str, buttons: tuple[tuple[Button, ...], ...] = ()
+    ) -> str | None:
+        """The posted message's reference, or None when no managers' chat is configured."""
+        ...
+
+    async def edit_in_managers(
+        self, reference: str, text: str, buttons: tuple[tuple[Button, ...], ...] = ()
+    ) -> None: ...

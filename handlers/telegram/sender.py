@@ -27,7 +27,7 @@ from aiogram.types import (
     ReplyKeyboardRemove,
 )
 
-from bot.engine.messages import FileRef, Notice, Outgoing
+from bot.engine.messages import Button, FileRef, Notice, Outgoing
 from bot.engine.transport import Blocked, RetryLater
 from handlers.telegram.callbacks import pack_action
 
@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 
 CAPTION_LIMIT = 1024  # a longer text goes in its own message before the file
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-# A reply sent right now may wait out one short 429; longer waits go back to the caller.
-INLINE_RETRY_LIMIT_SECONDS = 5.0
+# A reply sent right now waits out Telegram's retry_after, but not for ever.
+INLINE_ATTEMPTS = 3
+INLINE_WAIT_LIMIT_SECONDS = 60.0
+Rows = tuple[tuple[Button, ...], ...]
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
 
@@ -86,18 +88,49 @@ class TelegramSender:
             raise RetryLater(5, str(exc)) from exc
 
     async def send_now(self, chat_id: int, messages: list[Outgoing]) -> None:
-        """Replies to a prospect who is waiting: one short 429 is waited out here."""
+        """Replies to a prospect who is waiting. Telegram's retry_after is waited out exactly,
+        a bounded number of times; past that the reply is given up and the error raised."""
         for message in messages:
-            try:
-                await self.send(str(chat_id), message)
-            except RetryLater as exc:
-                if exc.seconds > INLINE_RETRY_LIMIT_SECONDS:
-                    raise
-                log.warning(
-                    "Telegram asked to wait %.1fs before replying to %s", exc.seconds, chat_id
-                )
-                await self.sleep(exc.seconds)
-                await self.send(str(chat_id), message)
+            for attempt in range(1, INLINE_ATTEMPTS + 1):
+                try:
+                    await self.send(str(chat_id), message)
+                    break
+                except RetryLater as exc:
+                    if attempt == INLINE_ATTEMPTS or exc.seconds > INLINE_WAIT_LIMIT_SECONDS:
+                        raise
+                    log.warning(
+                        "Telegram asked to wait %.1fs before replying to %s", exc.seconds, chat_id
+                    )
+                    await self.sleep(exc.seconds)
+
+    async def post_to_managers(self, text: str, buttons: Rows = ()) -> str | None:
+        """A message in the managers' chat; its reference (for `edit_in_managers`), or None
+        when no managers' chat is configured."""
+        if self.managers_chat_id is None:
+            return None
+        sent = await self.bot.send_message(
+            self.managers_chat_id,
+            text,
+            reply_markup=inline_keyboard(Outgoing(text, buttons)),
+            disable_web_page_preview=True,
+        )
+        return str(sent.message_id)
+
+    async def edit_in_managers(self, reference: str, text: str, buttons: Rows = ()) -> None:
+        """Rewrite a message posted with `post_to_managers` (a lead card changing state)."""
+        if self.managers_chat_id is None:
+            return
+        try:
+            await self.bot.edit_message_text(
+                text=text,
+                chat_id=self.managers_chat_id,
+                message_id=int(reference),
+                reply_markup=inline_keyboard(Outgoing(text, buttons)),
+                disable_web_page_preview=True,
+            )
+        except TelegramBadRequest as exc:
+            if "message is not modified" not in str(exc):
+                raise
 
     async def announce(self, notices: list[Notice]) -> None:
         """Post notices to the managers' chat; a failure is logged, never shown to prospects."""
@@ -105,9 +138,7 @@ class TelegramSender:
             return
         for notice in notices:
             try:
-                await self.bot.send_message(
-                    self.managers_chat_id, notice.text, disable_web_page_preview=True
-                )
+                await self.post_to_managers(notice.text)
             except TelegramAPIError:
                 log.exception("could not tell the managers' chat about lead %s", notice.lead_id)
 

@@ -335,3 +335,39 @@ async def test_shutdown_waits_for_updates_in_flight() -> None:
     assert await drain == 1  # ...until the update finished
     assert finished == ["reply sent"]
     await update
+
+
+async def test_the_managers_chat_gets_posts_with_buttons_and_edits_in_place(
+    telegram: Harness,
+) -> None:
+    from aiogram.methods import EditMessageText
+
+    from bot.engine.messages import Button
+
+    reference = await telegram.sender.post_to_managers(
+        "Лид #1", ((Button("Взял", action="claim:1"),),)
+    )
+    [post] = [r for r in telegram.session.of(SendMessage) if int(r.chat_id) == MANAGERS_CHAT]
+    assert labels(post) == ["Взял"]
+    assert reference is not None
+    await telegram.sender.edit_in_managers(reference, "Лид #1 — взял Олег")
+    [edit] = telegram.session.of(EditMessageText)
+    assert (edit.chat_id, edit.message_id, edit.text) == (
+        MANAGERS_CHAT,
+        int(reference),
+        "Лид #1 — взял Олег",
+    )
+    telegram.session.fail_next(EditMessageText, 400, "Bad Request: message is not modified")
+    await telegram.sender.edit_in_managers(reference, "Лид #1 — взял Олег")  # no error
+
+
+async def test_retry_after_is_honoured_a_bounded_number_of_times(
+    telegram: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    anna = telegram.prospect()
+    for _ in range(3):
+        telegram.session.fail_next(SendMessage, 429, "Too Many Requests", retry_after=2)
+    await anna.text("/start")
+    assert telegram.waits.seconds == [2, 2]  # waited twice, gave up on the third refusal
+    assert "update" in caplog.text
+    assert "failed" in caplog.text

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.clock import Clock, SystemClock
+from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
+from bot.engine.transport import Transport
+from bot.pacing import pacer_for
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from bot.settings import Settings
@@ -31,6 +37,18 @@ class App:
 
     async def close(self) -> None:
         await self.db.dispose()
+
+    def delivery_worker(self, transports: Mapping[str, Transport]) -> DeliveryWorker:
+        """The worker that sends what falls due, through these channels."""
+        return DeliveryWorker(
+            self.db,
+            self.scenarios,
+            self.clock,
+            transports,
+            pacer_for(self.settings.redis_url),
+            self.funnel,
+            worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        )
 
 
 async def prepare_database(db: Database) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bot.app import SchemaOutdated, build_app
 from bot.clock import FakeClock
-from bot.console import HELP, ConsoleChat
+from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleTransport
 from bot.scenario.loader import ScenarioError, load_scenario
 from bot.settings import Settings, SettingsError, load_settings
 from storage import migrate
@@ -130,7 +130,14 @@ async def chat(settings: Settings, scenario: Path | None, url: str | None, name:
 async def converse(settings: Settings, scenario: Path | None, url: str, name: str) -> int:
     clock = FakeClock()
     app = await build_app(settings, scenario_dir=scenario, database_url=url, clock=clock)
-    console = ConsoleChat(app.funnel, clock, first_name=name)
+    transport = ConsoleTransport()
+    console = ConsoleChat(
+        app.funnel,
+        clock,
+        first_name=name,
+        transport=transport,
+        worker=app.delivery_worker({CHANNEL: transport}),
+    )
     interactive = sys.stdin.isatty()
     if interactive:
         print(HELP)
@@ -172,7 +179,7 @@ async def run(settings: Settings) -> int:
 
     app = await build_app(settings)
     try:
-        await run_telegram(settings, app.funnel)
+        await run_telegram(settings, app)
     finally:
         await app.close()
     return 0

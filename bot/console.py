@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shlex
+from datetime import timedelta
 
 from bot.clock import FakeClock
+from bot.delivery import DeliveryWorker
 from bot.durations import parse_duration
 from bot.engine.funnel import Funnel
 from bot.engine.messages import Button, Incoming, Kind, Outgoing
@@ -38,6 +40,19 @@ def render_outgoing(message: Outgoing, number_from: int) -> tuple[list[str], lis
     return lines, numbered
 
 
+class ConsoleTransport:
+    """Where the delivery worker's messages to console leads go: kept until the chat prints
+    them after `/wait`."""
+
+    channel = CHANNEL
+
+    def __init__(self) -> None:
+        self.outbox: list[Outgoing] = []
+
+    async def send(self, external_id: str, message: Outgoing) -> None:
+        self.outbox.append(message)
+
+
 class ConsoleChat:
     """Turns typed lines into `Incoming` events and the engine's replies into text."""
 
@@ -48,12 +63,16 @@ class ConsoleChat:
         *,
         external_id: str = "console",
         first_name: str = "Гость",
+        worker: DeliveryWorker | None = None,
+        transport: ConsoleTransport | None = None,
     ) -> None:
         self.funnel = funnel
         self.clock = clock
         self.external_id = external_id
         self.first_name = first_name
         self.buttons: list[Button] = []
+        self.worker = worker
+        self.transport = transport or ConsoleTransport()
 
     def _incoming(self, kind: Kind, **fields: object) -> Incoming:
         return Incoming(
@@ -74,7 +93,7 @@ class ConsoleChat:
         if command == "/help":
             return [HELP]
         if command == "/wait":
-            return self.wait(argument)
+            return await self.wait(argument)
         if command == "/start":
             incoming = self._incoming(Kind.START, payload=argument or None)
         elif command == "/menu":
@@ -105,11 +124,25 @@ class ConsoleChat:
             self.buttons = numbered
         return output
 
-    def wait(self, argument: str) -> list[str]:
+    async def wait(self, argument: str) -> list[str]:
+        """Move the clock forward, stopping at each due message on the way, so a week of
+        warm-up plays out in order (each step is queued when the one before is sent)."""
         try:
             delta = parse_duration(argument or "")
         except ValueError as exc:
             return [f"(/wait {exc})"]
-        self.clock.advance(delta)
+        end = self.clock.now() + delta
+        output: list[str] = []
+        while self.worker is not None:
+            await self.worker.drain()
+            if self.transport.outbox:
+                output.append(f"({self.clock.now().strftime('%Y-%m-%d %H:%M UTC')})")
+                output += self.show(self.transport.outbox)
+                self.transport.outbox.clear()
+            due = await self.worker.next_due()
+            if due is None or due > end:
+                break
+            self.clock.advance(max(due - self.clock.now(), timedelta(0)))
+        self.clock.advance(max(end - self.clock.now(), timedelta(0)))
         moved = self.clock.now().strftime("%Y-%m-%d %H:%M UTC")
-        return [f"(clock moved {argument} forward, now {moved})"]
+        return [*output, f"(clock moved {argument} forward, now {moved})"]

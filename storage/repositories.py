@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -337,6 +337,29 @@ class OutboxRepository:
             .values(status="cancelled", last_error=reason)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def cancel_steps(self, lead_id: int, sequences: list[str], *, reason: str) -> int:
+        """Cancel the queued steps of these chains for a lead."""
+        result = await self.session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.lead_id == lead_id,
+                OutboxRow.status == "pending",
+                OutboxRow.kind == "step",
+                OutboxRow.payload["sequence"].as_string().in_(sequences),
+            )
+            .values(status="cancelled", last_error=reason[:500])
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending row is due."""
+        query = select(func.min(OutboxRow.due_at)).where(OutboxRow.status == "pending")
+        value = (await self.session.execute(query)).scalar_one_or_none()
+        # min() over a UTC column comes back through no type decorator on SQLite.
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     async def pending_for_lead(self, lead_id: int) -> Sequence[OutboxRow]:
         query = (

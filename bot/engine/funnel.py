@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from bot import sequences
 from bot.clock import Clock
 from bot.engine import stages
 from bot.engine.answers import (
@@ -160,7 +161,8 @@ class Turn:
         self.reply = Reply()
         self.name: str | None = None  # the answer to a `name` question, once known
         self.answers: dict[str, Answer] = {}
-        self.reached: set[str] = set()  # funnel stages first reached in this turn
+        self.reached: set[str] = set()  # stages first reached in this turn
+        self.recorded: list[tuple[str, dict[str, Any]]] = []  # events of this turn
 
     # ---- dispatch ----
 
@@ -172,6 +174,12 @@ class Turn:
                 self.lead, "blocked", reason="wrote again", now=self.now, events=self.uow.events
             )
         await self.dispatch()
+        if self.lead.erased_at is None:
+            for started in await sequences.react(
+                self.uow, self.s, self.lead, self.now, self.recorded, self.reached
+            ):
+                self.record("sequence_started", sequence=started)
+                self.advance("warming", f"sequence:{started}")
         if "contact" in self.reached:
             await self.announce_contact()
 
@@ -221,6 +229,7 @@ class Turn:
         }
 
     def record(self, name: str, **payload: Any) -> None:
+        self.recorded.append((name, payload))
         self.uow.events.add(
             self.lead.id, name, now=self.now, channel=self.incoming.channel, payload=payload
         )
@@ -284,15 +293,14 @@ class Turn:
 
     async def on_stop(self) -> None:
         await self.uow.leads.withdraw_consent(self.lead.id, MARKETING, now=self.now)
-        for run in await self.uow.sequences.for_lead(self.lead.id):
-            if run.status == "active":
-                run.status, run.stopped_at, run.stop_reason = "stopped", self.now, "unsubscribed"
+        await sequences.stop_runs(self.uow, self.lead.id, self.now, "unsubscribed")
         if self.lead.unsubscribed_at is None:
             self.lead.unsubscribed_at = self.now
             self.record("unsubscribed")
-        stages.set_side_stage(
+        if stages.set_side_stage(
             self.lead, "unsubscribed", reason="/stop", now=self.now, events=self.uow.events
-        )
+        ):
+            self.reached.add("unsubscribed")
         self.say(self.s.messages.unsubscribed, buttons=self.back_to_menu())
 
     # ---- buttons ----
@@ -313,6 +321,10 @@ class Turn:
             await self.answer_marketing(rest == "y", awaiting["offer"])
         elif kind == "a" and await self.press_answer(rest, awaiting):
             pass
+        elif kind == "e" and rest in self.step_button_events():
+            self.record(rest, button=True)
+            await self.score_event(rest)
+            self.say(self.s.messages.noted, buttons=self.back_to_menu())
         else:
             log.info(
                 "stale or forged button %r from %s:%s",
@@ -322,6 +334,16 @@ class Turn:
             )
             self.lead.awaiting = None
             self.say(self.s.messages.stale_button, buttons=self.menu_buttons(self.s.start.buttons))
+
+    def step_button_events(self) -> set[str]:
+        """Events that some sequence step's button records: what an `e:` press may name."""
+        return {
+            button.event
+            for sequence in self.s.sequences.values()
+            for step in sequence.steps
+            for button in step.buttons
+            if button.event and not button.url
+        }
 
     async def press_answer(self, rest: str, awaiting: dict[str, Any]) -> bool:
         question_id, _, index = rest.partition(":")
@@ -334,7 +356,7 @@ class Turn:
             parsed = choice_answer(question, int(index))
         except InvalidAnswer:
             return False
-        await self.accept_answer(question_id, question, parsed, awaiting["offer"])
+        await self.accept_answer(question_id, question, parsed, awaiting.get("offer"))
         return True
 
     # ---- offers, consent, questions ----
@@ -456,15 +478,9 @@ class Turn:
         await self.continue_offer(offer_id)
 
     def question_message(self, question_id: str, question: Question) -> None:
-        if question.type == "choice":
-            rows = [
-                [Button(o.text, action=f"a:{question_id}:{i}")]
-                for i, o in enumerate(question.options)
-            ]
-            self.say(question.text, buttons=rows)
-        elif question.type == "scale":
-            numbers = [Button(str(n), action=f"a:{question_id}:{n}") for n in range(11)]
-            self.say(question.text, buttons=[numbers[:6], numbers[6:]])
+        if question.type in ("choice", "scale"):
+            rows = question_buttons(question_id, question)
+            self.say(question.text, buttons=[list(row) for row in rows])
         elif question.type == "phone":
             self.say(question.text, contact_request=question.button or "📱")
         else:
@@ -478,7 +494,9 @@ class Turn:
         """Repeat what we wait for, so a wrong input never leaves the prospect stuck."""
         awaiting = self.lead.awaiting or {}
         offer_id = awaiting.get("offer")
-        if offer_id not in self.s.offers:  # the scenario changed under a waiting lead
+        if self.waits_for_step_answer(awaiting):
+            self.question_message(awaiting["question"], self.s.questions[awaiting["question"]])
+        elif offer_id not in self.s.offers:  # the scenario changed under a waiting lead
             self.lead.awaiting = None
             await self.show_menu()
         elif awaiting.get("question") in self.s.questions:
@@ -497,7 +515,9 @@ class Turn:
             return
         awaiting = self.lead.awaiting or {}
         question_id = awaiting.get("question")
-        if question_id in self.s.questions and awaiting.get("offer") in self.s.offers:
+        if question_id in self.s.questions and (
+            awaiting.get("offer") in self.s.offers or self.waits_for_step_answer(awaiting)
+        ):
             question = self.s.questions[question_id]
             try:
                 parsed = parse_answer(question, text, phone_region=self.funnel.phone_region)
@@ -505,12 +525,16 @@ class Turn:
                 self.say(getattr(self.s.messages, invalid.message))
                 self.question_message(question_id, question)
                 return
-            await self.accept_answer(question_id, question, parsed, awaiting["offer"])
+            await self.accept_answer(question_id, question, parsed, awaiting.get("offer"))
         elif awaiting.get("consent"):
             self.say(self.s.messages.choose_option)
             await self.prompt_again()
         else:
             await self.free_text(text)
+
+    def waits_for_step_answer(self, awaiting: dict[str, Any]) -> bool:
+        """A sequence step asked a question (an NPS after a sale, say)."""
+        return "sequence" in awaiting and awaiting.get("question") in self.s.questions
 
     async def prompt_again_if_waiting(self) -> None:
         if self.lead.awaiting:
@@ -532,7 +556,10 @@ class Turn:
         if (
             question is None
             or question.type != "phone"
-            or awaiting.get("offer") not in self.s.offers
+            or (
+                awaiting.get("offer") not in self.s.offers
+                and not self.waits_for_step_answer(awaiting)
+            )
         ):
             # Nobody asked for a phone now; we keep it only with consent, as a known contact.
             if (
@@ -558,7 +585,9 @@ class Turn:
             self.say(self.s.messages.invalid_phone)
             self.question_message(question_id, question)
             return
-        await self.accept_answer(question_id, question, parsed, awaiting["offer"], verified=True)
+        await self.accept_answer(
+            question_id, question, parsed, awaiting.get("offer"), verified=True
+        )
 
     async def store_phone(self, phone: str, *, verified: bool) -> None:
         try:
@@ -581,7 +610,7 @@ class Turn:
         question_id: str,
         question: Question,
         parsed: ParsedAnswer,
-        offer_id: str,
+        offer_id: str | None,
         *,
         verified: bool = False,
     ) -> None:
@@ -608,7 +637,10 @@ class Turn:
             await self.score_event("contact_shared")
             self.advance("contact", f"{question.type} given")
         self.lead.awaiting = None
-        await self.continue_offer(offer_id)
+        if offer_id in self.s.offers:
+            await self.continue_offer(offer_id)  # type: ignore[arg-type]
+        else:  # a question a sequence step asked: the chain goes on by itself
+            self.say(self.s.messages.thanks, buttons=self.back_to_menu())
 
     async def deliver(self, offer_id: str, offer: Offer) -> None:
         self.lead.awaiting = None
@@ -628,17 +660,15 @@ class Turn:
             self.lead.score += then.score
         for tag in then.tag:
             await self.add_tag(tag)
-        if then.start is not None and await self.uow.sequences.start(
-            self.lead.id, then.start, now=self.now
+        if then.start is not None and await sequences.start(
+            self.uow, self.s, self.lead, then.start, self.now
         ):
             self.record("sequence_started", sequence=then.start, offer=offer_id)
             self.advance("warming", f"sequence:{then.start}")
 
     async def erase(self) -> None:
         """/delete confirmed: forget the person; anonymous counts stay."""
-        for run in await self.uow.sequences.for_lead(self.lead.id):
-            if run.status == "active":
-                run.status, run.stopped_at, run.stop_reason = "stopped", self.now, "erased"
+        await sequences.stop_runs(self.uow, self.lead.id, self.now, "erased")
         await self.uow.outbox.cancel_pending(self.lead.id, reason="erased")
         self.record("erased")
         await self.uow.leads.erase_personal_data(self.lead.id, now=self.now)
@@ -674,6 +704,19 @@ class Turn:
             question = self.s.questions.get(question_id)
             if question is not None and question.type == "name":
                 self.name = answer.value
+
+
+def question_buttons(question_id: str, question: Question) -> tuple[tuple[Button, ...], ...]:
+    """The buttons of a choice or scale question; presses come back as `a:<question>:<n>`."""
+    if question.type == "choice":
+        return tuple(
+            (Button(o.text, action=f"a:{question_id}:{i}"),)
+            for i, o in enumerate(question.options)
+        )
+    if question.type == "scale":
+        numbers = [Button(str(n), action=f"a:{question_id}:{n}") for n in range(11)]
+        return (tuple(numbers[:6]), tuple(numbers[6:]))
+    return ()
 
 
 def _with_plus(phone: str) -> str:

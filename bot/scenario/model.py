@@ -279,7 +279,7 @@ class AnswerCondition(Strict):
 
 
 def _answer_condition(value: Any) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, dict | AnswerCondition):
         return value
     match = _COMPARE.match(str(value))
     if match and match[1] and not isinstance(value, bool):  # an operator: compare numbers
@@ -526,6 +526,8 @@ class Messages(Strict):
     delete_no: str = "Отмена"
     deleted: str = "Готово: ваши данные удалены. Если захотите вернуться — нажмите /start."
     delete_cancelled: str = "Хорошо, ничего не удаляем."
+    noted: str = "Отметили, спасибо!"
+    thanks: str = "Спасибо за ответ!"
 
 
 class Scenario(Strict):

@@ -15,7 +15,9 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.app import App
 from bot.engine.funnel import Funnel
+from bot.heartbeat import start_heartbeat
 from bot.settings import Settings
 from handlers.telegram.middlewares import InFlight, Throttle
 from handlers.telegram.router import setup_fallback_router, setup_router
@@ -119,9 +121,18 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
-async def run_telegram(settings: Settings, funnel: Funnel) -> None:
+async def run_telegram(settings: Settings, app: App) -> None:
+    funnel = app.funnel
     bot = create_bot(settings)
     sender = TelegramSender(bot, settings.managers_telegram_chat_id)
+    heartbeat = start_heartbeat(app.delivery_worker({sender.channel: sender}), app.db, app.clock)
+    try:
+        await _serve(settings, funnel, bot, sender)
+    finally:
+        heartbeat.shutdown(wait=False)
+
+
+async def _serve(settings: Settings, funnel: Funnel, bot: Bot, sender: TelegramSender) -> None:
     in_flight = InFlight()
     throttle = Throttle(rate=settings.flood_rate, burst=settings.flood_burst)
     dispatcher = create_dispatcher(funnel, sender, in_flight, throttle)

@@ -1,0 +1,362 @@
+"""The delivery worker: claims due outbox rows, checks each again at send time, paces, sends.
+
+A row goes pending -> sending (claimed with a lease) -> sent, or back to pending (retry-after,
+a network error, quiet hours), or failed (too many attempts) or cancelled (blocked, no
+advertising consent, the chain stopped, the step removed). Nothing is held in memory between
+ticks: a restarted or crashed worker loses nothing, and a row whose lease expired is taken over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from bot import sequences
+from bot.clock import Clock
+from bot.engine.funnel import MARKETING, Funnel, question_buttons
+from bot.engine.messages import Button, FileRef, Outgoing
+from bot.engine.render import render
+from bot.engine.transport import Blocked, RetryLater, Transport
+from bot.pacing import Pacer
+from bot.rules import evaluate, events_in, load_facts
+from bot.scenario.active import ActiveScenario
+from bot.scenario.model import Scenario, Step
+from bot.timing import in_quiet_hours, out_of_quiet_hours, zone_of
+from storage.claims import claim_due
+from storage.database import Database
+from storage.models import Lead, OutboxRow
+from storage.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+LEASE = timedelta(seconds=120)
+BATCH = 200
+CONCURRENCY = 32
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before retry number `attempts` after a network or server error: 5 s doubling,
+    at most an hour."""
+    return float(min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+@dataclass
+class Prepared:
+    """A claimed row made ready to send: where to, what, and what to record once it is out."""
+
+    row_id: int
+    channel: str
+    external_id: str
+    messages: list[Outgoing]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Skip(Exception):
+    """The row will not be sent now; `status` says what becomes of it."""
+
+    def __init__(
+        self, status: str, reason: str, *, due: datetime | None = None, queue_next: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.due = due
+        self.queue_next = queue_next
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        db: Database,
+        scenarios: ActiveScenario,
+        clock: Clock,
+        transports: Mapping[str, Transport],
+        pacer: Pacer,
+        funnel: Funnel,
+        *,
+        worker_id: str,
+        batch: int = BATCH,
+        lease: timedelta = LEASE,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.db = db
+        self.scenarios = scenarios
+        self.clock = clock
+        self.transports = transports
+        self.pacer = pacer
+        self.funnel = funnel
+        self.worker_id = worker_id
+        self.batch = batch
+        self.lease = lease
+        self.sleep = sleep
+        self._gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def tick(self) -> int:
+        """One heartbeat: claim what is due and deliver it; the number of rows claimed."""
+        async with self.db.unit_of_work() as uow:
+            rows = await claim_due(
+                uow.session,
+                now=self.clock.now(),
+                worker=self.worker_id,
+                lease=self.lease,
+                limit=self.batch,
+            )
+            claimed = [row.id for row in rows]
+            await uow.commit()
+        if claimed:
+            await asyncio.gather(*(self._deliver(row_id) for row_id in claimed))
+        return len(claimed)
+
+    async def drain(self, *, limit: int = 10_000) -> int:
+        """Tick until nothing is due (for `/wait` in the chat and for tests); rows handled."""
+        total = 0
+        while total < limit and (handled := await self.tick()):
+            total += handled
+        return total
+
+    async def next_due(self) -> datetime | None:
+        async with self.db.unit_of_work() as uow:
+            return await uow.outbox.next_due()
+
+    async def _deliver(self, row_id: int) -> None:
+        async with self._gate:
+            prepared = await self._prepare(row_id)
+            if prepared is None:
+                return
+            transport = self.transports.get(prepared.channel)
+            if transport is None:
+                await self._settle(row_id, Skip("failed", f"no transport for {prepared.channel}"))
+                return
+            wait = await self.pacer.reserve(prepared.channel, prepared.external_id)
+            if wait > self.lease.total_seconds() / 2:
+                # Waiting that long would outlive the lease: give the row back instead.
+                due = self.clock.now() + timedelta(seconds=wait)
+                await self._settle(row_id, Skip("pending", "paced", due=due))
+                return
+            if wait > 0:
+                await self.sleep(wait)
+            try:
+                for message in prepared.messages:
+                    await transport.send(prepared.external_id, message)
+            except Blocked:
+                await self.funnel.mark_blocked(prepared.channel, prepared.external_id)
+                await self._settle(row_id, Skip("cancelled", "blocked"))
+            except RetryLater as exc:
+                await self.pacer.penalize(prepared.channel, None, exc.seconds)
+                due = self.clock.now() + timedelta(seconds=exc.seconds)
+                await self._settle(
+                    row_id, Skip("pending", f"retry after {exc.seconds}s: {exc}", due=due)
+                )
+            except Exception as exc:  # a bug or an unknown failure: retried with backoff
+                log.exception("sending outbox row %s failed", row_id)
+                await self._settle(row_id, Skip("retry", repr(exc)[:500]))
+            else:
+                await self._sent(prepared)
+
+    # ---- deciding, at send time ----
+
+    async def _prepare(self, row_id: int) -> Prepared | None:
+        scenario = self.scenarios.current.scenario
+        now = self.clock.now()
+        async with self.db.unit_of_work() as uow:
+            row = await self._own_row(uow, row_id)
+            if row is None:
+                return None
+            lead = await uow.leads.get(row.lead_id, lock=True) if row.lead_id else None
+            try:
+                if lead is None:
+                    raise Skip("cancelled", "lead gone")
+                if row.kind != sequences.STEP:
+                    raise Skip("failed", f"unknown outbox kind {row.kind!r}")
+                prepared = await self._prepare_step(uow, scenario, row, lead, now)
+            except Skip as skip:
+                await self._apply_skip(uow, scenario, row, lead, skip, now)
+                await uow.commit()
+                return None
+            await uow.commit()
+            return prepared
+
+    async def _own_row(self, uow: UnitOfWork, row_id: int) -> OutboxRow | None:
+        query = select(OutboxRow).where(OutboxRow.id == row_id).with_for_update()
+        row = (await uow.session.execute(query)).scalar_one_or_none()
+        if row is None or row.status != "sending" or row.leased_by != self.worker_id:
+            return None  # taken over by another worker after our lease ran out
+        return row
+
+    async def _prepare_step(
+        self, uow: UnitOfWork, s: Scenario, row: OutboxRow, lead: Lead, now: datetime
+    ) -> Prepared:
+        payload = row.payload
+        sequence = s.sequences.get(payload["sequence"])
+        run = await uow.sequences.get(lead.id, payload["sequence"])
+        if sequence is None or run is None or run.status != "active":
+            raise Skip("cancelled", "chain stopped or removed")
+        step = next((st for st in sequence.steps if st.id == payload["step"]), None)
+        if step is None:
+            raise Skip("cancelled", "step removed from the scenario", queue_next=True)
+        if lead.erased_at or lead.unsubscribed_at or lead.unreachable_at:
+            raise Skip("cancelled", "unsubscribed, blocked or erased")
+        if await uow.leads.active_consent(lead.id, MARKETING) is None:
+            raise Skip("cancelled", "no advertising consent")
+        zone = zone_of(lead.timezone, s.settings.timezone)
+        if in_quiet_hours(now, zone, s.settings.quiet_hours):
+            raise Skip(
+                "pending", "quiet hours", due=out_of_quiet_hours(now, zone, s.settings.quiet_hours)
+            )
+        if step.if_ is not None:
+            facts = await load_facts(uow, lead, events_in(step.if_))
+            if not evaluate(step.if_, facts):
+                raise Skip("skipped", "if: false", queue_next=True)
+        identities = await uow.leads.identities(lead.id)
+        if not identities:
+            raise Skip("cancelled", "no messenger account")
+        identity = max(identities, key=lambda i: i.last_seen_at)
+        variant = sequences.variant_of(lead.id, sequence_id := payload["sequence"], step)
+        messages = self._step_messages(s, step, variant, await self._values(uow, s, lead))
+        return Prepared(
+            row.id,
+            identity.channel,
+            identity.external_id,
+            messages,
+            {
+                "sequence": sequence_id,
+                "step": step.id,
+                "variant": variant,
+                "ask": step.ask,
+            },
+        )
+
+    async def _values(self, uow: UnitOfWork, s: Scenario, lead: Lead) -> dict[str, str]:
+        name = next(
+            (
+                a.value
+                for q, a in (await uow.leads.answers(lead.id)).items()
+                if q in s.questions and s.questions[q].type == "name"
+            ),
+            None,
+        )
+        return {
+            "first_name": lead.first_name or "",
+            "name": name or lead.first_name or "",
+            "policy_url": s.consent.policy_url,
+        }
+
+    def _step_messages(
+        self, s: Scenario, step: Step, variant: str, values: dict[str, str]
+    ) -> list[Outgoing]:
+        rows: list[tuple[Button, ...]] = []
+        for button in step.buttons:
+            if button.url:
+                rows.append((Button(button.text, url=button.url),))
+            elif button.offer:
+                rows.append((Button(button.text, action=f"o:{button.offer}"),))
+            elif button.event:
+                rows.append((Button(button.text, action=f"e:{button.event}"),))
+        text = sequences.step_text(step, variant)
+        try:
+            rendered = render(text, values) if text else None
+        except KeyError as missing:
+            # {promo.*} and {referral_link} come with the promo codes release.
+            raise Skip(
+                "skipped", f"placeholder {missing} has no value yet", queue_next=True
+            ) from None
+        file = (
+            FileRef(path=str(self.scenarios.current.file_path(step.file).resolve()))
+            if (step.file)
+            else None
+        )
+        messages: list[Outgoing] = []
+        if rendered or file:
+            messages.append(Outgoing(rendered or "", buttons=tuple(rows), file=file))
+        if step.ask:
+            question = s.questions[step.ask]
+            ask_rows = question_buttons(step.ask, question)
+            messages.append(
+                Outgoing(
+                    render(question.text, values),
+                    buttons=ask_rows,
+                    contact_request=(question.button or "📱")
+                    if question.type == "phone"
+                    else None,
+                )
+            )
+        return messages
+
+    # ---- recording the outcome ----
+
+    async def _sent(self, prepared: Prepared) -> None:
+        now = self.clock.now()
+        scenario = self.scenarios.current.scenario
+        async with self.db.unit_of_work() as uow:
+            row = await self._own_row(uow, prepared.row_id)
+            if row is None:
+                log.warning(
+                    "outbox row %s was taken over while it was being sent", prepared.row_id
+                )
+                return
+            row.status, row.sent_at, row.lease_until = "sent", now, None
+            lead = await uow.leads.get(row.lead_id, lock=True) if row.lead_id else None
+            if lead is not None:
+                details = prepared.details
+                uow.events.add(
+                    lead.id,
+                    "step_sent",
+                    now=now,
+                    channel=prepared.channel,
+                    payload={k: details[k] for k in ("sequence", "step", "variant")},
+                )
+                if details.get("ask"):
+                    lead.awaiting = {
+                        "question": details["ask"],
+                        "sequence": details["sequence"],
+                        "step": details["step"],
+                    }
+                run = await uow.sequences.get(lead.id, details["sequence"])
+                if run is not None and run.status == "active":
+                    await sequences.queue_next(uow, scenario, lead, run, row.payload, now, now)
+            await uow.commit()
+
+    async def _settle(self, row_id: int, skip: Skip) -> None:
+        now = self.clock.now()
+        scenario = self.scenarios.current.scenario
+        async with self.db.unit_of_work() as uow:
+            row = await self._own_row(uow, row_id)
+            if row is None:
+                return
+            lead = await uow.leads.get(row.lead_id, lock=True) if row.lead_id else None
+            await self._apply_skip(uow, scenario, row, lead, skip, now)
+            await uow.commit()
+
+    async def _apply_skip(
+        self,
+        uow: UnitOfWork,
+        s: Scenario,
+        row: OutboxRow,
+        lead: Lead | None,
+        skip: Skip,
+        now: datetime,
+    ) -> None:
+        row.lease_until, row.leased_by, row.last_error = None, None, skip.reason[:500]
+        status = skip.status
+        if status == "retry":
+            status = "failed" if row.attempts >= MAX_ATTEMPTS else "pending"
+            row.due_at = now + timedelta(seconds=backoff(row.attempts))
+        elif status == "pending":
+            # Quiet hours, pacing and a platform's retry-after are no failure of the row:
+            # they do not count towards MAX_ATTEMPTS.
+            row.due_at = skip.due or now
+            row.attempts = max(row.attempts - 1, 0)
+        row.status = status
+        if status in ("failed", "cancelled", "skipped"):
+            log.info("outbox row %s %s: %s", row.id, status, skip.reason)
+        if skip.queue_next and lead is not None and row.kind == sequences.STEP:
+            run = await uow.sequences.get(lead.id, row.payload["sequence"])
+            if run is not None and run.status == "active":
+                await sequences.queue_next(uow, s, lead, run, row.payload, now, now)

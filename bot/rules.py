@@ -1,0 +1,283 @@
+"""The evaluator of the scenario rule language (`scoring.qualify` and a step's `if:`).
+
+The rules themselves are parsed by `bot.scenario.model`; this module says what they mean for
+one lead, as docs/scenario.md ("rules") describes. Decisions the docs leave open:
+
+- `stage: <funnel stage>` is true once the lead has REACHED that stage: its `funnel_stage` is
+  that stage or a later one. So a customer satisfies `stage: qualified`, and a lead that
+  unsubscribed after qualifying still does (a side stage keeps the furthest funnel stage).
+- `stage: lost | unsubscribed | blocked` is true only while the lead is at exactly that stage.
+- An answer is stored as text. A `compare` condition is true only when that text is a plain
+  number (`9`, `-3`, `9.5`, `9,5`) that compares true; any other text makes it false, even for
+  `!=`. An `equals` condition compares texts case-insensitively, ignoring surrounding spaces.
+  An unanswered question makes its condition false. Several questions must all match.
+- An event rule compares how many times the event happened (0 when it never did).
+- `contact: any` means a phone or an e-mail.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bot.engine.stages import RANK
+from bot.scenario.model import (
+    AllRule,
+    AnswerCondition,
+    AnswerRule,
+    AnyRule,
+    Comparison,
+    ContactRule,
+    EventRule,
+    NotRule,
+    Rule,
+    ScoreRule,
+    StageRule,
+    TagRule,
+)
+from storage.models import Lead
+from storage.unit_of_work import UnitOfWork
+
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+# A plain number as a person types it; float() alone would also take "nan", "1e3" or "1_0".
+_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?")
+CONTACT_KINDS = frozenset({"phone", "email"})
+
+
+@dataclass(frozen=True)
+class LeadFacts:
+    """What rules may read about a lead, loaded once so evaluating touches no database."""
+
+    score: int
+    tags: frozenset[str]
+    answers: Mapping[str, str]  # question id -> the stored answer text
+    stage: str  # where the lead is now (may be a side stage)
+    funnel_stage: str  # the furthest funnel stage reached
+    event_counts: Mapping[str, int]  # event name -> times it happened; missing means 0
+    contacts: frozenset[str]  # contact kinds the lead left: "phone", "email"
+
+
+def evaluate(rule: Rule, facts: LeadFacts) -> bool:
+    """Whether the rule is true for the lead.
+
+    Kept apart from `explain` (which builds texts) so the two can be checked against each
+    other, and so a plain check builds no strings."""
+    match rule:
+        case AnyRule():
+            return any(evaluate(child, facts) for child in rule.any)
+        case AllRule():
+            return all(evaluate(child, facts) for child in rule.all)
+        case NotRule():
+            return not evaluate(rule.not_, facts)
+        case ScoreRule():
+            return _compares(facts.score, rule.score)
+        case TagRule():
+            return rule.tag in facts.tags
+        case StageRule():
+            return _at_stage(rule.stage, facts)
+        case EventRule():
+            event = rule.event
+            return _OPERATORS[event.op](facts.event_counts.get(event.name, 0), event.count)
+        case AnswerRule():
+            return all(
+                _answer_matches(condition, facts.answers.get(question))
+                for question, condition in rule.answer.items()
+            )
+        case ContactRule():
+            return bool(_contacts_for(rule.contact) & facts.contacts)
+    raise TypeError(f"not a rule: {rule!r}")
+
+
+def explain(rule: Rule, facts: LeadFacts) -> str | None:
+    """Why the rule is true, in short English for managers ("score 65 >= 60"); None if false.
+
+    `any` names its first true branch, `all` lists the reasons of every branch."""
+    match rule:
+        case AnyRule():
+            return next((r for r in (explain(c, facts) for c in rule.any) if r is not None), None)
+        case AllRule():
+            reasons = [explain(child, facts) for child in rule.all]
+            if None in reasons:
+                return None
+            if len(reasons) == 1:
+                return reasons[0]
+            return "all of: " + ", ".join(_grouped(r) for r in reasons if r is not None)
+        case NotRule():
+            return _explain_not(rule.not_, facts)
+        case ScoreRule():
+            if not _compares(facts.score, rule.score):
+                return None
+            return f"score {_number(facts.score)} {_describe_comparison(rule.score)}"
+        case TagRule():
+            return f"tag {rule.tag}" if rule.tag in facts.tags else None
+        case StageRule():
+            return _explain_stage(rule.stage, facts)
+        case EventRule():
+            event = rule.event
+            times = facts.event_counts.get(event.name, 0)
+            if not _OPERATORS[event.op](times, event.count):
+                return None
+            if (event.op, event.count) == (">=", 1):  # the plain "it happened" form
+                return event.name
+            return f"{event.name} {times} {event.op} {event.count}"
+        case AnswerRule():
+            parts = []
+            for question, condition in rule.answer.items():
+                reason = _explain_answer(question, condition, facts.answers.get(question))
+                if reason is None:
+                    return None
+                parts.append(reason)
+            return ", ".join(parts)
+        case ContactRule():
+            present = sorted(_contacts_for(rule.contact) & facts.contacts)
+            return f"contact {present[0]}" if present else None
+    raise TypeError(f"not a rule: {rule!r}")
+
+
+def events_in(rule: Rule) -> set[str]:
+    """The event names the rule reads, so a caller loads only those counts."""
+    match rule:
+        case AnyRule():
+            return set().union(*(events_in(child) for child in rule.any))
+        case AllRule():
+            return set().union(*(events_in(child) for child in rule.all))
+        case NotRule():
+            return events_in(rule.not_)
+        case EventRule():
+            return {rule.event.name}
+    return set()
+
+
+async def load_facts(uow: UnitOfWork, lead: Lead, events: set[str]) -> LeadFacts:
+    """The lead's facts from storage; `events` are the names to count (see `events_in`)."""
+    answers = await uow.leads.answers(lead.id)
+    contacts = await uow.leads.contacts(lead.id)
+    counts = {name: await uow.events.count(lead.id, name) for name in sorted(events)}
+    return LeadFacts(
+        score=lead.score,
+        tags=frozenset(await uow.leads.tags(lead.id)),
+        answers={question: answer.value for question, answer in answers.items()},
+        stage=lead.stage,
+        funnel_stage=lead.funnel_stage,
+        event_counts=counts,
+        contacts=frozenset(contact.kind for contact in contacts),
+    )
+
+
+# ---- helpers ----
+
+
+def _explain_not(inner: Rule, facts: LeadFacts) -> str | None:
+    if evaluate(inner, facts):
+        return None
+    match inner:
+        case NotRule():  # `not: {not: r}` is just r
+            return explain(inner.not_, facts)
+        case AnyRule():
+            return "none of: " + ", ".join(_grouped(_describe(c)) for c in inner.any)
+        case AllRule():  # name the branch that failed, not the whole list
+            failed = next(c for c in inner.all if not evaluate(c, facts))
+            return _explain_not(failed, facts)
+    return f"not {_describe(inner)}"
+
+
+def _at_stage(stage: str, facts: LeadFacts) -> bool:
+    if stage in RANK:  # a funnel stage: reached it or went further
+        # An unknown stored stage ranks below everything rather than crashing a handler.
+        return RANK.get(facts.funnel_stage, -1) >= RANK[stage]
+    return facts.stage == stage  # a side stage: only while the lead is there
+
+
+def _explain_stage(stage: str, facts: LeadFacts) -> str | None:
+    if not _at_stage(stage, facts):
+        return None
+    if stage in RANK and facts.funnel_stage != stage:
+        return f"stage {facts.funnel_stage}, past {stage}"
+    return f"stage {stage}"
+
+
+def _answer_matches(condition: AnswerCondition, value: str | None) -> bool:
+    if value is None:  # not answered
+        return False
+    text = value.strip()
+    if condition.compare is not None:
+        if not _NUMBER.fullmatch(text):
+            return False
+        if not _compares(float(text.replace(",", ".")), condition.compare):
+            return False
+    # A condition with neither part (`{}` written out) asks only that the question was answered.
+    return condition.equals is None or text.casefold() == condition.equals.strip().casefold()
+
+
+def _explain_answer(question: str, condition: AnswerCondition, value: str | None) -> str | None:
+    if value is None or not _answer_matches(condition, value):
+        return None
+    if condition.compare is not None:
+        return f"answer {question} {value.strip()} {_describe_comparison(condition.compare)}"
+    return f'answer {question} "{value.strip()}"'
+
+
+def _contacts_for(kind: str) -> frozenset[str]:
+    return CONTACT_KINDS if kind == "any" else frozenset({kind})
+
+
+def _describe(rule: Rule) -> str:
+    """What the rule asks for, true or not (for `not` reasons)."""
+    match rule:
+        case AnyRule():
+            return "any of: " + ", ".join(_grouped(_describe(c)) for c in rule.any)
+        case AllRule():
+            return "all of: " + ", ".join(_grouped(_describe(c)) for c in rule.all)
+        case NotRule():
+            return f"not {_grouped(_describe(rule.not_))}"
+        case ScoreRule():
+            return f"score {_describe_comparison(rule.score)}"
+        case TagRule():
+            return f"tag {rule.tag}"
+        case StageRule():
+            return f"stage {rule.stage}"
+        case EventRule():
+            event = rule.event
+            if (event.op, event.count) == (">=", 1):
+                return event.name
+            return f"{event.name} {event.op} {event.count}"
+        case AnswerRule():
+            parts = []
+            for question, condition in rule.answer.items():
+                wants = []
+                if condition.compare is not None:
+                    wants.append(_describe_comparison(condition.compare))
+                if condition.equals is not None:
+                    wants.append(f'"{condition.equals.strip()}"')
+                parts.append(" ".join([f"answer {question}", *wants]))
+            return ", ".join(parts)
+        case ContactRule():
+            return f"contact {rule.contact}"
+    raise TypeError(f"not a rule: {rule!r}")
+
+
+def _compares(value: float, comparison: Comparison) -> bool:
+    return _OPERATORS[comparison.op](value, comparison.number)
+
+
+def _describe_comparison(comparison: Comparison) -> str:
+    return f"{comparison.op} {_number(comparison.number)}"
+
+
+def _number(value: float) -> str:
+    """60.0 reads as "60": marketers wrote whole numbers, the model stores floats."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _grouped(text: str) -> str:
+    """Brackets around a list inside a list, so "all of: a, (any of: b, c)" stays readable."""
+    return f"({text})" if ", " in text else text

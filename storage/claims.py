@@ -1,0 +1,51 @@
+"""Claiming due outbox rows: the one module with dialect-specific SQL.
+
+PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several workers take disjoint batches without waiting
+for each other. SQLite: one writer at a time (BEGIN IMMEDIATE), so a conditional UPDATE ...
+RETURNING is already exclusive. Both take over rows whose lease expired (a crashed worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import OutboxRow
+
+
+def _claimable(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(
+        and_(OutboxRow.status == "pending", OutboxRow.due_at <= now),
+        and_(OutboxRow.status == "sending", OutboxRow.lease_until < now),
+    )
+
+
+async def claim_due(
+    session: AsyncSession, *, now: datetime, worker: str, lease: timedelta, limit: int
+) -> Sequence[OutboxRow]:
+    """Mark up to `limit` due rows as being sent by `worker` until `now + lease`; the rows."""
+    candidates = (
+        select(OutboxRow.id)
+        .where(_claimable(now))
+        .order_by(OutboxRow.due_at, OutboxRow.id)
+        .limit(limit)
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        update(OutboxRow)
+        .where(OutboxRow.id.in_(candidates.scalar_subquery()), _claimable(now))
+        .values(
+            status="sending",
+            lease_until=now + lease,
+            leased_by=worker,
+            attempts=OutboxRow.attempts + 1,
+        )
+        .returning(OutboxRow)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    rows = (await session.execute(statement)).scalars().all()
+    return sorted(rows, key=lambda row: (row.due_at, row.id))

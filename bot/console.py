@@ -49,7 +49,9 @@ class ConsoleTransport:
     def __init__(self) -> None:
         self.outbox: list[Outgoing] = []
 
-    async def send(self, external_id: str, message: Outgoing) -> None:
+    async def send(
+        self, external_id: str, message: Outgoing, *, idempotency_key: str | None = None
+    ) -> None:
         self.outbox.append(message)
 
 

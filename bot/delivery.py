@@ -52,6 +52,7 @@ class Prepared:
     """A claimed row made ready to send: where to, what, and what to record once it is out."""
 
     row_id: int
+    key: str  # the row's idempotency key: a platform that dedups by it (VK) sends once
     channel: str
     external_id: str
     messages: list[Outgoing]
@@ -99,20 +100,30 @@ class DeliveryWorker:
         self._gate = asyncio.Semaphore(CONCURRENCY)
 
     async def tick(self) -> int:
-        """One heartbeat: claim what is due and deliver it; the number of rows claimed."""
+        """One heartbeat: claim what is due, decide each row, send, record the outcomes.
+        Two transactions per batch, neither open while a message is on the wire."""
+        scenario = self.scenarios.current.scenario
+        now = self.clock.now()
+        prepared: list[Prepared] = []
         async with self.db.unit_of_work() as uow:
             rows = await claim_due(
-                uow.session,
-                now=self.clock.now(),
-                worker=self.worker_id,
-                lease=self.lease,
-                limit=self.batch,
+                uow.session, now=now, worker=self.worker_id, lease=self.lease, limit=self.batch
             )
-            claimed = [row.id for row in rows]
+            for row in rows:
+                lead = await uow.leads.get(row.lead_id, lock=True) if row.lead_id else None
+                try:
+                    if lead is None:
+                        raise Skip("cancelled", "lead gone")
+                    if row.kind != sequences.STEP:
+                        raise Skip("failed", f"unknown outbox kind {row.kind!r}")
+                    prepared.append(await self._prepare_step(uow, scenario, row, lead, now))
+                except Skip as skip:
+                    await self._apply_skip(uow, scenario, row, lead, skip, now)
             await uow.commit()
-        if claimed:
-            await asyncio.gather(*(self._deliver(row_id) for row_id in claimed))
-        return len(claimed)
+        if prepared:
+            outcomes = await asyncio.gather(*(self._send(item) for item in prepared))
+            await self._record(list(zip(prepared, outcomes, strict=True)))
+        return len(rows)
 
     async def drain(self, *, limit: int = 10_000) -> int:
         """Tick until nothing is due (for `/wait` in the chat and for tests); rows handled."""
@@ -125,63 +136,50 @@ class DeliveryWorker:
         async with self.db.unit_of_work() as uow:
             return await uow.outbox.next_due()
 
-    async def _deliver(self, row_id: int) -> None:
+    async def _send(self, item: Prepared) -> Skip | None:
+        """Send one prepared row; None when it went out, else what becomes of the row."""
         async with self._gate:
-            prepared = await self._prepare(row_id)
-            if prepared is None:
-                return
-            transport = self.transports.get(prepared.channel)
+            transport = self.transports.get(item.channel)
             if transport is None:
-                await self._settle(row_id, Skip("failed", f"no transport for {prepared.channel}"))
-                return
-            wait = await self.pacer.reserve(prepared.channel, prepared.external_id)
+                return Skip("failed", f"no transport for {item.channel}")
+            wait = await self.pacer.reserve(item.channel, item.external_id)
             if wait > self.lease.total_seconds() / 2:
                 # Waiting that long would outlive the lease: give the row back instead.
-                due = self.clock.now() + timedelta(seconds=wait)
-                await self._settle(row_id, Skip("pending", "paced", due=due))
-                return
+                return Skip("pending", "paced", due=self.clock.now() + timedelta(seconds=wait))
             if wait > 0:
                 await self.sleep(wait)
             try:
-                for message in prepared.messages:
-                    await transport.send(prepared.external_id, message)
+                for message in item.messages:
+                    await transport.send(item.external_id, message, idempotency_key=item.key)
             except Blocked:
-                await self.funnel.mark_blocked(prepared.channel, prepared.external_id)
-                await self._settle(row_id, Skip("cancelled", "blocked"))
+                await self.funnel.mark_blocked(item.channel, item.external_id)
+                return Skip("cancelled", "blocked")
             except RetryLater as exc:
-                await self.pacer.penalize(prepared.channel, None, exc.seconds)
+                await self.pacer.penalize(item.channel, None, exc.seconds)
                 due = self.clock.now() + timedelta(seconds=exc.seconds)
-                await self._settle(
-                    row_id, Skip("pending", f"retry after {exc.seconds}s: {exc}", due=due)
-                )
+                return Skip("pending", f"retry after {exc.seconds}s: {exc}", due=due)
             except Exception as exc:  # a bug or an unknown failure: retried with backoff
-                log.exception("sending outbox row %s failed", row_id)
-                await self._settle(row_id, Skip("retry", repr(exc)[:500]))
-            else:
-                await self._sent(prepared)
+                log.exception("sending outbox row %s failed", item.row_id)
+                return Skip("retry", repr(exc)[:500])
+            return None
+
+    async def _record(self, outcomes: list[tuple[Prepared, Skip | None]]) -> None:
+        now = self.clock.now()
+        scenario = self.scenarios.current.scenario
+        async with self.db.unit_of_work() as uow:
+            for item, skip in outcomes:
+                row = await self._own_row(uow, item.row_id)
+                if row is None:
+                    log.warning("outbox row %s was taken over while being sent", item.row_id)
+                    continue
+                lead = await uow.leads.get(row.lead_id, lock=True) if row.lead_id else None
+                if skip is None:
+                    await self._mark_sent(uow, scenario, row, lead, item, now)
+                else:
+                    await self._apply_skip(uow, scenario, row, lead, skip, now)
+            await uow.commit()
 
     # ---- deciding, at send time ----
-
-    async def _prepare(self, row_id: int) -> Prepared | None:
-        scenario = self.scenarios.current.scenario
-        now = self.clock.now()
-        async with self.db.unit_of_work() as uow:
-            row = await self._own_row(uow, row_id)
-            if row is None:
-                return None
-            lead = await uow.leads.get(row.lead_id, lock=True) if row.lead_id else None
-            try:
-                if lead is None:
-                    raise Skip("cancelled", "lead gone")
-                if row.kind != sequences.STEP:
-                    raise Skip("failed", f"unknown outbox kind {row.kind!r}")
-                prepared = await self._prepare_step(uow, scenario, row, lead, now)
-            except Skip as skip:
-                await self._apply_skip(uow, scenario, row, lead, skip, now)
-                await uow.commit()
-                return None
-            await uow.commit()
-            return prepared
 
     async def _own_row(self, uow: UnitOfWork, row_id: int) -> OutboxRow | None:
         query = select(OutboxRow).where(OutboxRow.id == row_id).with_for_update()
@@ -222,6 +220,7 @@ class DeliveryWorker:
         messages = self._step_messages(s, step, variant, await self._values(uow, s, lead))
         return Prepared(
             row.id,
+            row.idempotency_key,
             identity.channel,
             identity.external_id,
             messages,
@@ -291,48 +290,35 @@ class DeliveryWorker:
 
     # ---- recording the outcome ----
 
-    async def _sent(self, prepared: Prepared) -> None:
-        now = self.clock.now()
-        scenario = self.scenarios.current.scenario
-        async with self.db.unit_of_work() as uow:
-            row = await self._own_row(uow, prepared.row_id)
-            if row is None:
-                log.warning(
-                    "outbox row %s was taken over while it was being sent", prepared.row_id
-                )
-                return
-            row.status, row.sent_at, row.lease_until = "sent", now, None
-            lead = await uow.leads.get(row.lead_id, lock=True) if row.lead_id else None
-            if lead is not None:
-                details = prepared.details
-                uow.events.add(
-                    lead.id,
-                    "step_sent",
-                    now=now,
-                    channel=prepared.channel,
-                    payload={k: details[k] for k in ("sequence", "step", "variant")},
-                )
-                if details.get("ask"):
-                    lead.awaiting = {
-                        "question": details["ask"],
-                        "sequence": details["sequence"],
-                        "step": details["step"],
-                    }
-                run = await uow.sequences.get(lead.id, details["sequence"])
-                if run is not None and run.status == "active":
-                    await sequences.queue_next(uow, scenario, lead, run, row.payload, now, now)
-            await uow.commit()
-
-    async def _settle(self, row_id: int, skip: Skip) -> None:
-        now = self.clock.now()
-        scenario = self.scenarios.current.scenario
-        async with self.db.unit_of_work() as uow:
-            row = await self._own_row(uow, row_id)
-            if row is None:
-                return
-            lead = await uow.leads.get(row.lead_id, lock=True) if row.lead_id else None
-            await self._apply_skip(uow, scenario, row, lead, skip, now)
-            await uow.commit()
+    async def _mark_sent(
+        self,
+        uow: UnitOfWork,
+        s: Scenario,
+        row: OutboxRow,
+        lead: Lead | None,
+        item: Prepared,
+        now: datetime,
+    ) -> None:
+        row.status, row.sent_at, row.lease_until = "sent", now, None
+        if lead is None:
+            return
+        details = item.details
+        uow.events.add(
+            lead.id,
+            "step_sent",
+            now=now,
+            channel=item.channel,
+            payload={k: details[k] for k in ("sequence", "step", "variant")},
+        )
+        if details.get("ask"):
+            lead.awaiting = {
+                "question": details["ask"],
+                "sequence": details["sequence"],
+                "step": details["step"],
+            }
+        run = await uow.sequences.get(lead.id, details["sequence"])
+        if run is not None and run.status == "active":
+            await sequences.queue_next(uow, s, lead, run, row.payload, now, now)
 
     async def _apply_skip(
         self,

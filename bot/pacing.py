@@ -144,16 +144,21 @@ class _Calendar:
 
     def settle(self, now: float, limit: Limit) -> None:
         """Forget tokens nobody can spend any more and move the frontier over spent ones."""
-        self.frontier = max(self.frontier, _first_index_after(now, self.origin, limit))
-        self._absorb()
+        self._raise_frontier(_first_index_after(now, self.origin, limit))
         if not self.spent and self.frontier == _first_index_after(now, self.origin, limit):
             # Nothing live is booked: re-anchor the grid on `now`, exactly like a fresh
             # bucket, so a burst after idling is paced from its own start.
             fresh = _Calendar.fresh(now, limit)
             self.origin, self.frontier = fresh.origin, fresh.frontier
 
+    def _raise_frontier(self, frontier: int) -> None:
+        if frontier > self.frontier:
+            self.frontier = frontier
+            # tokens below the frontier count as spent anyway (or can no longer be spent)
+            self.spent = {i for i in self.spent if i >= frontier}
+        self._absorb()
+
     def _absorb(self) -> None:
-        self.spent = {i for i in self.spent if i >= self.frontier}
         while self.frontier in self.spent:
             self.spent.discard(self.frontier)
             self.frontier += 1
@@ -174,8 +179,7 @@ class _Calendar:
     def block_until(self, until: float, limit: Limit) -> None:
         """Void every token issued before `until`: sends resume at `until` at the steady
         rate, without a burst that would likely trip the platform's flood control again."""
-        self.frontier = max(self.frontier, math.ceil((until - self.origin) * limit.rate - _EPS))
-        self._absorb()
+        self._raise_frontier(math.ceil((until - self.origin) * limit.rate - _EPS))
 
 
 @dataclass

@@ -73,7 +73,9 @@ def out_of_quiet_hours(moment: datetime, zone: ZoneInfo, quiet: QuietHours | Non
     midnight (23:30 in "21:00-10:00" goes to 10:00 the next day). An end in a DST gap becomes
     the first instant after the gap; an end that occurs twice is its first occurrence unless
     `moment` is already past it, then the second. The result is never earlier than `moment`,
-    never inside the window, and moving it again changes nothing.
+    never inside the window, and moving it again changes nothing. (Should the gap's end still
+    be inside the window, as with "02:01-02:00" on a spring-forward night, the next day's
+    end is used.)
     """
     _require_aware(moment, "moment")
     result = moment.astimezone(UTC)

@@ -191,6 +191,23 @@ async def test_chat_penalty_holds_only_that_chat(harness: Harness) -> None:
     assert await p.reserve("telegram", "a") >= 6 - (harness.clock() - start) - TOL
 
 
+async def test_chats_held_to_the_same_moment_then_share_the_channel_rate(
+    harness: Harness,
+) -> None:
+    p = harness.pacer
+    start = harness.clock()
+    for k in range(100):
+        await p.penalize("telegram", f"c{k}", 5)
+    waits, _ = await harness.timed(p.reserve("telegram", f"c{k}") for k in range(100))
+    elapsed = harness.clock() - start
+    for k, wait in enumerate(waits):
+        want = 5 + max(0.0, (k - 29) / 30)  # a burst at the end of the penalty, then 30/s
+        # on Redis the penalties end `elapsed` apart, and the bucket refills meanwhile
+        assert want - 2 * elapsed - TOL <= wait <= want + elapsed + TOL, (k, wait)
+    # all those bookings lie ahead: a chat with nothing held back still sends at once
+    assert await p.reserve("telegram", "fresh") == 0.0
+
+
 async def test_both_buckets_hold_and_one_busy_chat_does_not_stall_the_channel(
     harness: Harness,
 ) -> None:

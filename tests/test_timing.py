@@ -260,6 +260,15 @@ def test_quiet_window_end_in_the_gap() -> None:
     assert due == utc(2026, 3, 29, 1)
 
 
+def test_quiet_window_open_only_inside_the_gap_waits_a_day_more() -> None:
+    # "02:01-02:00" leaves 02:00-02:01 open, which 29 Mar skips: the 03:00 CEST the gap
+    # resolves to is quiet again, so the message waits for 02:00 on 30 Mar.
+    quiet = (time(2, 1), time(2))
+    due = out_of_quiet_hours(utc(2026, 3, 28, 22, 59), BERLIN, quiet)
+    assert due == utc(2026, 3, 30)
+    assert wall(due, BERLIN) == ("2026-03-30 02:00", "+0200")
+
+
 def test_quiet_window_end_in_the_repeated_hour() -> None:
     quiet = (time(21), time(2, 30))
     # from the evening: the first 02:30 (CEST, 00:30 UTC)

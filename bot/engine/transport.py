@@ -22,8 +22,12 @@ class RetryLater(Exception):
 class Transport(Protocol):
     channel: str
 
-    async def send(self, external_id: str, message: Outgoing) -> None:
-        """Deliver one message to a prospect; raises `Blocked` or `RetryLater`."""
+    async def send(
+        self, external_id: str, message: Outgoing, *, idempotency_key: str | None = None
+    ) -> None:
+        """Deliver one message to a prospect; raises `Blocked` or `RetryLater`. A platform
+        that de-duplicates sends (VK's random_id) gets `idempotency_key`, so a retry after a
+        crash between sending and recording cannot deliver twice."""
         ...
 
 

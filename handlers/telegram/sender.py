@@ -76,8 +76,11 @@ class TelegramSender:
         self._file_ids: dict[tuple[str, float], str] = {}
         self._contact_keyboard: set[int] = set()
 
-    async def send(self, external_id: str, message: Outgoing) -> None:
-        """Send one message; `Blocked` when the user blocked the bot, `RetryLater` on limits."""
+    async def send(
+        self, external_id: str, message: Outgoing, *, idempotency_key: str | None = None
+    ) -> None:
+        """Send one message; `Blocked` when the user blocked the bot, `RetryLater` on limits.
+        The Bot API has no idempotency key, so `idempotency_key` is not used here."""
         try:
             await self._send(int(external_id), message)
         except TelegramForbiddenError as exc:

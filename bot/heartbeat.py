@@ -10,6 +10,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.clock import Clock
 from bot.delivery import DeliveryWorker
+from bot.scenario.reload import ScenarioReloader
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,12 @@ async def forget_old_update_keys(db: Database, clock: Clock) -> None:
 
 
 def start_heartbeat(
-    worker: DeliveryWorker, db: Database, clock: Clock, *, interval_seconds: float = 1.0
+    worker: DeliveryWorker,
+    db: Database,
+    clock: Clock,
+    *,
+    reloader: ScenarioReloader | None = None,
+    interval_seconds: float = 1.0,
 ) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone=UTC)
     # One tick at a time: a slow tick makes the next one wait instead of piling up.
@@ -48,5 +54,14 @@ def start_heartbeat(
         max_instances=1,
         coalesce=True,
     )
+    if reloader is not None:
+        scheduler.add_job(
+            reloader.poll,
+            "interval",
+            seconds=2,
+            id="scenario-reload",
+            max_instances=1,
+            coalesce=True,
+        )
     scheduler.start()
     return scheduler

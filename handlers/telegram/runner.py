@@ -18,7 +18,9 @@ from pydantic import ValidationError
 from bot.app import App
 from bot.engine.funnel import Funnel
 from bot.heartbeat import start_heartbeat
+from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
+from handlers.telegram.managers import setup_managers_router
 from handlers.telegram.middlewares import InFlight, Throttle
 from handlers.telegram.router import setup_fallback_router, setup_router
 from handlers.telegram.sender import TelegramSender
@@ -65,15 +67,21 @@ async def on_error(event: ErrorEvent, funnel: Funnel, sender: TelegramSender) ->
 
 
 def create_dispatcher(
-    funnel: Funnel, sender: TelegramSender, in_flight: InFlight, throttle: Throttle | None = None
+    funnel: Funnel,
+    sender: TelegramSender,
+    in_flight: InFlight,
+    throttle: Throttle | None = None,
+    reloader: ScenarioReloader | None = None,
 ) -> Dispatcher:
     """The dispatcher with every dependency in its workflow data (handlers take what they name)."""
-    dispatcher = Dispatcher(funnel=funnel, sender=sender)
+    dispatcher = Dispatcher(funnel=funnel, sender=sender, reloader=reloader)
     dispatcher.update.outer_middleware(in_flight)
     throttle = throttle or Throttle()
     dispatcher.message.outer_middleware(throttle)
     dispatcher.callback_query.outer_middleware(throttle)
-    dispatcher.include_routers(setup_router(), setup_fallback_router())
+    dispatcher.include_routers(
+        setup_managers_router(sender.managers_chat_id), setup_router(), setup_fallback_router()
+    )
     dispatcher.errors.register(on_error)
 
     async def finish_in_flight() -> None:
@@ -125,17 +133,26 @@ async def run_telegram(settings: Settings, app: App) -> None:
     funnel = app.funnel
     bot = create_bot(settings)
     sender = TelegramSender(bot, settings.managers_telegram_chat_id)
-    heartbeat = start_heartbeat(app.delivery_worker({sender.channel: sender}), app.db, app.clock)
+    reloader = ScenarioReloader(app.scenarios, on_refused=sender.post_to_managers)
+    worker = app.delivery_worker({sender.channel: sender})
+    heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader)
     try:
-        await _serve(settings, funnel, bot, sender)
+        await _serve(settings, funnel, bot, sender, reloader)
     finally:
         heartbeat.shutdown(wait=False)
+        await worker.pacer.aclose()
 
 
-async def _serve(settings: Settings, funnel: Funnel, bot: Bot, sender: TelegramSender) -> None:
+async def _serve(
+    settings: Settings,
+    funnel: Funnel,
+    bot: Bot,
+    sender: TelegramSender,
+    reloader: ScenarioReloader,
+) -> None:
     in_flight = InFlight()
     throttle = Throttle(rate=settings.flood_rate, burst=settings.flood_burst)
-    dispatcher = create_dispatcher(funnel, sender, in_flight, throttle)
+    dispatcher = create_dispatcher(funnel, sender, in_flight, throttle, reloader)
     me = await bot.get_me()
     log.info(
         "Telegram bot @%s started (%s)",

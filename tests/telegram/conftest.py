@@ -12,6 +12,7 @@ from aiogram.methods import TelegramMethod
 from aiogram.types import Update
 
 from bot.engine.funnel import Funnel
+from bot.scenario.reload import ScenarioReloader
 from handlers.telegram.callbacks import Press
 from handlers.telegram.middlewares import InFlight, Throttle
 from handlers.telegram.runner import create_dispatcher
@@ -120,7 +121,10 @@ class Harness:
         self.seconds = 0.0
         self.frozen = False
         throttle = Throttle(rate=1.0, burst=5, clock=lambda: self.seconds)
-        self.dispatcher: Dispatcher = create_dispatcher(funnel, self.sender, InFlight(), throttle)
+        self.reloader = ScenarioReloader(funnel.scenarios)
+        self.dispatcher: Dispatcher = create_dispatcher(
+            funnel, self.sender, InFlight(), throttle, self.reloader
+        )
         self.funnel = funnel
 
     async def feed(self, fields: dict[str, Any]) -> list[TelegramMethod[Any]]:

@@ -185,7 +185,11 @@ async def test_a_button_pressed_in_a_group_is_still_answered(telegram: Harness) 
 
 def test_routers_are_in_a_fixed_order(telegram: Harness) -> None:
     names = [router.name for router in telegram.dispatcher.sub_routers]
-    assert names == ["handlers.telegram.router", "handlers.telegram.router.fallback"]
+    assert names == [
+        "handlers.telegram.managers",
+        "handlers.telegram.router",
+        "handlers.telegram.router.fallback",
+    ]
 
 
 async def test_a_redelivered_update_is_handled_once(telegram: Harness) -> None:
@@ -371,3 +375,30 @@ async def test_retry_after_is_honoured_a_bounded_number_of_times(
     assert telegram.waits.seconds == [2, 2]  # waited twice, gave up on the third refusal
     assert "update" in caplog.text
     assert "failed" in caplog.text
+
+
+@pytest.mark.parametrize(("chat_id", "answered"), [(MANAGERS_CHAT, True), (-100999, False)])
+async def test_reload_works_only_in_the_managers_chat(
+    telegram: Harness, chat_id: int, answered: bool
+) -> None:
+    group = {"id": chat_id, "type": "supergroup", "title": "Чат"}
+    manager = {"id": 5, "is_bot": False, "first_name": "Олег"}
+    requests = await telegram.feed(
+        {
+            "message": {
+                "message_id": 1,
+                "date": 0,
+                "chat": group,
+                "from": manager,
+                "text": "/reload",
+                "entities": [{"type": "bot_command", "offset": 0, "length": 7}],
+            }
+        }
+    )
+    texts = [r.text for r in requests if isinstance(r, SendMessage)]
+    if answered:
+        assert len(texts) == 1
+        assert texts[0].startswith("Сценарий")
+        assert "обновлён" in texts[0]
+    else:
+        assert texts == []

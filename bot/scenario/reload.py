@@ -1,0 +1,84 @@
+"""Reloading the scenario without a restart: on a change of its files, or on /reload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bot.scenario.active import ActiveScenario
+from bot.scenario.loader import ScenarioError, load_scenario
+
+log = logging.getLogger(__name__)
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+REPORT_LINES = 30  # a refused folder's problems shown in the managers' chat
+
+
+def fingerprint(folder: Path) -> Fingerprint:
+    """Names, sizes and modification times of everything in the folder (files it delivers
+    included): cheap to take every few seconds, and any edit changes it."""
+    entries = []
+    for path in sorted(folder.rglob("*")):
+        try:
+            if path.is_file():
+                stat = path.stat()
+                entries.append((str(path.relative_to(folder)), stat.st_mtime_ns, stat.st_size))
+        except OSError:  # removed while we looked: the next look sees it gone
+            continue
+    return tuple(entries)
+
+
+class ScenarioReloader:
+    """A folder that fails `leadbot check` is refused whole and the running scenario stays;
+    the problems go to the log and to `on_refused` (the managers' chat)."""
+
+    def __init__(
+        self,
+        active: ActiveScenario,
+        *,
+        on_refused: Callable[[str], Awaitable[object]] | None = None,
+    ) -> None:
+        self.active = active
+        self.on_refused = on_refused
+        self._seen = fingerprint(active.current.folder)
+
+    async def poll(self) -> None:
+        """Reload if the files changed since the last look (the heartbeat calls this)."""
+        current = await asyncio.to_thread(fingerprint, self.active.current.folder)
+        if current != self._seen:
+            self._seen = current
+            await self.reload()
+
+    async def reload(self) -> tuple[bool, str]:
+        """Load the folder again; (accepted, a report for people)."""
+        folder = self.active.current.folder
+        try:
+            loaded = await asyncio.to_thread(load_scenario, folder)
+        except ScenarioError as exc:
+            shown = [str(p) for p in exc.problems[:REPORT_LINES]]
+            more = len(exc.problems) - len(shown)
+            report = "\n".join(
+                [
+                    f"Сценарий {folder} не принят (ошибок: {len(exc.problems)}), "
+                    "работает прежний:",
+                    *shown,
+                    *([f"... и ещё {more}"] if more > 0 else []),
+                ]
+            )
+            log.error("scenario reload refused, the running scenario stays:\n%s", exc)
+            if self.on_refused is not None:
+                try:
+                    await self.on_refused(report)
+                except Exception:  # the report is in the log anyway
+                    log.exception("could not send the reload report")
+            return False, report
+        self.active.replace(loaded)
+        s = loaded.scenario
+        report = (
+            f"Сценарий {folder} обновлён: {len(s.offers)} офферов, "
+            f"{len(s.sequences)} цепочек, {len(loaded.files)} файлов."
+        )
+        log.info("scenario reloaded from %s", folder)
+        return True, report

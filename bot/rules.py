@@ -32,8 +32,10 @@ from bot.scenario.model import (
     ContactRule,
     EventRule,
     NotRule,
+    OfferRule,
     Rule,
     ScoreRule,
+    SourceRule,
     StageRule,
     TagRule,
 )
@@ -64,6 +66,8 @@ class LeadFacts:
     funnel_stage: str  # the furthest funnel stage reached
     event_counts: Mapping[str, int]  # event name -> times it happened; missing means 0
     contacts: frozenset[str]  # contact kinds the lead left: "phone", "email"
+    source: str | None = None  # the first `src_` tag the lead came with
+    offers: frozenset[str] = frozenset()  # offers the lead took
 
 
 def evaluate(rule: Rule, facts: LeadFacts) -> bool:
@@ -94,6 +98,10 @@ def evaluate(rule: Rule, facts: LeadFacts) -> bool:
             )
         case ContactRule():
             return bool(_contacts_for(rule.contact) & facts.contacts)
+        case SourceRule():
+            return facts.source == rule.source
+        case OfferRule():
+            return rule.offer in facts.offers
     raise TypeError(f"not a rule: {rule!r}")
 
 
@@ -140,6 +148,10 @@ def explain(rule: Rule, facts: LeadFacts) -> str | None:
         case ContactRule():
             present = sorted(_contacts_for(rule.contact) & facts.contacts)
             return f"contact {present[0]}" if present else None
+        case SourceRule():
+            return f"source {rule.source}" if facts.source == rule.source else None
+        case OfferRule():
+            return f"offer {rule.offer}" if rule.offer in facts.offers else None
     raise TypeError(f"not a rule: {rule!r}")
 
 
@@ -170,6 +182,8 @@ async def load_facts(uow: UnitOfWork, lead: Lead, events: set[str]) -> LeadFacts
         funnel_stage=lead.funnel_stage,
         event_counts=counts,
         contacts=frozenset(contact.kind for contact in contacts),
+        source=lead.source,
+        offers=frozenset(await uow.events.detail_values(lead.id, "offer_taken", "offer")),
     )
 
 
@@ -262,6 +276,10 @@ def _describe(rule: Rule) -> str:
             return ", ".join(parts)
         case ContactRule():
             return f"contact {rule.contact}"
+        case SourceRule():
+            return f"source {rule.source}"
+        case OfferRule():
+            return f"offer {rule.offer}"
     raise TypeError(f"not a rule: {rule!r}")
 
 

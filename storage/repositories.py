@@ -239,6 +239,13 @@ class EventRepository:
             query = query.where(Event.payload[key].as_string() == value)
         return int((await self.session.execute(query)).scalar_one())
 
+    async def detail_values(self, lead_id: int, name: str, key: str) -> set[str]:
+        """The distinct values of one detail over a lead's `name` events (offers taken, say)."""
+        query = select(Event.payload[key].as_string()).where(
+            Event.lead_id == lead_id, Event.name == name
+        )
+        return {v for v in (await self.session.execute(query.distinct())).scalars() if v}
+
     async def for_lead(self, lead_id: int, *, limit: int = 100) -> Sequence[Event]:
         await self.session.flush()
         query = (

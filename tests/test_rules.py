@@ -551,3 +551,23 @@ async def test_load_facts_counts_events_not_yet_flushed(sqlite_db: Database) -> 
     assert facts.event_counts == {"case_read": 1, "pricing_viewed": 0, "webinar_registered": 0}
     assert (facts.tags, facts.answers, facts.contacts) == (frozenset(), {}, frozenset())
     assert not evaluate(parse(QUALIFY), facts)
+
+
+def test_source_and_offer_segment_leads_for_broadcasts() -> None:
+    facts = lead(source="vkads", offers=frozenset({"guide"}))
+    assert explain(parse({"source": "vkads"}), facts) == "source vkads"
+    assert not evaluate(parse({"source": "site"}), facts)
+    assert explain(parse({"offer": "guide"}), facts) == "offer guide"
+    assert not evaluate(parse({"offer": "audit"}), facts)
+    assert evaluate(parse({"source": "vkads", "offer": "guide"}), facts)
+
+
+async def test_load_facts_knows_the_source_and_the_offers_taken(sqlite_db: Database) -> None:
+    async with sqlite_db.unit_of_work() as uow:
+        row, _ = await uow.leads.create(channel="telegram", external_id="7", now=NOW)
+        row.source = "vkads"
+        uow.events.add(row.id, "offer_taken", now=NOW, payload={"offer": "guide"})
+        uow.events.add(row.id, "offer_taken", now=NOW, payload={"offer": "audit"})
+        facts = await load_facts(uow, row, set())
+    assert facts.source == "vkads"
+    assert facts.offers == {"guide", "audit"}

@@ -17,6 +17,7 @@ from bot.scenario.model import (
     MenuButton,
     NotRule,
     OfferButton,
+    OfferRule,
     Rule,
     Scenario,
 )
@@ -125,6 +126,8 @@ def _rule_references(s: Scenario, rule: Rule, path: Path_, events: set[str]) -> 
         yield from _rule_references(s, rule.not_, (*path, "not"), events)
     elif isinstance(rule, EventRule) and rule.event.name not in events:
         yield path, _unknown("event", rule.event.name, events)
+    elif isinstance(rule, OfferRule) and rule.offer not in s.offers:
+        yield (*path, "offer"), _unknown("offer", rule.offer, s.offers)
     elif isinstance(rule, AnswerRule):
         for question in rule.answer:
             if question not in s.questions:

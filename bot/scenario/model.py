@@ -330,7 +330,31 @@ class ContactRule(Strict):
     contact: Literal["phone", "email", "any"]
 
 
-RULE_KINDS = ("any", "all", "not", "score", "tag", "stage", "event", "answer", "contact")
+class SourceRule(Strict):
+    """The lead's first source (the `src_` part of the deep link it came by)."""
+
+    source: str
+
+
+class OfferRule(Strict):
+    """The lead took this offer at some point."""
+
+    offer: Id
+
+
+RULE_KINDS = (
+    "any",
+    "all",
+    "not",
+    "score",
+    "tag",
+    "stage",
+    "event",
+    "answer",
+    "contact",
+    "source",
+    "offer",
+)
 
 
 def _rule_kind(value: Any) -> str | None:
@@ -362,12 +386,15 @@ Rule = Annotated[
     | Annotated[StageRule, Tag("stage")]
     | Annotated[EventRule, Tag("event")]
     | Annotated[AnswerRule, Tag("answer")]
-    | Annotated[ContactRule, Tag("contact")],
+    | Annotated[ContactRule, Tag("contact")]
+    | Annotated[SourceRule, Tag("source")]
+    | Annotated[OfferRule, Tag("offer")],
     Discriminator(
         _rule_kind,
         custom_error_type="rule",
         custom_error_message=(
             "a rule is one of any, all, not, score, tag, stage, event, answer, contact, "
+            "source, offer, "
             'or an event name like "case_read" or "pricing_viewed >= 3"'
         ),
     ),

@@ -10,10 +10,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.app import SchemaOutdated, build_app
-from bot.clock import FakeClock
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from bot import broadcasts
+from bot.app import SchemaOutdated, build_app, prepare_database
+from bot.clock import FakeClock, SystemClock
 from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleTransport
 from bot.scenario.loader import ScenarioError, load_scenario
+from bot.scenario.model import Rule, parse_local_moment
 from bot.settings import Settings, SettingsError, load_settings
 from storage import migrate
 from storage.database import Database
@@ -36,6 +41,20 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a scenario folder")
     check.add_argument("folder", nargs="?", type=Path, help="default: SCENARIO_DIR")
+
+    broadcast = commands.add_parser(
+        "broadcast", help="queue a message to a segment of leads (the running bot sends it)"
+    )
+    what = broadcast.add_mutually_exclusive_group(required=True)
+    what.add_argument("--step", help="a broadcast defined under broadcasts: in the scenario")
+    what.add_argument("--text", help="the text to send")
+    broadcast.add_argument(
+        "--segment", help='who gets it, in the rule language: "{tag: wants_audit}"'
+    )
+    broadcast.add_argument("--at", help='local time of each lead, "YYYY-MM-DD HH:MM"')
+    broadcast.add_argument("--dry-run", action="store_true", help="count, queue nothing")
+    broadcast.add_argument("--scenario", type=Path, help="scenario folder (default: SCENARIO_DIR)")
+    broadcast.add_argument("--db", help="database URL (default: DATABASE_URL)")
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -67,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check(args.folder or settings.scenario_dir)
         if args.command == "db":
             return asyncio.run(db_command(args.db_command, args.db or settings.database_url))
+        if args.command == "broadcast":
+            return asyncio.run(broadcast(settings, args))
         if args.command == "chat":
             return asyncio.run(chat(settings, args.scenario, args.db, args.name))
         return asyncio.run(run(settings))
@@ -108,6 +129,64 @@ def check(folder: Path) -> int:
 
 def _count(number: int, one: str, many: str | None = None) -> str:
     return f"{number} {one if number == 1 else many or one + 's'}"
+
+
+async def broadcast(settings: Settings, args: argparse.Namespace) -> int:
+    loaded = load_scenario(args.scenario or settings.scenario_dir)
+    scenario = loaded.scenario
+    defined = scenario.broadcasts.get(args.step) if args.step else None
+    if args.step and defined is None:
+        known = ", ".join(sorted(scenario.broadcasts)) or "none"
+        print(
+            f"leadbot: no broadcast {args.step!r} in the scenario (known: {known})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        segment = (
+            TypeAdapter(Rule).validate_python(yaml.safe_load(args.segment))
+            if args.segment
+            else defined.segment
+            if defined
+            else None
+        )
+        at = parse_local_moment(args.at) if args.at else defined.at if defined else None
+    except (ValidationError, ValueError, yaml.YAMLError) as exc:
+        print(
+            f"leadbot: bad --segment or --at: {str(exc).splitlines()[-1].strip()}", file=sys.stderr
+        )
+        return 2
+    if segment is None:
+        print("leadbot: --text needs --segment (who gets it)", file=sys.stderr)
+        return 2
+    db = Database(args.db or settings.database_url)
+    try:
+        await prepare_database(db)
+        crowd = await broadcasts.audience(db, segment)
+        print(
+            f"segment matches {crowd.matched} leads; {len(crowd.reachable)} may get "
+            "advertising (consent given, not unsubscribed or blocked)"
+        )
+        if args.dry_run:
+            return 0
+        broadcast_id = args.step or broadcasts.adhoc_id(args.text, args.segment)
+        queued = await broadcasts.enqueue(
+            db,
+            scenario,
+            broadcast_id,
+            crowd.reachable,
+            now=SystemClock().now(),
+            text=args.text,
+            at=at,
+        )
+        print(
+            f"queued {queued} messages as broadcast {broadcast_id} "
+            f"({len(crowd.reachable) - queued} had it already); the running bot sends them "
+            "within the platform limits, in each lead's local window"
+        )
+        return 0
+    finally:
+        await db.dispose()
 
 
 async def db_command(command: str, url: str) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import sequences
+from bot import broadcasts, sequences
 from bot.clock import Clock
 from bot.engine.funnel import MARKETING, Funnel, question_buttons
 from bot.engine.messages import Button, FileRef, Outgoing
@@ -26,7 +26,7 @@ from bot.engine.transport import Blocked, RetryLater, Transport
 from bot.pacing import Pacer
 from bot.rules import evaluate, events_in, load_facts
 from bot.scenario.active import ActiveScenario
-from bot.scenario.model import Scenario, Step
+from bot.scenario.model import Scenario, StepButton
 from bot.timing import in_quiet_hours, out_of_quiet_hours, zone_of
 from storage.claims import claim_due
 from storage.database import Database
@@ -114,9 +114,13 @@ class DeliveryWorker:
                 try:
                     if lead is None:
                         raise Skip("cancelled", "lead gone")
-                    if row.kind != sequences.STEP:
+                    if row.kind == sequences.STEP:
+                        item = await self._prepare_step(uow, scenario, row, lead, now)
+                    elif row.kind == broadcasts.BROADCAST:
+                        item = await self._prepare_broadcast(uow, scenario, row, lead, now)
+                    else:
                         raise Skip("failed", f"unknown outbox kind {row.kind!r}")
-                    prepared.append(await self._prepare_step(uow, scenario, row, lead, now))
+                    prepared.append(item)
                 except Skip as skip:
                     await self._apply_skip(uow, scenario, row, lead, skip, now)
             await uow.commit()
@@ -199,6 +203,43 @@ class DeliveryWorker:
         step = next((st for st in sequence.steps if st.id == payload["step"]), None)
         if step is None:
             raise Skip("cancelled", "step removed from the scenario", queue_next=True)
+        await self._check_advertising_allowed(uow, s, lead, now)
+        if step.if_ is not None:
+            facts = await load_facts(uow, lead, events_in(step.if_))
+            if not evaluate(step.if_, facts):
+                raise Skip("skipped", "if: false", queue_next=True)
+        variant = sequences.variant_of(lead.id, sequence_id := payload["sequence"], step)
+        text = sequences.step_text(step, variant)
+        values = await self._values(uow, s, lead)
+        messages = self._messages(s, text, step.buttons, step.file, values, queue_next=True)
+        if step.ask:
+            messages.append(self._question(s, step.ask, values))
+        details = {"sequence": sequence_id, "step": step.id, "variant": variant, "ask": step.ask}
+        return await self._addressed(uow, row, lead, messages, details)
+
+    async def _prepare_broadcast(
+        self, uow: UnitOfWork, s: Scenario, row: OutboxRow, lead: Lead, now: datetime
+    ) -> Prepared:
+        broadcast_id = row.payload["broadcast"]
+        defined = s.broadcasts.get(broadcast_id)
+        text = row.payload.get("text") or (defined.text if defined else None)
+        if text is None:
+            raise Skip("cancelled", "broadcast removed from the scenario")
+        await self._check_advertising_allowed(uow, s, lead, now)
+        messages = self._messages(
+            s,
+            text,
+            defined.buttons if defined else [],
+            defined.file if defined else None,
+            await self._values(uow, s, lead),
+            queue_next=False,
+        )
+        return await self._addressed(uow, row, lead, messages, {"broadcast": broadcast_id})
+
+    async def _check_advertising_allowed(
+        self, uow: UnitOfWork, s: Scenario, lead: Lead, now: datetime
+    ) -> None:
+        """Checked at send time, whatever was true when the row was queued."""
         if lead.erased_at or lead.unsubscribed_at or lead.unreachable_at:
             raise Skip("cancelled", "unsubscribed, blocked or erased")
         if await uow.leads.active_consent(lead.id, MARKETING) is None:
@@ -208,28 +249,22 @@ class DeliveryWorker:
             raise Skip(
                 "pending", "quiet hours", due=out_of_quiet_hours(now, zone, s.settings.quiet_hours)
             )
-        if step.if_ is not None:
-            facts = await load_facts(uow, lead, events_in(step.if_))
-            if not evaluate(step.if_, facts):
-                raise Skip("skipped", "if: false", queue_next=True)
+
+    async def _addressed(
+        self,
+        uow: UnitOfWork,
+        row: OutboxRow,
+        lead: Lead,
+        messages: list[Outgoing],
+        details: dict[str, Any],
+    ) -> Prepared:
+        """To the messenger the lead used last."""
         identities = await uow.leads.identities(lead.id)
         if not identities:
             raise Skip("cancelled", "no messenger account")
         identity = max(identities, key=lambda i: i.last_seen_at)
-        variant = sequences.variant_of(lead.id, sequence_id := payload["sequence"], step)
-        messages = self._step_messages(s, step, variant, await self._values(uow, s, lead))
         return Prepared(
-            row.id,
-            row.idempotency_key,
-            identity.channel,
-            identity.external_id,
-            messages,
-            {
-                "sequence": sequence_id,
-                "step": step.id,
-                "variant": variant,
-                "ask": step.ask,
-            },
+            row.id, row.idempotency_key, identity.channel, identity.external_id, messages, details
         )
 
     async def _values(self, uow: UnitOfWork, s: Scenario, lead: Lead) -> dict[str, str]:
@@ -247,48 +282,46 @@ class DeliveryWorker:
             "policy_url": s.consent.policy_url,
         }
 
-    def _step_messages(
-        self, s: Scenario, step: Step, variant: str, values: dict[str, str]
+    def _messages(
+        self,
+        s: Scenario,
+        text: str | None,
+        buttons: list[StepButton],
+        file: str | None,
+        values: dict[str, str],
+        *,
+        queue_next: bool,
     ) -> list[Outgoing]:
         rows: list[tuple[Button, ...]] = []
-        for button in step.buttons:
+        for button in buttons:
             if button.url:
                 rows.append((Button(button.text, url=button.url),))
             elif button.offer:
                 rows.append((Button(button.text, action=f"o:{button.offer}"),))
             elif button.event:
                 rows.append((Button(button.text, action=f"e:{button.event}"),))
-        text = sequences.step_text(step, variant)
         try:
             rendered = render(text, values) if text else None
         except KeyError as missing:
             # {promo.*} and {referral_link} come with the promo codes release.
             raise Skip(
-                "skipped", f"placeholder {missing} has no value yet", queue_next=True
+                "skipped", f"placeholder {missing} has no value yet", queue_next=queue_next
             ) from None
-        file = (
-            FileRef(path=str(self.scenarios.current.file_path(step.file).resolve()))
-            if (step.file)
-            else None
+        attached = (
+            FileRef(path=str(self.scenarios.current.file_path(file).resolve())) if (file) else None
         )
-        messages: list[Outgoing] = []
-        if rendered or file:
-            messages.append(Outgoing(rendered or "", buttons=tuple(rows), file=file))
-        if step.ask:
-            question = s.questions[step.ask]
-            ask_rows = question_buttons(step.ask, question)
-            messages.append(
-                Outgoing(
-                    render(question.text, values),
-                    buttons=ask_rows,
-                    contact_request=(question.button or "📱")
-                    if question.type == "phone"
-                    else None,
-                )
-            )
-        return messages
+        if rendered or attached:
+            return [Outgoing(rendered or "", buttons=tuple(rows), file=attached)]
+        return []
 
-    # ---- recording the outcome ----
+    def _question(self, s: Scenario, question_id: str, values: dict[str, str]) -> Outgoing:
+        """A question a step asks: its answer is recorded and scored by the engine."""
+        question = s.questions[question_id]
+        return Outgoing(
+            render(question.text, values),
+            buttons=question_buttons(question_id, question),
+            contact_request=(question.button or "📱") if question.type == "phone" else None,
+        )
 
     async def _mark_sent(
         self,
@@ -303,6 +336,15 @@ class DeliveryWorker:
         if lead is None:
             return
         details = item.details
+        if "broadcast" in details:
+            uow.events.add(
+                lead.id,
+                "broadcast_sent",
+                now=now,
+                channel=item.channel,
+                payload={"broadcast": details["broadcast"]},
+            )
+            return
         uow.events.add(
             lead.id,
             "step_sent",

@@ -114,6 +114,11 @@ def _references(s: Scenario) -> Iterator[Found]:
             )
     if s.scoring.qualify is not None:
         yield from _rule_references(s, s.scoring.qualify, ("scoring", "qualify"), events)
+    for b_id, broadcast in s.broadcasts.items():
+        yield from _rule_references(s, broadcast.segment, ("broadcasts", b_id, "segment"), events)
+        for b_index, button in enumerate(broadcast.buttons):
+            if button.offer:
+                yield from offer(("broadcasts", b_id, "buttons", b_index, "offer"), button.offer)
 
 
 def _rule_references(s: Scenario, rule: Rule, path: Path_, events: set[str]) -> Iterator[Found]:
@@ -155,12 +160,12 @@ def _texts(s: Scenario) -> Iterator[Found]:
             elif limit == BUTTON_LIMIT or path == ("messages", "error"):
                 # Labels are sent as written, and the apology must not depend on data.
                 yield path, f"{{{name}}}: this text is sent as written, without placeholders"
-            elif name not in REPLY_PLACEHOLDERS and path[0] != "sequences":
+            elif name not in REPLY_PLACEHOLDERS and path[0] not in ("sequences", "broadcasts"):
                 yield (
                     path,
                     (
-                        f"{{{name}}} works in sequence steps only: codes and links are made when "
-                        "a step is sent"
+                        f"{{{name}}} works in sequence steps and broadcasts only: codes and "
+                        "links are made when the message is sent"
                     ),
                 )
         if len(text) > limit:
@@ -222,6 +227,10 @@ def _visible_texts(s: Scenario) -> Iterator[tuple[Path_, str, int]]:
                 yield (*base, "variants", name), variant, TEXT_LIMIT
             for b_index, button in enumerate(step.buttons):
                 yield (*base, "buttons", b_index, "text"), button.text, BUTTON_LIMIT
+    for b_id, broadcast in s.broadcasts.items():
+        yield ("broadcasts", b_id, "text"), broadcast.text, TEXT_LIMIT
+        for b_index, button in enumerate(broadcast.buttons):
+            yield ("broadcasts", b_id, "buttons", b_index, "text"), button.text, BUTTON_LIMIT
     for index, entry in enumerate(s.faq):
         yield ("faq", index, "text"), entry.text, TEXT_LIMIT
         yield from _menu_buttons(s, entry.buttons, ("faq", index, "buttons"))
@@ -243,6 +252,11 @@ def _files(s: Scenario, folder: Path) -> Iterator[Found]:
             for i, step in enumerate(sequence.steps)
             if step.file
         ]
+    wanted += [
+        (("broadcasts", b_id, "file"), broadcast.file)
+        for b_id, broadcast in s.broadcasts.items()
+        if broadcast.file
+    ]
     for path, name in wanted:
         target = (folder / name).resolve()
         if not target.is_relative_to(root):

@@ -16,7 +16,7 @@ from bot.scenario.model import Scenario
 from bot.scenario.source import Path_, Position, Problem, SourceMap, format_path, read_yaml
 
 # Sections whose entries are keyed by id: several files may each add entries.
-ID_SECTIONS = ("offers", "questions", "sequences", "promos", "events")
+ID_SECTIONS = ("offers", "questions", "sequences", "promos", "events", "broadcasts")
 LIST_SECTIONS = ("faq",)
 
 

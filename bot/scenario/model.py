@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -464,6 +464,30 @@ class Sequence(Strict):
     steps: list[Step] = Field(min_length=1)
 
 
+def parse_local_moment(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            raise ValueError("give a local time without a zone: each lead gets it in their own")
+        return value
+    try:
+        return datetime.strptime(str(value).strip(), "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise ValueError(
+            f'bad moment {value!r}: use "YYYY-MM-DD HH:MM" in quotes, like "2026-12-01 11:00"'
+        ) from None
+
+
+class Broadcast(Strict):
+    """A one-off message to a segment, sent with `leadbot broadcast --step <id>`."""
+
+    segment: Rule
+    text: str
+    buttons: list[StepButton] = []
+    file: str | None = None
+    # Local wall time in each lead's own zone (moved out of quiet hours); none: at once.
+    at: Annotated[datetime | None, BeforeValidator(parse_local_moment)] = None
+
+
 class FaqEntry(Strict):
     match: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(min_length=1)
     text: str
@@ -572,6 +596,7 @@ class Scenario(Strict):
     handoff: Handoff = Handoff()
     messages: Messages = Messages()
     events: dict[Id, str] = {}
+    broadcasts: dict[Id, Broadcast] = {}
 
     def known_events(self) -> set[str]:
         """Built-in events, those declared under `events:` and those that buttons record."""

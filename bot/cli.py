@@ -210,13 +210,8 @@ async def converse(settings: Settings, scenario: Path | None, url: str, name: st
     clock = FakeClock()
     app = await build_app(settings, scenario_dir=scenario, database_url=url, clock=clock)
     transport = ConsoleTransport()
-    console = ConsoleChat(
-        app.funnel,
-        clock,
-        first_name=name,
-        transport=transport,
-        worker=app.delivery_worker({CHANNEL: transport}),
-    )
+    worker = app.delivery_worker({CHANNEL: transport})
+    console = ConsoleChat(app.funnel, clock, first_name=name, transport=transport, worker=worker)
     interactive = sys.stdin.isatty()
     if interactive:
         print(HELP)
@@ -234,6 +229,7 @@ async def converse(settings: Settings, scenario: Path | None, url: str, name: st
                 break
             print("\n".join(output), flush=True)
     finally:
+        await worker.pacer.aclose()
         await app.close()
     return 0
 

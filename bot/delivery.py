@@ -352,7 +352,7 @@ class DeliveryWorker:
             channel=item.channel,
             payload={k: details[k] for k in ("sequence", "step", "variant")},
         )
-        if details.get("ask"):
+        if details.get("ask") and lead.awaiting is None:  # never cut into an offer's questions
             lead.awaiting = {
                 "question": details["ask"],
                 "sequence": details["sequence"],

@@ -6,14 +6,14 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.clock import Clock, SystemClock
 from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
 from bot.engine.transport import Transport
-from bot.pacing import pacer_for
+from bot.pacing import DEFAULT_LIMITS, ChannelLimits, Limit, pacer_for
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from bot.settings import Settings
@@ -45,10 +45,27 @@ class App:
             self.scenarios,
             self.clock,
             transports,
-            pacer_for(self.settings.redis_url),
+            pacer_for(self.settings.redis_url, channel_limits(self.settings)),
             self.funnel,
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
         )
+
+
+def channel_limits(settings: Settings) -> dict[str, ChannelLimits]:
+    """The platforms' limits as configured (defaults: their published numbers)."""
+    total = settings.telegram_messages_per_second
+    per_chat = settings.telegram_chat_messages_per_second
+    per_group = settings.telegram_group_messages_per_minute
+    vk = settings.vk_requests_per_second
+    return {
+        **DEFAULT_LIMITS,
+        "telegram": ChannelLimits(
+            overall=Limit(total, max(1, round(total))),
+            per_chat=Limit(per_chat, max(1, round(per_chat))),
+            per_group=Limit(per_group / 60, max(1, round(per_group))),
+        ),
+        "vk": replace(DEFAULT_LIMITS["vk"], overall=Limit(vk, max(1, round(vk)))),
+    }
 
 
 async def prepare_database(db: Database) -> None:

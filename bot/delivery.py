@@ -22,7 +22,7 @@ from bot.clock import Clock
 from bot.engine.funnel import MARKETING, Funnel, question_buttons
 from bot.engine.messages import Button, FileRef, Outgoing
 from bot.engine.render import render
-from bot.engine.transport import Blocked, RetryLater, Transport
+from bot.engine.transport import Blocked, RetryLater, TemporaryFailure, Transport
 from bot.pacing import Pacer
 from bot.rules import evaluate, events_in, load_facts
 from bot.scenario.active import ActiveScenario
@@ -153,8 +153,11 @@ class DeliveryWorker:
             if wait > 0:
                 await self.sleep(wait)
             try:
-                for message in item.messages:
-                    await transport.send(item.external_id, message, idempotency_key=item.key)
+                for number, message in enumerate(item.messages):
+                    # A key per message: a platform that drops a repeated key (VK's
+                    # random_id) would otherwise drop a step's question after its text.
+                    key = item.key if number == 0 else f"{item.key}:{number}"
+                    await transport.send(item.external_id, message, idempotency_key=key)
             except Blocked:
                 await self.funnel.mark_blocked(item.channel, item.external_id)
                 return Skip("cancelled", "blocked")
@@ -162,6 +165,9 @@ class DeliveryWorker:
                 await self.pacer.penalize(item.channel, None, exc.seconds)
                 due = self.clock.now() + timedelta(seconds=exc.seconds)
                 return Skip("pending", f"retry after {exc.seconds}s: {exc}", due=due)
+            except TemporaryFailure as exc:
+                log.warning("sending outbox row %s failed for now: %s", item.row_id, exc)
+                return Skip("retry", f"temporary failure: {exc}"[:500])
             except Exception as exc:  # a bug or an unknown failure: retried with backoff
                 log.exception("sending outbox row %s failed", item.row_id)
                 return Skip("retry", repr(exc)[:500])

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     max_input_length: int = Field(default=1000, ge=64, le=4096)
     flood_rate: float = Field(default=1.0, gt=0)
     flood_burst: int = Field(default=8, ge=1)
+    telegram_messages_per_second: float = Field(default=30.0, gt=0)
+    telegram_chat_messages_per_second: float = Field(default=1.0, gt=0)
+    telegram_group_messages_per_minute: float = Field(default=20.0, gt=0)
+    vk_requests_per_second: float = Field(default=20.0, gt=0)
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_url: str = TELEGRAM_OFFICIAL_API

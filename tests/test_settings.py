@@ -101,3 +101,16 @@ def test_a_webhook_needs_https_and_a_secret(
     with pytest.raises(SettingsError) as raised:
         load_settings()
     assert str(raised.value) == error
+
+
+def test_pacing_limits_come_from_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bot.app import channel_limits
+    from bot.pacing import DEFAULT_LIMITS
+
+    monkeypatch.chdir(tmp_path)
+    assert channel_limits(load_settings())["telegram"] == DEFAULT_LIMITS["telegram"]
+    monkeypatch.setenv("TELEGRAM_MESSAGES_PER_SECOND", "10")
+    monkeypatch.setenv("TELEGRAM_GROUP_MESSAGES_PER_MINUTE", "6")
+    limits = channel_limits(load_settings())["telegram"]
+    assert (limits.overall.rate, limits.overall.burst) == (10, 10)
+    assert (limits.per_group.rate, limits.per_group.burst) == (0.1, 6)

@@ -19,6 +19,11 @@ class RetryLater(Exception):
         self.seconds = seconds
 
 
+class TemporaryFailure(Exception):
+    """The platform failed (5xx) or could not be reached: retry with backoff, a bounded number
+    of times."""
+
+
 class Transport(Protocol):
     channel: str
 

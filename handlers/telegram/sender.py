@@ -28,7 +28,7 @@ from aiogram.types import (
 )
 
 from bot.engine.messages import Button, FileRef, Notice, Outgoing
-from bot.engine.transport import Blocked, RetryLater
+from bot.engine.transport import Blocked, RetryLater, TemporaryFailure
 from handlers.telegram.callbacks import pack_action
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class TelegramSender:
         except TelegramRetryAfter as exc:
             raise RetryLater(exc.retry_after, str(exc)) from exc
         except (TelegramServerError, TelegramNetworkError) as exc:
-            raise RetryLater(5, str(exc)) from exc
+            raise TemporaryFailure(str(exc)) from exc
 
     async def send_now(self, chat_id: int, messages: list[Outgoing]) -> None:
         """Replies to a prospect who is waiting. Telegram's retry_after is waited out exactly,

@@ -17,6 +17,7 @@ from bot import broadcasts
 from bot.app import SchemaOutdated, build_app, prepare_database
 from bot.clock import FakeClock, SystemClock
 from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleTransport
+from bot.scenario.checks import REPLY_PLACEHOLDERS, placeholders
 from bot.scenario.loader import ScenarioError, load_scenario
 from bot.scenario.model import Rule, parse_local_moment
 from bot.settings import Settings, SettingsError, load_settings
@@ -158,6 +159,11 @@ async def broadcast(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if segment is None:
         print("leadbot: --text needs --segment (who gets it)", file=sys.stderr)
+        return 2
+    unknown = [n for n in placeholders(args.text or "") if n not in REPLY_PLACEHOLDERS]
+    if unknown:
+        allowed = ", ".join(f"{{{n}}}" for n in sorted(REPLY_PLACEHOLDERS))
+        print(f"leadbot: --text may use {allowed}, not {{{unknown[0]}}}", file=sys.stderr)
         return 2
     db = Database(args.db or settings.database_url)
     try:

@@ -390,7 +390,18 @@ class DeliveryWorker:
         row.status = status
         if status in ("failed", "cancelled", "skipped"):
             log.info("outbox row %s %s: %s", row.id, status, skip.reason)
-        if skip.queue_next and lead is not None and row.kind == sequences.STEP:
-            run = await uow.sequences.get(lead.id, row.payload["sequence"])
-            if run is not None and run.status == "active":
-                await sequences.queue_next(uow, s, lead, run, row.payload, now, now)
+        if (
+            lead is None
+            or row.kind != sequences.STEP
+            or status not in ("cancelled", "skipped", "failed")
+        ):
+            return
+        run = await uow.sequences.get(lead.id, row.payload["sequence"])
+        if run is None or run.status != "active":
+            return
+        if skip.queue_next:
+            await sequences.queue_next(uow, s, lead, run, row.payload, now, now)
+        else:
+            # Nothing more can come of this chain (no consent, blocked, failed): end it, so it
+            # is not left "active" with nothing queued.
+            run.status, run.stopped_at, run.stop_reason = "stopped", now, skip.reason[:128]

@@ -134,6 +134,10 @@ def test_dry_run_counts_and_queues_nothing(tmp_path: Path) -> None:
         (["--text", "Привет"], "leadbot: --text needs --segment (who gets it)"),
         (["--step", "nope"], "leadbot: no broadcast 'nope' in the scenario (known: none)"),
         (["--text", "x", "--segment", "{blah: 1}"], "leadbot: bad --segment or --at:"),
+        (
+            ["--text", "Код {promo.x}", "--segment", "{tag: a}"],
+            "leadbot: --text may use {first_name}, {name}, {policy_url}, not {promo.x}",
+        ),
     ],
 )
 def test_a_wrong_broadcast_command_says_what_is_wrong(

@@ -321,7 +321,7 @@ class Turn:
             await self.answer_marketing(rest == "y", awaiting["offer"])
         elif kind == "a" and await self.press_answer(rest, awaiting):
             pass
-        elif kind == "e" and rest in self.step_button_events():
+        elif kind == "e" and rest in self.s.button_events():
             self.record(rest, button=True)
             await self.score_event(rest)
             self.say(self.s.messages.noted, buttons=self.back_to_menu())
@@ -334,16 +334,6 @@ class Turn:
             )
             self.lead.awaiting = None
             self.say(self.s.messages.stale_button, buttons=self.menu_buttons(self.s.start.buttons))
-
-    def step_button_events(self) -> set[str]:
-        """Events that some sequence step's button records: what an `e:` press may name."""
-        return {
-            button.event
-            for sequence in self.s.sequences.values()
-            for step in sequence.steps
-            for button in step.buttons
-            if button.event and not button.url
-        }
 
     async def press_answer(self, rest: str, awaiting: dict[str, Any]) -> bool:
         question_id, _, index = rest.partition(":")

@@ -26,6 +26,11 @@ from bot.scenario.source import Path_
 TEXT_LIMIT = 4096  # Telegram's limit for one message
 BUTTON_LIMIT = 40  # VK's limit for a button label; Telegram allows more, VK cuts
 SIMPLE_PLACEHOLDERS = ("first_name", "name", "referral_link", "policy_url")
+# Texts sent without filling placeholders: the apology must not depend on data, the erasure
+# notice has no data left, the flood answer comes before any lead is loaded.
+SENT_AS_WRITTEN = frozenset(
+    {("messages", "error"), ("messages", "deleted"), ("messages", "slow_down")}
+)
 # What the engine fills in the replies it sends at once (start, offers, questions, FAQ...).
 REPLY_PLACEHOLDERS = frozenset({"first_name", "name", "policy_url"})
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -157,7 +162,7 @@ def _texts(s: Scenario) -> Iterator[Found]:
         for name in placeholders(text):
             if name not in allowed:
                 yield path, _unknown_placeholder(name, allowed, s)
-            elif limit == BUTTON_LIMIT or path == ("messages", "error"):
+            elif limit == BUTTON_LIMIT or path in SENT_AS_WRITTEN:
                 # Labels are sent as written, and the apology must not depend on data.
                 yield path, f"{{{name}}}: this text is sent as written, without placeholders"
             elif name not in REPLY_PLACEHOLDERS and path[0] not in ("sequences", "broadcasts"):

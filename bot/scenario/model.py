@@ -67,6 +67,8 @@ BUILTIN_EVENTS = frozenset(
         "faq_answered",
         "blocked",
         "erased",
+        "step_sent",
+        "broadcast_sent",
     }
 )
 
@@ -440,6 +442,8 @@ class Step(Strict):
             raise ValueError("a step needs text:, ask: or file:")
         if self.variants and not self.text:
             raise ValueError("variants: are other versions of text:, so the step needs text:")
+        if "a" in self.variants:
+            raise ValueError('variant "a" is the step\'s own text: name the others b, c, ...')
         return self
 
 
@@ -601,7 +605,10 @@ class Scenario(Strict):
     def known_events(self) -> set[str]:
         """Built-in events, those declared under `events:` and those that buttons record."""
         named = set(BUILTIN_EVENTS) | set(self.events)
-        for sequence in self.sequences.values():
-            for step in sequence.steps:
-                named.update(b.event for b in step.buttons if b.event)
-        return named
+        return named | self.button_events()
+
+    def button_events(self) -> set[str]:
+        """Events that buttons of sequence steps and broadcasts record when pressed."""
+        buttons = [b for seq in self.sequences.values() for st in seq.steps for b in st.buttons]
+        buttons += [b for broadcast in self.broadcasts.values() for b in broadcast.buttons]
+        return {b.event for b in buttons if b.event}

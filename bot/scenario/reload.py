@@ -49,10 +49,11 @@ class ScenarioReloader:
         current = await asyncio.to_thread(fingerprint, self.active.current.folder)
         if current != self._seen:
             self._seen = current
-            await self.reload()
+            await self.reload(notify=True)
 
-    async def reload(self) -> tuple[bool, str]:
-        """Load the folder again; (accepted, a report for people)."""
+    async def reload(self, *, notify: bool = False) -> tuple[bool, str]:
+        """Load the folder again; (accepted, a report for people). `notify` sends a refusal
+        to `on_refused` (a change noticed by itself; /reload answers with the report)."""
         folder = self.active.current.folder
         try:
             loaded = await asyncio.to_thread(load_scenario, folder)
@@ -68,7 +69,7 @@ class ScenarioReloader:
                 ]
             )
             log.error("scenario reload refused, the running scenario stays:\n%s", exc)
-            if self.on_refused is not None:
+            if notify and self.on_refused is not None:
                 try:
                     await self.on_refused(report)
                 except Exception:  # the report is in the log anyway

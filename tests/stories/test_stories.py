@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from bot.clock import FakeClock
-from bot.console import ConsoleChat
+from bot.console import ConsoleChat, ConsoleTransport
+from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
+from bot.pacing import MemoryPacer
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from storage.database import Database
@@ -39,9 +41,25 @@ def _as_list(value: Any) -> list[str]:
 @pytest.mark.parametrize(("scenario", "story"), list(_stories()))
 async def test_story(scenario: str, story: dict[str, Any], sqlite_db: Database) -> None:
     clock = FakeClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
-    funnel = Funnel(sqlite_db, ActiveScenario(load_scenario(ROOT / scenario)), clock)
+    scenarios = ActiveScenario(load_scenario(ROOT / scenario))
+    funnel = Funnel(sqlite_db, scenarios, clock)
+    transport = ConsoleTransport()
+    worker = DeliveryWorker(
+        sqlite_db,
+        scenarios,
+        clock,
+        {"console": transport},
+        MemoryPacer(),
+        funnel,
+        worker_id="stories",
+    )
     chat = ConsoleChat(
-        funnel, clock, external_id="story", first_name=story.get("first_name", "Гость")
+        funnel,
+        clock,
+        external_id="story",
+        first_name=story.get("first_name", "Гость"),
+        worker=worker,
+        transport=transport,
     )
     shown: list[str] = []
     for number, step in enumerate(story["dialog"], start=1):

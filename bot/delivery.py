@@ -52,6 +52,7 @@ class Prepared:
     """A claimed row made ready to send: where to, what, and what to record once it is out."""
 
     row_id: int
+    lead_id: int
     key: str  # the row's idempotency key: a platform that dedups by it (VK) sends once
     channel: str
     external_id: str
@@ -101,16 +102,33 @@ class DeliveryWorker:
 
     async def tick(self) -> int:
         """One heartbeat: claim what is due, decide each row, send, record the outcomes.
-        Two transactions per batch, neither open while a message is on the wire."""
+        Three short transactions per batch, none open while a message is on the wire.
+
+        Locks are taken lead first, then its row, leads in id order: the order the engine
+        uses (it locks a lead, then cancels that lead's rows), so the two never deadlock."""
         scenario = self.scenarios.current.scenario
         now = self.clock.now()
+        async with self.db.unit_of_work() as uow:
+            claimed = [
+                (row.lead_id or 0, row.id)
+                for row in await claim_due(
+                    uow.session,
+                    now=now,
+                    worker=self.worker_id,
+                    lease=self.lease,
+                    limit=self.batch,
+                )
+            ]
+            await uow.commit()
+        if not claimed:
+            return 0
         prepared: list[Prepared] = []
         async with self.db.unit_of_work() as uow:
-            rows = await claim_due(
-                uow.session, now=now, worker=self.worker_id, lease=self.lease, limit=self.batch
-            )
-            for row in rows:
-                lead = await uow.leads.get(row.lead_id, lock=True) if row.lead_id else None
+            for lead_id, row_id in sorted(claimed):
+                lead = await uow.leads.get(lead_id, lock=True) if lead_id else None
+                row = await self._own_row(uow, row_id)
+                if row is None:
+                    continue
                 try:
                     if lead is None:
                         raise Skip("cancelled", "lead gone")
@@ -123,11 +141,16 @@ class DeliveryWorker:
                     prepared.append(item)
                 except Skip as skip:
                     await self._apply_skip(uow, scenario, row, lead, skip, now)
+                except Exception as exc:  # one bad row must not hold back the batch
+                    log.exception("preparing outbox row %s failed", row.id)
+                    await self._apply_skip(
+                        uow, scenario, row, lead, Skip("retry", repr(exc)[:500]), now
+                    )
             await uow.commit()
         if prepared:
             outcomes = await asyncio.gather(*(self._send(item) for item in prepared))
             await self._record(list(zip(prepared, outcomes, strict=True)))
-        return len(rows)
+        return len(claimed)
 
     async def drain(self, *, limit: int = 10_000) -> int:
         """Tick until nothing is due (for `/wait` in the chat and for tests); rows handled."""
@@ -177,12 +200,12 @@ class DeliveryWorker:
         now = self.clock.now()
         scenario = self.scenarios.current.scenario
         async with self.db.unit_of_work() as uow:
-            for item, skip in outcomes:
+            for item, skip in sorted(outcomes, key=lambda pair: (pair[0].lead_id, pair[0].row_id)):
+                lead = await uow.leads.get(item.lead_id, lock=True)
                 row = await self._own_row(uow, item.row_id)
                 if row is None:
                     log.warning("outbox row %s was taken over while being sent", item.row_id)
                     continue
-                lead = await uow.leads.get(row.lead_id, lock=True) if row.lead_id else None
                 if skip is None:
                     await self._mark_sent(uow, scenario, row, lead, item, now)
                 else:
@@ -270,7 +293,13 @@ class DeliveryWorker:
             raise Skip("cancelled", "no messenger account")
         identity = max(identities, key=lambda i: i.last_seen_at)
         return Prepared(
-            row.id, row.idempotency_key, identity.channel, identity.external_id, messages, details
+            row.id,
+            lead.id,
+            row.idempotency_key,
+            identity.channel,
+            identity.external_id,
+            messages,
+            details,
         )
 
     async def _values(self, uow: UnitOfWork, s: Scenario, lead: Lead) -> dict[str, str]:

@@ -58,27 +58,32 @@ async def queue_step(
     """Queue step `index` of the run's chain, due `after` from `base`; finish the run after
     the last step. False when nothing was queued."""
     sequence = scenario.sequences.get(run.sequence)
-    if sequence is None or index >= len(sequence.steps):
-        run.status, run.stopped_at = "finished", now
-        return False
-    step = sequence.steps[index]
-    due = step_due(
-        base,
-        step.after,
-        step.at,
-        zone_of(lead.timezone, scenario.settings.timezone),
-        scenario.settings.quiet_hours,
-    )
-    row = await uow.outbox.enqueue(
-        idempotency_key=step_key(lead.id, run.sequence, step.id),
-        channel=await lead_channel(uow, lead.id),
-        kind=STEP,
-        due_at=max(due, now),
-        now=now,
-        lead_id=lead.id,
-        payload={"sequence": run.sequence, "step": step.id, "index": index, "run": run.id},
-    )
-    return row is not None
+    steps = sequence.steps if sequence is not None else []
+    # A step this lead already had (the scenario's steps were reordered) is passed over.
+    while index < len(steps):
+        step = steps[index]
+        due = step_due(
+            base,
+            step.after,
+            step.at,
+            zone_of(lead.timezone, scenario.settings.timezone),
+            scenario.settings.quiet_hours,
+        )
+        key = step_key(lead.id, run.sequence, step.id)
+        row = await uow.outbox.enqueue(
+            idempotency_key=key,
+            channel=await lead_channel(uow, lead.id),
+            kind=STEP,
+            due_at=max(due, now),
+            now=now,
+            lead_id=lead.id,
+            payload={"sequence": run.sequence, "step": step.id, "index": index, "run": run.id},
+        )
+        if row is not None or await uow.outbox.status_of(key) in ("pending", "sending"):
+            return True
+        index += 1
+    run.status, run.stopped_at = "finished", now
+    return False
 
 
 async def start(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -359,14 +359,14 @@ class OutboxRepository:
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    async def status_of(self, idempotency_key: str) -> str | None:
+        query = select(OutboxRow.status).where(OutboxRow.idempotency_key == idempotency_key)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
     async def next_due(self) -> datetime | None:
         """When the earliest pending row is due."""
         query = select(func.min(OutboxRow.due_at)).where(OutboxRow.status == "pending")
-        value = (await self.session.execute(query)).scalar_one_or_none()
-        # min() over a UTC column comes back through no type decorator on SQLite.
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+        return (await self.session.execute(query)).scalar_one_or_none()
 
     async def pending_for_lead(self, lead_id: int) -> Sequence[OutboxRow]:
         query = (

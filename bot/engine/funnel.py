@@ -128,6 +128,7 @@ class Funnel:
             stages.set_side_stage(
                 lead, "blocked", reason=f"{channel} blocked", now=now, events=uow.events
             )
+            await sequences.stop_runs(uow, lead.id, now, "blocked")
             cancelled = await uow.outbox.cancel_pending(lead.id, reason="blocked")
             await uow.commit()
         log.info(

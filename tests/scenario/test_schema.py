@@ -759,7 +759,7 @@ def test_promo_placeholder_works_in_a_step_but_not_in_an_immediate_reply(
 
     assert problems(scenario_dir) == [
         "sc/funnel.yaml:23:13: offers.audit.deliver.text: {referral_link} works in sequence "
-        "steps only: codes and links are made when a step is sent"
+        "steps and broadcasts only: codes and links are made when the message is sent"
     ]
 
 

@@ -24,6 +24,7 @@ class ParsedAnswer:
     value: str
     score: int = 0
     tag: str | None = None
+    zone: str | None = None
 
 
 _NAME = re.compile(r"^[^\W\d_]+(?:[ '\-.][^\W\d_]+)*\.?$")
@@ -64,7 +65,7 @@ def parse_answer(question: Question, text: str, *, phone_region: str) -> ParsedA
             wanted = text.casefold()
             for option in question.options:
                 if option.text.casefold() == wanted:
-                    return ParsedAnswer(option.text, option.score, option.tag)
+                    return ParsedAnswer(option.text, option.score, option.tag, option.zone)
             raise InvalidAnswer("choose_option")
         case "scale":
             if text.isdigit() and 0 <= int(text) <= 10:
@@ -80,7 +81,7 @@ def choice_answer(question: Question, index: int) -> ParsedAnswer:
     """The answer a choice or scale button stands for; `InvalidAnswer` if forged."""
     if question.type == "choice" and 0 <= index < len(question.options):
         option = question.options[index]
-        return ParsedAnswer(option.text, option.score, option.tag)
+        return ParsedAnswer(option.text, option.score, option.tag, option.zone)
     if question.type == "scale" and 0 <= index <= 10:
         return ParsedAnswer(str(index))
     raise InvalidAnswer("stale_button")

@@ -612,6 +612,8 @@ class Turn:
         )
         if parsed.tag:
             await self.add_tag(parsed.tag)
+        if parsed.zone:
+            self.lead.timezone = parsed.zone
         if question.type == "name":
             self.name = parsed.value
         self.record("answered", question=question_id, value=parsed.value[:256])

@@ -216,6 +216,8 @@ class ChoiceOption(Strict):
     text: str
     score: int = 0
     tag: Id | None = None
+    # Choosing this option sets the lead's time zone (warm-ups then follow their clock).
+    zone: Annotated[str, AfterValidator(_zone)] | None = None
 
 
 class Question(Strict):

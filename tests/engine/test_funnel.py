@@ -354,3 +354,30 @@ async def test_the_same_walk_works_on_postgresql_and_sqlite(
     assert anna.last[0].text == "Ваш гайд, Анна."
     state = await snapshot(db, "42", channel="vk")
     assert (state.stage, state.source, state.score) == ("warming", "site", 15)  # 10 + e-mail 5
+
+
+async def test_a_choice_can_set_the_leads_time_zone(
+    sqlite_db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "sc"
+    shutil.copytree(FIXTURE_SCENARIO, folder)
+    text = (folder / "funnel.yaml").read_text(encoding="utf-8")
+    text = text.replace(
+        '      - {text: "до 10", score: 0}',
+        '      - {text: "до 10", score: 0, zone: Asia/Novosibirsk}',
+    )
+    (folder / "funnel.yaml").write_text(text, encoding="utf-8")
+    funnel = Funnel(sqlite_db, ActiveScenario(load_scenario(folder)), clock)
+    anna = Prospect(funnel)
+    await anna.start("o_audit")
+    await anna.press("Согласен")
+    await anna.press("Да, присылайте")
+    await anna.say("Анна")
+    await anna.say("+79991234567")
+    await anna.press("до 10")
+    async with sqlite_db.unit_of_work() as uow:
+        found = await uow.leads.find_by_identity("telegram", "1001")
+        assert found is not None
+        assert found[0].timezone == "Asia/Novosibirsk"

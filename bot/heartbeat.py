@@ -3,8 +3,10 @@ jobs; what is due lives in the outbox table, never in the scheduler."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -16,6 +18,7 @@ from storage.database import Database
 log = logging.getLogger(__name__)
 
 INBOUND_KEYS_KEPT = timedelta(days=2)  # Telegram and VK redeliver within hours, not days
+STOP_GRACE_SECONDS = 60.0
 
 
 async def forget_old_update_keys(db: Database, clock: Clock) -> None:
@@ -26,6 +29,34 @@ async def forget_old_update_keys(db: Database, clock: Clock) -> None:
         log.info("forgot %d handled update keys", forgotten)
 
 
+class Heartbeat:
+    """The scheduler, and the delivery tick it is running. Stopping lets that tick finish:
+    a tick cut off between its sends and its record would leave sent rows `sending`, and
+    they would go out again after their lease."""
+
+    def __init__(self, scheduler: AsyncIOScheduler, worker: DeliveryWorker) -> None:
+        self.scheduler = scheduler
+        self.worker = worker
+        self._running: asyncio.Task[Any] | None = None
+
+    async def tick(self) -> None:
+        self._running = asyncio.current_task()
+        try:
+            await self.worker.tick()
+        finally:
+            self._running = None
+
+    async def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        if not self.scheduler.running:
+            return
+        self.scheduler.pause()  # no new ticks
+        running = self._running
+        if running is not None and not running.done():
+            log.info("waiting for the delivery tick in progress")
+            await asyncio.wait({running}, timeout=grace_seconds)
+        self.scheduler.shutdown(wait=False)
+
+
 def start_heartbeat(
     worker: DeliveryWorker,
     db: Database,
@@ -33,11 +64,12 @@ def start_heartbeat(
     *,
     reloader: ScenarioReloader | None = None,
     interval_seconds: float = 1.0,
-) -> AsyncIOScheduler:
+) -> Heartbeat:
     scheduler = AsyncIOScheduler(timezone=UTC)
+    heartbeat = Heartbeat(scheduler, worker)
     # One tick at a time: a slow tick makes the next one wait instead of piling up.
     scheduler.add_job(
-        worker.tick,
+        heartbeat.tick,
         "interval",
         seconds=interval_seconds,
         id="delivery",
@@ -64,4 +96,4 @@ def start_heartbeat(
             coalesce=True,
         )
     scheduler.start()
-    return scheduler
+    return heartbeat

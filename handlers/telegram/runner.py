@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from bot.app import App
 from bot.engine.funnel import Funnel
-from bot.heartbeat import start_heartbeat
+from bot.heartbeat import Heartbeat, start_heartbeat
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
 from handlers.telegram.managers import setup_managers_router
@@ -137,9 +137,9 @@ async def run_telegram(settings: Settings, app: App) -> None:
     worker = app.delivery_worker({sender.channel: sender})
     heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader)
     try:
-        await _serve(settings, funnel, bot, sender, reloader)
+        await _serve(settings, funnel, bot, sender, reloader, heartbeat)
     finally:
-        heartbeat.shutdown(wait=False)
+        await heartbeat.stop()  # a no-op when the dispatcher's shutdown already stopped it
         await worker.pacer.aclose()
 
 
@@ -149,10 +149,13 @@ async def _serve(
     bot: Bot,
     sender: TelegramSender,
     reloader: ScenarioReloader,
+    heartbeat: Heartbeat,
 ) -> None:
     in_flight = InFlight()
     throttle = Throttle(rate=settings.flood_rate, burst=settings.flood_burst)
     dispatcher = create_dispatcher(funnel, sender, in_flight, throttle, reloader)
+    # Before the bot's session closes, the delivery tick in progress finishes and records.
+    dispatcher.shutdown.register(heartbeat.stop)
     me = await bot.get_me()
     log.info(
         "Telegram bot @%s started (%s)",

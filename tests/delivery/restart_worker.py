@@ -1,6 +1,7 @@
 """One delivery worker process for the restart test: the real DeliveryWorker, ticked by the real
 APScheduler heartbeat, sending through a transport that POSTs every message to the test's
-platform receiver. It runs until SIGTERM (a clean stop) or SIGKILL (the crash under test).
+platform receiver. It runs until SIGTERM (stopping as the production runner stops) or SIGKILL
+(the crash under test).
 
     python -m tests.delivery.restart_worker --database URL --scenario DIR \
         --receiver http://127.0.0.1:PORT/send --worker-id w1-0 --lease 3
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 import time
@@ -55,7 +55,6 @@ class ReceiverTransport:
             "to": external_id,
             "text": message.text,
             "worker": self.worker_id,
-            "pid": os.getpid(),
         }
         async with self.session.post(self.url, json=body) as response:
             if response.status != 200:
@@ -106,16 +105,13 @@ async def run(args: argparse.Namespace) -> None:
             batch=args.batch,
             lease=timedelta(seconds=args.lease),
         )
-        scheduler = start_heartbeat(worker, db, clock, interval_seconds=args.interval)
-        print("ready", flush=True)
+        heartbeat = start_heartbeat(worker, db, clock, interval_seconds=args.interval)
+        log.info("ready")
         await stop.wait()
-        # Let a tick in progress finish and record its outcomes: shutting APScheduler's
-        # asyncio executor down cancels the jobs it runs.
-        scheduler.pause()
-        running = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        if running:
-            await asyncio.wait(running, timeout=30)
-        scheduler.shutdown(wait=False)
+        log.info("stopping")
+        # As handlers/telegram/runner.py stops: the tick in progress finishes first.
+        await heartbeat.stop()
+        await worker.pacer.aclose()
     await db.dispose()
 
 

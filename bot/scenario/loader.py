@@ -12,7 +12,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from bot.scenario.checks import check_scenario
-from bot.scenario.model import Scenario
+from bot.scenario.model import RULE_KINDS, Scenario
 from bot.scenario.source import Path_, Position, Problem, SourceMap, format_path, read_yaml
 
 # Sections whose entries are keyed by id: several files may each add entries.
@@ -130,23 +130,8 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> Path_:
 
 
 def _is_marker(part: str) -> bool:
-    return (
-        part
-        in {
-            "any",
-            "all",
-            "not",
-            "score",
-            "tag",
-            "stage",
-            "event",
-            "answer",
-            "contact",
-            "OfferButton",
-            "LinkButton",
-        }
-        or "[" in part
-    )
+    """Parts pydantic adds to a location that are not keys of the data: union tags."""
+    return part in {*RULE_KINDS, "OfferButton", "LinkButton"} or "[" in part
 
 
 def _field_names(model: type[BaseModel], path: Path_) -> list[str]:

@@ -160,10 +160,15 @@ async def broadcast(settings: Settings, args: argparse.Namespace) -> int:
     if segment is None:
         print("leadbot: --text needs --segment (who gets it)", file=sys.stderr)
         return 2
-    unknown = [n for n in placeholders(args.text or "") if n not in REPLY_PLACEHOLDERS]
+    codes = {f"promo.{p}{part}" for p in scenario.promos for part in ("", ".expires")}
+    unknown = [n for n in placeholders(args.text or "") if n not in REPLY_PLACEHOLDERS | codes]
     if unknown:
         allowed = ", ".join(f"{{{n}}}" for n in sorted(REPLY_PLACEHOLDERS))
-        print(f"leadbot: --text may use {allowed}, not {{{unknown[0]}}}", file=sys.stderr)
+        print(
+            f"leadbot: --text may use {allowed}, {{promo.<id>}} of the scenario's promos, "
+            f"not {{{unknown[0]}}}",
+            file=sys.stderr,
+        )
         return 2
     db = Database(args.db or settings.database_url)
     try:

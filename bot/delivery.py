@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import broadcasts, sequences
+from bot import broadcasts, promos, sequences
 from bot.clock import Clock
 from bot.engine.funnel import MARKETING, Funnel, question_buttons
 from bot.engine.messages import Button, FileRef, Outgoing
@@ -26,11 +26,12 @@ from bot.engine.transport import Blocked, RetryLater, TemporaryFailure, Transpor
 from bot.pacing import Pacer
 from bot.rules import evaluate, events_in, load_facts
 from bot.scenario.active import ActiveScenario
+from bot.scenario.checks import placeholders
 from bot.scenario.model import Scenario, StepButton
 from bot.timing import in_quiet_hours, out_of_quiet_hours, zone_of
 from storage.claims import claim_due
 from storage.database import Database
-from storage.models import Lead, OutboxRow
+from storage.models import Answer, Lead, OutboxRow
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,10 @@ class DeliveryWorker:
                 raise Skip("skipped", "if: false", queue_next=True)
         variant = sequences.variant_of(lead.id, sequence_id := payload["sequence"], step)
         text = sequences.step_text(step, variant)
-        values = await self._values(uow, s, lead)
+        question = s.questions[step.ask].text if step.ask else None
+        values = await self._values(
+            uow, s, lead, [text, question], now, promo=step.promo, queue_next=True
+        )
         messages = self._messages(s, text, step.buttons, step.file, values, queue_next=True)
         if step.ask:
             messages.append(self._question(s, step.ask, values))
@@ -260,7 +264,7 @@ class DeliveryWorker:
             text,
             defined.buttons if defined else [],
             defined.file if defined else None,
-            await self._values(uow, s, lead),
+            await self._values(uow, s, lead, [text], now, queue_next=False),
             queue_next=False,
         )
         return await self._addressed(uow, row, lead, messages, {"broadcast": broadcast_id})
@@ -302,11 +306,42 @@ class DeliveryWorker:
             details,
         )
 
-    async def _values(self, uow: UnitOfWork, s: Scenario, lead: Lead) -> dict[str, str]:
+    async def _values(
+        self,
+        uow: UnitOfWork,
+        s: Scenario,
+        lead: Lead,
+        texts: list[str | None],
+        now: datetime,
+        *,
+        promo: str | None = None,
+        queue_next: bool,
+    ) -> dict[str, str]:
+        """What the texts' placeholders become. Promo codes are issued here: exactly those
+        the texts show, plus the step's `promo:`. A placeholder nothing can fill skips the
+        message before any code is issued for it."""
+        values = self._plain_values(s, await uow.leads.answers(lead.id), lead)
+        for text in texts:
+            for name in placeholders(text or ""):
+                parts = name.split(".")
+                known_promo = parts[0] == "promo" and (
+                    len(parts) == 2 or (len(parts) == 3 and parts[2] == "expires")
+                )
+                if name not in values and not (known_promo and parts[1] in s.promos):
+                    raise Skip("skipped", _no_value(name), queue_next=queue_next)
+        try:
+            values |= await promos.promo_values(uow, s, lead, texts, now, also=[promo])
+        except promos.PromoEnded as ended:
+            raise Skip("skipped", str(ended), queue_next=queue_next) from None
+        return values
+
+    def _plain_values(
+        self, s: Scenario, answers: Mapping[str, Answer], lead: Lead
+    ) -> dict[str, str]:
         name = next(
             (
                 a.value
-                for q, a in (await uow.leads.answers(lead.id)).items()
+                for q, a in answers.items()
                 if q in s.questions and s.questions[q].type == "name"
             ),
             None,
@@ -337,11 +372,8 @@ class DeliveryWorker:
                 rows.append((Button(button.text, action=f"e:{button.event}"),))
         try:
             rendered = render(text, values) if text else None
-        except KeyError as missing:
-            # {promo.*} and {referral_link} come with the promo codes release.
-            raise Skip(
-                "skipped", f"placeholder {missing} has no value yet", queue_next=queue_next
-            ) from None
+        except KeyError as missing:  # `_values` checked the names: this is a bug
+            raise Skip("skipped", _no_value(str(missing.args[0])), queue_next=queue_next) from None
         attached = (
             FileRef(path=str(self.scenarios.current.file_path(file).resolve())) if (file) else None
         )
@@ -434,3 +466,9 @@ class DeliveryWorker:
             # Nothing more can come of this chain (no consent, blocked, failed): end it, so it
             # is not left "active" with nothing queued.
             run.status, run.stopped_at, run.stop_reason = "stopped", now, skip.reason[:128]
+
+
+def _no_value(name: str) -> str:
+    if name == "referral_link":
+        return "placeholder {referral_link} has no value yet: it comes with the referral programme"
+    return f"placeholder {{{name}}} has no value"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import OutboxRow
@@ -27,14 +27,16 @@ async def claim_due(
     session: AsyncSession, *, now: datetime, worker: str, lease: timedelta, limit: int
 ) -> Sequence[OutboxRow]:
     """Mark up to `limit` due rows as being sent by `worker` until `now + lease`; the rows."""
-    candidates = (
-        select(OutboxRow.id)
-        .where(_claimable(now))
-        .order_by(OutboxRow.due_at, OutboxRow.id)
-        .limit(limit)
-    )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+        candidates = (
+            select(OutboxRow.id)
+            .where(_claimable(now))
+            .order_by(OutboxRow.due_at, OutboxRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    else:
+        candidates = _sqlite_candidates(now, limit)
     # The ids first, in a statement of their own. As a subquery of the UPDATE, PostgreSQL may
     # run `LIMIT ... FOR UPDATE SKIP LOCKED` again for every row of a nested loop (its plan
     # when few rows look due, say a busy outbox of mostly sent rows), each run skipping the
@@ -56,3 +58,23 @@ async def claim_due(
     )
     rows = (await session.execute(statement)).scalars().all()
     return sorted(rows, key=lambda row: (row.due_at, row.id))
+
+
+def _sqlite_candidates(now: datetime, limit: int) -> Select[tuple[int]]:
+    """The same rows as `_claimable` in due order, read as two branches that each walk the
+    (status, due_at) index in order. With the OR, SQLite sorted every due row in a temporary
+    B-tree: 97 ms against 0.2 ms with 500,000 due rows (bench/outbox.py), all of it under the
+    write lock that incoming events wait for."""
+    branches = [
+        select(OutboxRow.id, OutboxRow.due_at)
+        .where(OutboxRow.status == status, condition)
+        .order_by(OutboxRow.due_at, OutboxRow.id)
+        .limit(limit)
+        .subquery()
+        for status, condition in (
+            ("pending", OutboxRow.due_at <= now),
+            ("sending", OutboxRow.lease_until < now),
+        )
+    ]
+    both = union_all(*(select(b.c.id, b.c.due_at) for b in branches)).subquery()
+    return select(both.c.id).order_by(both.c.due_at, both.c.id).limit(limit)

@@ -228,3 +228,19 @@ class InboundEvent(Base):
 
     key: Mapped[str] = mapped_column(String(96), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class PromoCode(Base):
+    """A promo code handed to a lead: a personal code of its own (`lead_id` set). `promo` is
+    the scenario's promo id; `uses_left` None means no limit, `expires_at` None never."""
+
+    __tablename__ = "promo_codes"
+    __table_args__ = (Index("ix_promo_codes_lead_promo", "lead_id", "promo"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    promo: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    uses_left: Mapped[int | None] = mapped_column(Integer)

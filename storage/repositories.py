@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -18,6 +19,7 @@ from storage.models import (
     InboundEvent,
     Lead,
     OutboxRow,
+    PromoCode,
     SequenceRun,
     StageChange,
     Tag,
@@ -396,3 +398,66 @@ class InboundRepository:
             delete(InboundEvent).where(InboundEvent.created_at < moment)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class PromoRepository:
+    """Promo codes handed out. The caller holds the lead's lock, so one lead's codes are
+    never issued twice at once; codes of different leads may collide on the unique key."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def live_code(self, lead_id: int, promo: str, now: datetime) -> PromoCode | None:
+        """The lead's newest code of this promo that has not expired or been used up."""
+        query = (
+            select(PromoCode)
+            .where(
+                PromoCode.lead_id == lead_id,
+                PromoCode.promo == promo,
+                or_(PromoCode.expires_at.is_(None), PromoCode.expires_at > now),
+                or_(PromoCode.uses_left.is_(None), PromoCode.uses_left > 0),
+            )
+            .order_by(PromoCode.issued_at.desc(), PromoCode.id.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    def add(
+        self,
+        *,
+        promo: str,
+        code: str,
+        lead_id: int | None,
+        now: datetime,
+        expires_at: datetime | None,
+        uses_left: int | None,
+    ) -> PromoCode:
+        """Add a code; it is inserted with the next flush (see `insert_unique` for codes that
+        may collide)."""
+        row = PromoCode(
+            promo=promo,
+            code=code,
+            lead_id=lead_id,
+            issued_at=now,
+            expires_at=expires_at,
+            uses_left=uses_left,
+        )
+        self.session.add(row)
+        return row
+
+    async def insert_unique(self, row: PromoCode) -> bool:
+        """Insert a new row (not yet in the session) now, in a savepoint; False (nothing
+        inserted, the transaction intact) when its code is taken: the caller retries with a
+        new code."""
+        # Flush the rest first: a rolled-back savepoint would take it along.
+        await self.session.flush()
+        try:
+            async with self.session.begin_nested():
+                self.session.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    async def for_lead(self, lead_id: int) -> Sequence[PromoCode]:
+        query = select(PromoCode).where(PromoCode.lead_id == lead_id).order_by(PromoCode.id)
+        return (await self.session.execute(query)).scalars().all()

@@ -9,6 +9,7 @@ from storage.repositories import (
     InboundRepository,
     LeadRepository,
     OutboxRepository,
+    PromoRepository,
     SequenceRepository,
 )
 
@@ -21,6 +22,7 @@ class UnitOfWork:
         self.inbound = InboundRepository(session)
         self.sequences = SequenceRepository(session)
         self.outbox = OutboxRepository(session)
+        self.promos = PromoRepository(session)
 
     async def commit(self) -> None:
         await self.session.commit()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import sequences
+from bot import promos, sequences
 from bot.clock import Clock
 from bot.engine import stages
 from bot.engine.answers import (
@@ -24,6 +25,7 @@ from bot.engine.messages import Button, FileRef, Incoming, Kind, Notice, Outgoin
 from bot.engine.personal_data import personal_data_document
 from bot.engine.render import render
 from bot.scenario.active import ActiveScenario
+from bot.scenario.checks import placeholders
 from bot.scenario.loader import LoadedScenario
 from bot.scenario.model import LinkButton, MenuButton, Offer, OfferButton, Question, Scenario
 from storage.database import Database
@@ -164,6 +166,8 @@ class Turn:
         self.answers: dict[str, Answer] = {}
         self.reached: set[str] = set()  # stages first reached in this turn
         self.recorded: list[tuple[str, dict[str, Any]]] = []  # events of this turn
+        # Replies that show promo codes, with their text and values: filled at the end.
+        self.with_promos: list[tuple[Outgoing, str, dict[str, str]]] = []
 
     # ---- dispatch ----
 
@@ -183,6 +187,7 @@ class Turn:
                 self.advance("warming", f"sequence:{started}")
         if "contact" in self.reached:
             await self.announce_contact()
+        await self.fill_promos()
 
     async def dispatch(self) -> None:
         kind = self.incoming.kind
@@ -219,7 +224,34 @@ class Turn:
 
     def say(self, text: str, *, buttons: list[list[Button]] | None = None, **kwargs: Any) -> None:
         rows = tuple(tuple(row) for row in buttons or [])
-        self.reply.say(Outgoing(render(text, self.values()), buttons=rows, **kwargs))
+        values = self.values()
+        if promos.mentioned([text]):
+            # Issuing a code is a database write: done in `fill_promos` at the end of the turn.
+            message = Outgoing(text, buttons=rows, **kwargs)
+            self.with_promos.append((message, text, values))
+        else:
+            message = Outgoing(render(text, values), buttons=rows, **kwargs)
+        self.reply.say(message)
+
+    async def fill_promos(self) -> None:
+        """Issue the codes the replies show and put them in. A promo whose `until` has
+        passed gives no code: the reply still goes (it may carry the magnet), saying
+        `messages.promo_ended` where the code would stand, and the log says why."""
+        for message, text, values in self.with_promos:
+            index = next(i for i, m in enumerate(self.reply.messages) if m is message)
+            try:
+                values = values | await promos.promo_values(
+                    self.uow, self.s, self.lead, [text], self.now
+                )
+            except promos.PromoEnded as ended:
+                log.warning("reply to lead %s shows an ended promo: %s", self.lead.id, ended)
+                values = values | {
+                    name: self.s.messages.promo_ended
+                    for name in placeholders(text)
+                    if name.startswith("promo.")
+                }
+            self.reply.messages[index] = dataclasses.replace(message, text=render(text, values))
+        self.with_promos = []
 
     def values(self) -> dict[str, str]:
         first_name = self.lead.first_name or self.incoming.first_name or ""

@@ -31,7 +31,8 @@ SIMPLE_PLACEHOLDERS = ("first_name", "name", "referral_link", "policy_url")
 SENT_AS_WRITTEN = frozenset(
     {("messages", "error"), ("messages", "deleted"), ("messages", "slow_down")}
 )
-# What the engine fills in the replies it sends at once (start, offers, questions, FAQ...).
+# What the engine fills in the replies it sends at once (start, offers, questions, FAQ...),
+# besides `{promo.<id>}` and `{promo.<id>.expires}`, which are allowed there too.
 REPLY_PLACEHOLDERS = frozenset({"first_name", "name", "policy_url"})
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -165,12 +166,16 @@ def _texts(s: Scenario) -> Iterator[Found]:
             elif limit == BUTTON_LIMIT or path in SENT_AS_WRITTEN:
                 # Labels are sent as written, and the apology must not depend on data.
                 yield path, f"{{{name}}}: this text is sent as written, without placeholders"
-            elif name not in REPLY_PLACEHOLDERS and path[0] not in ("sequences", "broadcasts"):
+            elif (
+                name not in REPLY_PLACEHOLDERS
+                and not name.startswith("promo.")
+                and path[0] not in ("sequences", "broadcasts")
+            ):
                 yield (
                     path,
                     (
-                        f"{{{name}}} works in sequence steps and broadcasts only: codes and "
-                        "links are made when the message is sent"
+                        f"{{{name}}} works in sequence steps and broadcasts only: referral "
+                        "links come with the referral programme"
                     ),
                 )
         if len(text) > limit:

@@ -584,6 +584,7 @@ class Messages(Strict):
     deleted: str = "Готово: ваши данные удалены. Если захотите вернуться — нажмите /start."
     delete_cancelled: str = "Хорошо, ничего не удаляем."
     noted: str = "Отметили, спасибо!"
+    promo_ended: str = "(акция уже завершилась)"
     thanks: str = "Спасибо за ответ!"
 
 

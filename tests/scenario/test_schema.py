@@ -745,7 +745,7 @@ def test_files_outside_the_working_directory_show_absolute(
     assert problems(tmp_path / "sc") == [f"{shown}:2:10: version: should be 1"]
 
 
-def test_promo_placeholder_works_in_a_step_but_not_in_an_immediate_reply(
+def test_promo_placeholder_works_in_an_immediate_reply_but_referral_link_does_not(
     scenario_dir: Path, edit: Edit
 ) -> None:
     (scenario_dir / "promos.yaml").write_text(
@@ -755,11 +755,15 @@ def test_promo_placeholder_works_in_a_step_but_not_in_an_immediate_reply(
     edit(
         "Напоминаем об аудите", "Ваш код {promo.first_purchase} до {promo.first_purchase.expires}"
     )
-    edit("Спасибо, {name}!", "Спасибо! Ссылка для друзей: {referral_link}")
+    edit(
+        "Спасибо, {name}!",
+        "Спасибо! Код {promo.first_purchase} до {promo.first_purchase.expires}, "
+        "ссылка для друзей: {referral_link}",
+    )
 
     assert problems(scenario_dir) == [
         "sc/funnel.yaml:23:13: offers.audit.deliver.text: {referral_link} works in sequence "
-        "steps and broadcasts only: codes and links are made when the message is sent"
+        "steps and broadcasts only: referral links come with the referral programme"
     ]
 
 

@@ -422,29 +422,6 @@ class PromoRepository:
         )
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    def add(
-        self,
-        *,
-        promo: str,
-        code: str,
-        lead_id: int | None,
-        now: datetime,
-        expires_at: datetime | None,
-        uses_left: int | None,
-    ) -> PromoCode:
-        """Add a code; it is inserted with the next flush (see `insert_unique` for codes that
-        may collide)."""
-        row = PromoCode(
-            promo=promo,
-            code=code,
-            lead_id=lead_id,
-            issued_at=now,
-            expires_at=expires_at,
-            uses_left=uses_left,
-        )
-        self.session.add(row)
-        return row
-
     async def insert_unique(self, row: PromoCode) -> bool:
         """Insert a new row (not yet in the session) now, in a savepoint; False (nothing
         inserted, the transaction intact) when its code is taken: the caller retries with a

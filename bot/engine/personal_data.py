@@ -63,6 +63,15 @@ async def personal_data_document(uow: UnitOfWork, lead: Lead) -> bytes:
             for question, a in sorted((await uow.leads.answers(lead.id)).items())
         },
         "tags": sorted(await uow.leads.tags(lead.id)),
+        "promo_codes": [
+            {
+                "promo": c.promo,
+                "code": c.code,
+                "issued_at": _time(c.issued_at),
+                "expires_at": _time(c.expires_at),
+            }
+            for c in await uow.promos.for_lead(lead.id)
+        ],
         "sequences": [
             {"sequence": r.sequence, "status": r.status, "started_at": _time(r.started_at)}
             for r in await uow.sequences.for_lead(lead.id)

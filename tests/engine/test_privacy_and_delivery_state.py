@@ -42,6 +42,7 @@ async def test_mydata_is_a_json_document_of_everything_stored(funnel: Funnel) ->
         }
     ]
     assert "magnet_delivered" in [e["name"] for e in document["events"]]
+    assert document["promo_codes"] == []  # the test funnel issues none
 
 
 async def test_delete_asks_first_and_then_forgets_the_person(

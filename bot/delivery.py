@@ -292,10 +292,9 @@ class DeliveryWorker:
         details: dict[str, Any],
     ) -> Prepared:
         """To the messenger the lead used last."""
-        identities = await uow.leads.identities(lead.id)
-        if not identities:
+        identity = await uow.leads.latest_identity(lead.id)
+        if identity is None:
             raise Skip("cancelled", "no messenger account")
-        identity = max(identities, key=lambda i: i.last_seen_at)
         return Prepared(
             row.id,
             lead.id,
@@ -338,19 +337,8 @@ class DeliveryWorker:
     def _plain_values(
         self, s: Scenario, answers: Mapping[str, Answer], lead: Lead
     ) -> dict[str, str]:
-        name = next(
-            (
-                a.value
-                for q, a in answers.items()
-                if q in s.questions and s.questions[q].type == "name"
-            ),
-            None,
-        )
-        return {
-            "first_name": lead.first_name or "",
-            "name": name or lead.first_name or "",
-            "policy_url": s.consent.policy_url,
-        }
+        name = s.name_answer({q: a.value for q, a in answers.items()})
+        return s.placeholder_values(lead.first_name, name)
 
     def _messages(
         self,

@@ -42,8 +42,8 @@ def step_text(step: Step, variant: str) -> str | None:
 
 async def lead_channel(uow: UnitOfWork, lead_id: int) -> str:
     """The messenger the lead used last: that is where their next message goes."""
-    identities = await uow.leads.identities(lead_id)
-    return max(identities, key=lambda i: i.last_seen_at).channel if identities else "none"
+    identity = await uow.leads.latest_identity(lead_id)
+    return identity.channel if identity is not None else "none"
 
 
 async def queue_step(

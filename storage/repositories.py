@@ -109,6 +109,16 @@ class LeadRepository:
             lead.erased_at = lead.erased_at or now
             lead.unsubscribed_at = lead.unsubscribed_at or now
 
+    async def latest_identity(self, lead_id: int) -> Identity | None:
+        """The messenger account the lead used last: where their next message goes."""
+        query = (
+            select(Identity)
+            .where(Identity.lead_id == lead_id)
+            .order_by(Identity.last_seen_at.desc(), Identity.id.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
     # contacts
     async def contacts(self, lead_id: int) -> Sequence[Contact]:
         query = select(Contact).where(Contact.lead_id == lead_id).order_by(Contact.id)

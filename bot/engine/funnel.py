@@ -254,12 +254,8 @@ class Turn:
         self.with_promos = []
 
     def values(self) -> dict[str, str]:
-        first_name = self.lead.first_name or self.incoming.first_name or ""
-        return {
-            "first_name": first_name,
-            "name": self.name or first_name,
-            "policy_url": self.s.consent.policy_url,
-        }
+        first_name = self.lead.first_name or self.incoming.first_name
+        return self.s.placeholder_values(first_name, self.name)
 
     def record(self, name: str, **payload: Any) -> None:
         self.recorded.append((name, payload))
@@ -725,10 +721,7 @@ class Turn:
 
     async def load_answers(self) -> None:
         self.answers = dict(await self.uow.leads.answers(self.lead.id))
-        for question_id, answer in self.answers.items():
-            question = self.s.questions.get(question_id)
-            if question is not None and question.type == "name":
-                self.name = answer.value
+        self.name = self.s.name_answer({q: a.value for q, a in self.answers.items()})
 
 
 def question_buttons(question_id: str, question: Question) -> tuple[tuple[Button, ...], ...]:

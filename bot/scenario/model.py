@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -604,6 +605,22 @@ class Scenario(Strict):
     messages: Messages = Messages()
     events: dict[Id, str] = {}
     broadcasts: dict[Id, Broadcast] = {}
+
+    def name_answer(self, answers: Mapping[str, str]) -> str | None:
+        """The lead's answer to a `name` question, if any: what `{name}` shows."""
+        return next(
+            (
+                v
+                for q, v in answers.items()
+                if q in self.questions and self.questions[q].type == "name"
+            ),
+            None,
+        )
+
+    def placeholder_values(self, first_name: str | None, name: str | None) -> dict[str, str]:
+        """The placeholders every text may use; `{name}` falls back to the first name."""
+        first = first_name or ""
+        return {"first_name": first, "name": name or first, "policy_url": self.consent.policy_url}
 
     def known_events(self) -> set[str]:
         """Built-in events, those declared under `events:` and those that buttons record."""

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from bot import broadcasts, promos, sequences
 from bot.clock import Clock
-from bot.engine.funnel import MARKETING, Funnel, question_buttons
+from bot.engine.funnel import MARKETING, Funnel, question_markup
 from bot.engine.messages import Button, FileRef, Outgoing
 from bot.engine.render import render
 from bot.engine.transport import Blocked, RetryLater, TemporaryFailure, Transport
@@ -372,10 +372,9 @@ class DeliveryWorker:
     def _question(self, s: Scenario, question_id: str, values: dict[str, str]) -> Outgoing:
         """A question a step asks: its answer is recorded and scored by the engine."""
         question = s.questions[question_id]
+        buttons, contact_request = question_markup(question_id, question)
         return Outgoing(
-            render(question.text, values),
-            buttons=question_buttons(question_id, question),
-            contact_request=(question.button or "📱") if question.type == "phone" else None,
+            render(question.text, values), buttons=buttons, contact_request=contact_request
         )
 
     async def _mark_sent(

@@ -497,13 +497,10 @@ class Turn:
         await self.continue_offer(offer_id)
 
     def question_message(self, question_id: str, question: Question) -> None:
-        if question.type in ("choice", "scale"):
-            rows = question_buttons(question_id, question)
-            self.say(question.text, buttons=[list(row) for row in rows])
-        elif question.type == "phone":
-            self.say(question.text, contact_request=question.button or "📱")
-        else:
-            self.say(question.text)
+        buttons, contact_request = question_markup(question_id, question)
+        self.say(
+            question.text, buttons=[list(row) for row in buttons], contact_request=contact_request
+        )
 
     def ask_question(self, question_id: str, offer_id: str) -> None:
         self.lead.awaiting = {"question": question_id, "offer": offer_id}
@@ -735,6 +732,14 @@ def question_buttons(question_id: str, question: Question) -> tuple[tuple[Button
         numbers = [Button(str(n), action=f"a:{question_id}:{n}") for n in range(11)]
         return (tuple(numbers[:6]), tuple(numbers[6:]))
     return ()
+
+
+def question_markup(
+    question_id: str, question: Question
+) -> tuple[tuple[tuple[Button, ...], ...], str | None]:
+    """The buttons of a question and, for a phone, the share-contact button's label."""
+    contact_request = (question.button or "📱") if question.type == "phone" else None
+    return question_buttons(question_id, question), contact_request
 
 
 def _with_plus(phone: str) -> str:

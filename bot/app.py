@@ -10,12 +10,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.clock import Clock, SystemClock
+from bot.crm import BITRIX24, WEBHOOK, CrmExporter
 from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
-from bot.engine.transport import Transport
+from bot.engine.transport import ManagersChat, Transport
 from bot.pacing import DEFAULT_LIMITS, ChannelLimits, Limit, pacer_for
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
+from bot.scoring import Routes
 from bot.settings import Settings
 from storage import migrate
 from storage.database import Database
@@ -38,7 +40,12 @@ class App:
     async def close(self) -> None:
         await self.db.dispose()
 
-    def delivery_worker(self, transports: Mapping[str, Transport]) -> DeliveryWorker:
+    def delivery_worker(
+        self,
+        transports: Mapping[str, Transport],
+        managers: Mapping[str, ManagersChat] | None = None,
+        crm: CrmExporter | None = None,
+    ) -> DeliveryWorker:
         """The worker that sends what falls due, through these channels."""
         return DeliveryWorker(
             self.db,
@@ -47,8 +54,37 @@ class App:
             transports,
             pacer_for(self.settings.redis_url, channel_limits(self.settings)),
             self.funnel,
+            managers=managers,
+            crm=crm,
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
         )
+
+
+def routes_for(settings: Settings) -> Routes:
+    """Which managers' chats and CRMs a handoff goes to, from what is configured."""
+    managers = []
+    if settings.telegram_bot_token and settings.managers_telegram_chat_id is not None:
+        managers.append("telegram")
+    if settings.vk_group_token and settings.managers_vk_peer_id is not None:
+        managers.append("vk")
+    crm = []
+    if settings.crm_bitrix24_webhook_url:
+        crm.append(BITRIX24)
+    if settings.crm_webhook_url:
+        crm.append(WEBHOOK)
+    return Routes(managers=tuple(managers), crm=tuple(crm))
+
+
+def crm_exporter(settings: Settings) -> CrmExporter | None:
+    bitrix24 = settings.crm_bitrix24_webhook_url
+    secret = settings.crm_webhook_secret
+    if bitrix24 is None and settings.crm_webhook_url is None:
+        return None
+    return CrmExporter(
+        bitrix24_url=bitrix24.get_secret_value() if bitrix24 else None,
+        webhook_url=settings.crm_webhook_url,
+        webhook_secret=secret.get_secret_value() if secret else None,
+    )
 
 
 def channel_limits(settings: Settings) -> dict[str, ChannelLimits]:
@@ -104,6 +140,8 @@ async def build_app(
         clock,
         phone_region=settings.default_phone_region,
         max_input_length=settings.max_input_length,
+        routes=routes_for(settings),
+        link_base=settings.webhook_base_url,
     )
     log.info(
         "scenario %s loaded (%d offers), database %s",

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from bot import broadcasts
+from bot import broadcasts, stats
 from bot.app import SchemaOutdated, build_app, prepare_database
 from bot.clock import FakeClock, SystemClock
 from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleTransport
@@ -57,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     broadcast.add_argument("--scenario", type=Path, help="scenario folder (default: SCENARIO_DIR)")
     broadcast.add_argument("--db", help="database URL (default: DATABASE_URL)")
 
+    report = commands.add_parser("stats", help="the funnel of leads that came in a period")
+    period = report.add_mutually_exclusive_group()
+    period.add_argument("--period", help="back from now: 30d, 2w, 24h (default: 30d)")
+    period.add_argument("--since", help="first day, YYYY-MM-DD (UTC)")
+    report.add_argument("--until", help="last day, included, YYYY-MM-DD (default: now)")
+    report.add_argument("--by", choices=("source", "offer"), help="also per source or offer")
+    report.add_argument("--db", help="database URL (default: DATABASE_URL)")
+
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="migrate to the newest schema")
@@ -89,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(db_command(args.db_command, args.db or settings.database_url))
         if args.command == "broadcast":
             return asyncio.run(broadcast(settings, args))
+        if args.command == "stats":
+            return asyncio.run(funnel_stats(settings, args))
         if args.command == "chat":
             return asyncio.run(chat(settings, args.scenario, args.db, args.name))
         return asyncio.run(run(settings))
@@ -195,6 +205,25 @@ async def broadcast(settings: Settings, args: argparse.Namespace) -> int:
             f"({len(crowd.reachable) - queued} had it already); the running bot sends them "
             "within the platform limits, in each lead's local window"
         )
+        return 0
+    finally:
+        await db.dispose()
+
+
+async def funnel_stats(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        since, until = stats.period_bounds(
+            now=SystemClock().now(), period=args.period, since=args.since, until=args.until
+        )
+    except ValueError as exc:
+        print(f"leadbot: {exc}", file=sys.stderr)
+        return 2
+    db = Database(args.db or settings.database_url)
+    try:
+        await prepare_database(db)
+        async with db.unit_of_work() as uow:
+            report = await stats.funnel_report(uow.session, since=since, until=until, by=args.by)
+        print(stats.format_report(report))
         return 0
     finally:
         await db.dispose()

@@ -113,7 +113,7 @@ class ConsoleChat:
         else:
             incoming = self._incoming(Kind.TEXT, text=line)
         reply = await self.funnel.handle(incoming)
-        return self.show(reply.messages) + [f"(to managers) {n.text}" for n in reply.notices]
+        return self.show(reply.messages)
 
     def show(self, messages: list[Outgoing]) -> list[str]:
         output: list[str] = []

@@ -19,19 +19,24 @@ from sqlalchemy import select
 
 from bot import broadcasts, promos, sequences
 from bot.clock import Clock
+from bot.crm import CrmExporter, CrmRejected
 from bot.engine.funnel import MARKETING, Funnel, question_markup
 from bot.engine.messages import Button, FileRef, Outgoing
 from bot.engine.render import render
-from bot.engine.transport import Blocked, RetryLater, TemporaryFailure, Transport
+from bot.engine.transport import Blocked, ManagersChat, RetryLater, TemporaryFailure, Transport
+from bot.handoff import MANAGERS_POST, RELAY, remember_message
+from bot.lead_card import Rows, crm_lead, render_card
 from bot.pacing import Pacer
 from bot.rules import evaluate, events_in, load_facts
 from bot.scenario.active import ActiveScenario
 from bot.scenario.checks import placeholders
 from bot.scenario.model import Scenario, StepButton
+from bot.scoring import CARD, CRM_EXPORT
 from bot.timing import in_quiet_hours, out_of_quiet_hours, zone_of
+from bot.tracking import track_buttons
 from storage.claims import claim_due
 from storage.database import Database
-from storage.models import Answer, Lead, OutboxRow
+from storage.models import Answer, Handoff, Lead, OutboxRow
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,9 @@ MAX_ATTEMPTS = 8
 LEASE = timedelta(seconds=120)
 BATCH = 200
 CONCURRENCY = 32
+# While a manager holds a lead its warm-up waits; the row looks again this much later.
+PAUSE_RECHECK = timedelta(minutes=15)
+MANAGERS_CHAT_KEY = "managers"  # the pacer's key of a managers' chat (a group)
 
 
 def backoff(attempts: int) -> float:
@@ -59,6 +67,9 @@ class Prepared:
     external_id: str
     messages: list[Outgoing]
     details: dict[str, Any] = field(default_factory=dict)
+    kind: str = sequences.STEP
+    post: tuple[str, Rows] | None = None  # a post in the managers' chat of `channel`
+    reference: str | None = None  # the posted message, once it is out
 
 
 class Skip(Exception):
@@ -84,6 +95,8 @@ class DeliveryWorker:
         pacer: Pacer,
         funnel: Funnel,
         *,
+        managers: Mapping[str, ManagersChat] | None = None,
+        crm: CrmExporter | None = None,
         worker_id: str,
         batch: int = BATCH,
         lease: timedelta = LEASE,
@@ -95,6 +108,8 @@ class DeliveryWorker:
         self.transports = transports
         self.pacer = pacer
         self.funnel = funnel
+        self.managers = managers or {}
+        self.crm = crm
         self.worker_id = worker_id
         self.batch = batch
         self.lease = lease
@@ -137,6 +152,12 @@ class DeliveryWorker:
                         item = await self._prepare_step(uow, scenario, row, lead, now)
                     elif row.kind == broadcasts.BROADCAST:
                         item = await self._prepare_broadcast(uow, scenario, row, lead, now)
+                    elif row.kind in (CARD, MANAGERS_POST):
+                        item = await self._prepare_post(uow, scenario, row, lead, now)
+                    elif row.kind == RELAY:
+                        item = await self._prepare_relay(uow, row, lead)
+                    elif row.kind == CRM_EXPORT:
+                        item = await self._prepare_crm(uow, scenario, row, lead)
                     else:
                         raise Skip("failed", f"unknown outbox kind {row.kind!r}")
                     prepared.append(item)
@@ -167,22 +188,35 @@ class DeliveryWorker:
     async def _send(self, item: Prepared) -> Skip | None:
         """Send one prepared row; None when it went out, else what becomes of the row."""
         async with self._gate:
+            if item.kind == CRM_EXPORT:
+                return await self._export(item)
             transport = self.transports.get(item.channel)
-            if transport is None:
+            chat = self.managers.get(item.channel)
+            if item.post is not None and chat is None:
+                return Skip("failed", f"no managers' chat in {item.channel}")
+            if item.post is None and transport is None:
                 return Skip("failed", f"no transport for {item.channel}")
-            wait = await self.pacer.reserve(item.channel, item.external_id)
+            wait = await self.pacer.reserve(
+                item.channel, item.external_id, group=item.post is not None
+            )
             if wait > self.lease.total_seconds() / 2:
                 # Waiting that long would outlive the lease: give the row back instead.
                 return Skip("pending", "paced", due=self.clock.now() + timedelta(seconds=wait))
             if wait > 0:
                 await self.sleep(wait)
             try:
+                if item.post is not None and chat is not None:
+                    item.reference = await chat.post_to_managers(*item.post)
+                    if item.reference is None:
+                        return Skip("cancelled", f"no managers' chat in {item.channel}")
                 for number, message in enumerate(item.messages):
                     # A key per message: a platform that drops a repeated key (VK's
                     # random_id) would otherwise drop a step's question after its text.
                     key = item.key if number == 0 else f"{item.key}:{number}"
                     await transport.send(item.external_id, message, idempotency_key=key)
             except Blocked:
+                if item.post is not None:  # the bot was removed from the managers' chat
+                    return Skip("retry", "the managers' chat refused the bot")
                 await self.funnel.mark_blocked(item.channel, item.external_id)
                 return Skip("cancelled", "blocked")
             except RetryLater as exc:
@@ -196,6 +230,26 @@ class DeliveryWorker:
                 log.exception("sending outbox row %s failed", item.row_id)
                 return Skip("retry", repr(exc)[:500])
             return None
+
+    async def _export(self, item: Prepared) -> Skip | None:
+        if self.crm is None:
+            return Skip("failed", "no CRM configured")
+        target, lead = item.details["target"], item.details["lead"]
+        try:
+            item.reference = await self.crm.export(target, lead, idempotency_key=item.key)
+        except CrmRejected as exc:
+            log.error("%s refused lead %s: %s", target, item.lead_id, exc)
+            return Skip("failed", f"{target} refused: {exc}"[:500])
+        except RetryLater as exc:
+            due = self.clock.now() + timedelta(seconds=exc.seconds)
+            return Skip("pending", f"retry after {exc.seconds}s: {exc}", due=due)
+        except TemporaryFailure as exc:
+            log.warning("exporting lead %s to %s failed for now: %s", item.lead_id, target, exc)
+            return Skip("retry", f"temporary failure: {exc}"[:500])
+        except Exception as exc:
+            log.exception("exporting lead %s to %s failed", item.lead_id, target)
+            return Skip("retry", repr(exc)[:500])
+        return None
 
     async def _record(self, outcomes: list[tuple[Prepared, Skip | None]]) -> None:
         now = self.clock.now()
@@ -234,6 +288,10 @@ class DeliveryWorker:
         if step is None:
             raise Skip("cancelled", "step removed from the scenario", queue_next=True)
         await self._check_advertising_allowed(uow, s, lead, now)
+        if s.handoff.pause_sequences:
+            handoff = await uow.session.get(Handoff, lead.id)
+            if handoff is not None and handoff.status == "claimed":
+                raise Skip("pending", "a manager holds the lead", due=now + PAUSE_RECHECK)
         if step.if_ is not None:
             facts = await load_facts(uow, lead, events_in(step.if_))
             if not evaluate(step.if_, facts):
@@ -269,6 +327,56 @@ class DeliveryWorker:
         )
         return await self._addressed(uow, row, lead, messages, {"broadcast": broadcast_id})
 
+    async def _prepare_post(
+        self, uow: UnitOfWork, s: Scenario, row: OutboxRow, lead: Lead, now: datetime
+    ) -> Prepared:
+        """A lead card (first post, reminder, escalation) or a post about a lead."""
+        if row.kind == MANAGERS_POST:
+            post: tuple[str, Rows] = (row.payload["text"], ())
+        else:
+            handoff = await uow.session.get(Handoff, lead.id)
+            purpose = row.payload.get("purpose", "card")
+            if handoff is None:
+                raise Skip("cancelled", "the lead was never handed over")
+            if purpose != "card" and handoff.status != "open":
+                raise Skip("cancelled", "claimed before the reminder was due")
+            waited = _minutes(now - handoff.qualified_at)
+            headline = {
+                "reminder": f"⏰ Лида никто не взял уже {waited}",
+                "escalation": f"🚨 Эскалация: лид ждёт менеджера {waited}",
+            }.get(purpose, "")
+            post = await render_card(uow, s, lead, handoff, headline=headline)
+        return Prepared(
+            row.id,
+            lead.id,
+            row.idempotency_key,
+            row.channel,
+            MANAGERS_CHAT_KEY,
+            [],
+            {"purpose": row.payload.get("purpose", "card")},
+            kind=row.kind,
+            post=post,
+        )
+
+    async def _prepare_relay(self, uow: UnitOfWork, row: OutboxRow, lead: Lead) -> Prepared:
+        """A manager's answer: not advertising, so no consent or quiet hours apply, but a
+        lead who blocked the bot or was erased gets nothing."""
+        if lead.erased_at or lead.unreachable_at:
+            raise Skip("cancelled", "the lead blocked the bot or was erased")
+        item = await self._addressed(uow, row, lead, [Outgoing(row.payload["text"])], {})
+        item.kind = RELAY
+        return item
+
+    async def _prepare_crm(
+        self, uow: UnitOfWork, s: Scenario, row: OutboxRow, lead: Lead
+    ) -> Prepared:
+        if lead.erased_at:
+            raise Skip("cancelled", "the lead was erased")
+        details = {"target": row.payload["target"], "lead": await crm_lead(uow, s, lead)}
+        return Prepared(
+            row.id, lead.id, row.idempotency_key, row.channel, "", [], details, kind=CRM_EXPORT
+        )
+
     async def _check_advertising_allowed(
         self, uow: UnitOfWork, s: Scenario, lead: Lead, now: datetime
     ) -> None:
@@ -295,6 +403,9 @@ class DeliveryWorker:
         identity = await uow.leads.latest_identity(lead.id)
         if identity is None:
             raise Skip("cancelled", "no messenger account")
+        messages = await track_buttons(
+            uow, lead.id, messages, self.funnel.link_base, self.clock.now()
+        )
         return Prepared(
             row.id,
             lead.id,
@@ -353,7 +464,7 @@ class DeliveryWorker:
         rows: list[tuple[Button, ...]] = []
         for button in buttons:
             if button.url:
-                rows.append((Button(button.text, url=button.url),))
+                rows.append((Button(button.text, url=button.url, event=button.event),))
             elif button.offer:
                 rows.append((Button(button.text, action=f"o:{button.offer}"),))
             elif button.event:
@@ -390,6 +501,21 @@ class DeliveryWorker:
         if lead is None:
             return
         details = item.details
+        if item.kind in (CARD, MANAGERS_POST):
+            if item.reference is not None:
+                kind = "card" if item.kind == CARD else details["purpose"]
+                await remember_message(uow, item.channel, item.reference, lead.id, kind, now)
+            return
+        if item.kind == CRM_EXPORT:
+            uow.events.add(
+                lead.id,
+                "crm_exported",
+                now=now,
+                payload={"target": details["target"], "id": item.reference},
+            )
+            return
+        if item.kind == RELAY:
+            return
         if "broadcast" in details:
             uow.events.add(
                 lead.id,
@@ -453,6 +579,11 @@ class DeliveryWorker:
             # Nothing more can come of this chain (no consent, blocked, failed): end it, so it
             # is not left "active" with nothing queued.
             run.status, run.stopped_at, run.stop_reason = "stopped", now, skip.reason[:128]
+
+
+def _minutes(waited: timedelta) -> str:
+    minutes = int(waited.total_seconds() // 60)
+    return f"{minutes // 60} ч {minutes % 60} мин" if minutes >= 60 else f"{minutes} мин"
 
 
 def _no_value(name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -63,6 +64,7 @@ def start_heartbeat(
     clock: Clock,
     *,
     reloader: ScenarioReloader | None = None,
+    reminders: Callable[[], Awaitable[Any]] | None = None,
     interval_seconds: float = 1.0,
 ) -> Heartbeat:
     scheduler = AsyncIOScheduler(timezone=UTC)
@@ -92,6 +94,16 @@ def start_heartbeat(
             "interval",
             seconds=2,
             id="scenario-reload",
+            max_instances=1,
+            coalesce=True,
+        )
+    if reminders is not None:
+        # Cards nobody claimed: a minute of lateness on a 30-minute reminder is no harm.
+        scheduler.add_job(
+            reminders,
+            "interval",
+            seconds=30,
+            id="handoff-reminders",
             max_instances=1,
             coalesce=True,
         )

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
 
+    api_token: SecretStr | None = None
+    crm_bitrix24_webhook_url: SecretStr | None = None
+    crm_webhook_url: str | None = None
+    crm_webhook_secret: SecretStr | None = None
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -62,6 +67,10 @@ class Settings(BaseSettings):
         "managers_telegram_chat_id",
         "vk_group_id",
         "managers_vk_peer_id",
+        "api_token",
+        "crm_bitrix24_webhook_url",
+        "crm_webhook_url",
+        "crm_webhook_secret",
         mode="before",
     )
     @classmethod
@@ -78,6 +87,16 @@ class Settings(BaseSettings):
         if self.webhook_base_url and not self.webhook_base_url.startswith("https://"):
             raise ValueError("WEBHOOK_BASE_URL: Telegram only calls https:// addresses")
         return self
+
+    @field_validator("crm_bitrix24_webhook_url", "crm_webhook_url")
+    @classmethod
+    def _https_or_local(cls, value: object) -> object:
+        url = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(url, str) and not url.startswith(
+            ("https://", "http://127.0.0.1", "http://localhost")
+        ):
+            raise ValueError("a CRM is called over https:// (http only for 127.0.0.1)")
+        return value
 
     @field_validator("database_url")
     @classmethod

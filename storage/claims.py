@@ -1,4 +1,5 @@
-"""Claiming due outbox rows: the one module with dialect-specific SQL.
+"""Claiming due outbox rows and singleton periodic jobs: the one module with dialect-specific
+SQL.
 
 PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several workers take disjoint batches without waiting
 for each other. SQLite: one writer at a time (BEGIN IMMEDIATE), so a conditional UPDATE ...
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, or_, select, union_all, update
+from sqlalchemy import Select, and_, func, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import OutboxRow
@@ -78,3 +79,13 @@ def _sqlite_candidates(now: datetime, limit: int) -> Select[tuple[int]]:
     ]
     both = union_all(*(select(b.c.id, b.c.due_at) for b in branches)).subquery()
     return select(both.c.id).order_by(both.c.due_at, both.c.id).limit(limit)
+
+
+async def singleton_lock(session: AsyncSession, name: str) -> bool:
+    """True when this transaction may run the periodic job `name` and no other process runs
+    it now. PostgreSQL: a transaction-scoped advisory lock, released at commit or rollback.
+    SQLite: BEGIN IMMEDIATE already lets one writer in at a time."""
+    if session.bind is None or session.bind.dialect.name != "postgresql":
+        return True
+    query = select(func.pg_try_advisory_xact_lock(func.hashtext(name)))
+    return bool((await session.execute(query)).scalar_one())

@@ -244,3 +244,55 @@ class PromoCode(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     uses_left: Mapped[int | None] = mapped_column(Integer)
+
+
+class Handoff(Base):
+    """A qualified lead in the managers' hands: open (nobody claimed it yet), claimed, then
+    won, lost or not_fit. One per lead: qualification happens once."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (Index("ix_handoffs_status_qualified", "status", "qualified_at"),)
+
+    lead_id: Mapped[int] = mapped_column(
+        ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    rule: Mapped[str] = mapped_column(String(256))  # why the lead qualified, for managers
+    qualified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    manager_id: Mapped[str | None] = mapped_column(String(64))  # "telegram:123"
+    manager_name: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    amount: Mapped[str | None] = mapped_column(String(32))  # a won deal, as a decimal string
+    reason: Mapped[str | None] = mapped_column(Text)  # why it was lost
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ManagerMessage(Base):
+    """A message the bot posted in a managers' chat about a lead (its card, a question the
+    lead asked, a prompt for a deal's amount): a manager's reply to it is routed by this row."""
+
+    __tablename__ = "manager_messages"
+    __table_args__ = (UniqueConstraint("channel", "message_ref"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    message_ref: Mapped[str] = mapped_column(String(64))
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TrackedLink(Base):
+    """A button's URL for one lead, served as `/r/<token>`: a click records the event and
+    redirects. The token also names the lead to the events API (the website gets it as `lb`)."""
+
+    __tablename__ = "tracked_links"
+    __table_args__ = (UniqueConstraint("lead_id", "url", "event"),)
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    event: Mapped[str] = mapped_column(String(64), default="")  # "" when the button names none
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

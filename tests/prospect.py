@@ -70,6 +70,7 @@ async def snapshot(db: Database, external_id: str, channel: str = "telegram") ->
         assert found is not None, f"no lead for {channel}:{external_id}"
         lead, _ = found
         return LeadState(
+            lead_id=lead.id,
             stage=lead.stage,
             funnel_stage=lead.funnel_stage,
             score=lead.score,
@@ -92,6 +93,7 @@ async def snapshot(db: Database, external_id: str, channel: str = "telegram") ->
 
 @dataclass
 class LeadState:
+    lead_id: int
     stage: str
     funnel_stage: str
     score: int

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import promos, sequences
+from bot import promos, scoring, sequences
 from bot.clock import Clock
 from bot.engine import stages
 from bot.engine.answers import (
@@ -21,15 +21,17 @@ from bot.engine.answers import (
 )
 from bot.engine.deeplink import parse_deep_link
 from bot.engine.faq import match_faq
-from bot.engine.messages import Button, FileRef, Incoming, Kind, Notice, Outgoing, Reply
+from bot.engine.messages import Button, FileRef, Incoming, Kind, Outgoing, Reply
 from bot.engine.personal_data import personal_data_document
 from bot.engine.render import render
+from bot.handoff import post_about_lead
 from bot.scenario.active import ActiveScenario
 from bot.scenario.checks import placeholders
 from bot.scenario.loader import LoadedScenario
 from bot.scenario.model import LinkButton, MenuButton, Offer, OfferButton, Question, Scenario
+from bot.tracking import track_buttons
 from storage.database import Database
-from storage.models import Answer, Identity, Lead
+from storage.models import Answer, Handoff, Identity, Lead
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,13 @@ class Funnel:
         *,
         phone_region: str = "RU",
         max_input_length: int = 1000,
+        routes: scoring.Routes | None = None,
+        link_base: str | None = None,
     ) -> None:
         self.db = db
+        # Where a qualified lead and the questions the FAQ cannot answer go.
+        self.routes = routes or scoring.Routes()
+        self.link_base = link_base  # URL buttons go through <link_base>/r/<token> when set
         self.scenarios = scenarios
         self.clock = clock
         self.phone_region = phone_region
@@ -180,6 +187,10 @@ class Turn:
             )
         await self.dispatch()
         if self.lead.erased_at is None:
+            why = await scoring.qualify(self.uow, self.s, self.lead, self.now, self.funnel.routes)
+            if why is not None:
+                self.recorded.append(("qualified", {"rule": why}))
+                self.reached.add("qualified")
             for started in await sequences.react(
                 self.uow, self.s, self.lead, self.now, self.recorded, self.reached
             ):
@@ -188,6 +199,10 @@ class Turn:
         if "contact" in self.reached:
             await self.announce_contact()
         await self.fill_promos()
+        if self.lead.erased_at is None:
+            self.reply.messages = await track_buttons(
+                self.uow, self.lead.id, self.reply.messages, self.funnel.link_base, self.now
+            )
 
     async def dispatch(self) -> None:
         kind = self.incoming.kind
@@ -264,15 +279,7 @@ class Turn:
         )
 
     async def score_event(self, name: str) -> None:
-        points = self.s.scoring.events.get(name)
-        if points is None:
-            return
-        if (
-            points.max_times is not None
-            and await self.uow.events.count(self.lead.id, name) > points.max_times
-        ):
-            return
-        self.lead.score += points.points
+        await scoring.score_event(self.uow, self.s, self.lead, name)
 
     async def add_tag(self, tag: str) -> None:
         if await self.uow.leads.add_tag(self.lead.id, tag, now=self.now):
@@ -557,13 +564,42 @@ class Turn:
             await self.prompt_again()
 
     async def free_text(self, text: str) -> None:
-        entry = match_faq(self.s.faq, text)
+        """FAQ first; what it does not answer goes to the managers' chat. While a manager
+        holds the lead, everything the lead writes follows into the chat: a live talk."""
+        managers = self.funnel.routes.managers
+        handoff = await self.uow.session.get(Handoff, self.lead.id) if managers else None
+        held_by = handoff.manager_name if handoff and handoff.status == "claimed" else None
+        entry = None if held_by else match_faq(self.s.faq, text)
         if entry is not None:
             self.record("faq_answered", match=entry.match[0])
             self.say(entry.text, buttons=self.menu_buttons(entry.buttons) + self.back_to_menu())
             return
-        self.record("unmatched_text", text=text[:1000])
-        self.say(self.s.messages.fallback, buttons=self.menu_buttons(self.s.start.buttons))
+        event = self.uow.events.add(
+            self.lead.id,
+            "unmatched_text",
+            now=self.now,
+            channel=self.incoming.channel,
+            payload={"text": text[:1000]},
+        )
+        self.recorded.append(("unmatched_text", {}))
+        if not managers:
+            self.say(self.s.messages.fallback, buttons=self.menu_buttons(self.s.start.buttons))
+            return
+        await self.uow.session.flush()  # the event's id keys the post: one post per message
+        who = self.name or self.lead.first_name or "Без имени"
+        where = f"у {held_by}" if held_by else f"стадия {self.lead.stage}"
+        await post_about_lead(
+            self.uow,
+            self.lead.id,
+            f"💬 {who} (лид #{self.lead.id}, {where}):\n{text}\n\n"
+            "Ответьте на это сообщение — ответ уйдёт клиенту.",
+            purpose="question",
+            key=f"question:{event.id}",
+            managers=managers,
+            now=self.now,
+        )
+        if not held_by:
+            self.say(self.s.messages.forwarded, buttons=self.back_to_menu())
 
     async def on_contact(self) -> None:
         awaiting = self.lead.awaiting or {}
@@ -699,6 +735,8 @@ class Turn:
 
     async def announce_contact(self) -> None:
         """Tell the managers' chat about a lead who just left contacts."""
+        if not self.funnel.routes.managers:
+            return
         contacts = await self.uow.leads.contacts(self.lead.id)
         lines = [f"🆕 Новый лид #{self.lead.id} оставил контакты"]
         if self.name or self.lead.first_name:
@@ -714,7 +752,15 @@ class Turn:
             else (f"id {self.identity.external_id}")
         )
         lines.append(f"{self.identity.channel}: {account}")
-        self.reply.notices.append(Notice(self.lead.id, "\n".join(lines)))
+        await post_about_lead(
+            self.uow,
+            self.lead.id,
+            "\n".join(lines),
+            purpose="notice",
+            key=f"contact:{self.lead.id}",
+            managers=self.funnel.routes.managers,
+            now=self.now,
+        )
 
     async def load_answers(self) -> None:
         self.answers = dict(await self.uow.leads.answers(self.lead.id))

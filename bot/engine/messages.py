@@ -39,6 +39,7 @@ class Button:
     text: str
     action: str | None = None  # sent back in `Incoming.payload` when pressed
     url: str | None = None
+    event: str | None = None  # a URL button's event, recorded when a tracked link is opened
 
 
 @dataclass(frozen=True)
@@ -65,20 +66,11 @@ class Outgoing:
         return [b.action for row in self.buttons for b in row if b.action]
 
 
-@dataclass(frozen=True)
-class Notice:
-    """A line for the managers' chat (a new lead with contacts, say)."""
-
-    lead_id: int
-    text: str
-
-
 @dataclass
 class Reply:
     """What the engine answers to one incoming event."""
 
     messages: list[Outgoing] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
     duplicate: bool = False  # the update was handled before: nothing to send
 
     def say(self, message: Outgoing) -> None:

@@ -40,9 +40,15 @@ class ManagersChat(Protocol):
     """The managers' group chat of a channel: post a message, rewrite it later in place."""
 
     async def post_to_managers(
-        self, text: str, buttons: tuple[tuple[Button, ...], ...] = ()
+        self,
+        text: str,
+        buttons: tuple[tuple[Button, ...], ...] = (),
+        *,
+        expect_reply: bool = False,
     ) -> str | None:
-        """The posted message's reference, or None when no managers' chat is configured."""
+        """The posted message's reference, or None when no managers' chat is configured.
+        `expect_reply` asks the messenger to open a reply to it (a question to a manager).
+        Raises `RetryLater` or `TemporaryFailure` like `Transport.send`."""
         ...
 
     async def edit_in_managers(

@@ -1,13 +1,29 @@
-"""Commands in the managers' group chat. Only that chat is listened to: anyone who can write
-there is a manager; the same command elsewhere gets nothing."""
+"""The managers' group chat: card buttons, replies to the bot's posts, and the commands
+/lead, /stats and /reload. Only that chat is listened to: anyone who can write there is a
+manager; the same command or a card button's data anywhere else gets nothing."""
 
 from __future__ import annotations
 
-from aiogram import F, Router
-from aiogram.filters import Command
-from aiogram.types import Message
+import logging
 
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import CallbackQuery, Message, User
+
+from bot.engine.funnel import Funnel
+from bot.engine.messages import Outgoing
+from bot.handoff import Manager, ManagerDesk
 from bot.scenario.reload import ScenarioReloader
+from handlers.telegram.callbacks import Press
+from handlers.telegram.sender import inline_keyboard
+
+log = logging.getLogger(__name__)
+CHANNEL = "telegram"
+
+
+def manager_of(user: User) -> Manager:
+    name = user.full_name or (f"@{user.username}" if user.username else str(user.id))
+    return Manager(CHANNEL, str(user.id), name)
 
 
 def setup_managers_router(managers_chat_id: int | None) -> Router:
@@ -15,6 +31,12 @@ def setup_managers_router(managers_chat_id: int | None) -> Router:
     if managers_chat_id is None:
         return router
     router.message.filter(F.chat.id == managers_chat_id)
+    router.callback_query.filter(F.message.chat.id == managers_chat_id)
+
+    @router.callback_query(Press.filter(F.action.startswith("h:")))
+    async def card_button(query: CallbackQuery, callback_data: Press, desk: ManagerDesk) -> None:
+        answer = await desk.press(manager_of(query.from_user), callback_data.action)
+        await query.answer(answer)
 
     @router.message(Command("reload"))
     async def reload(message: Message, reloader: ScenarioReloader | None) -> None:
@@ -22,5 +44,43 @@ def setup_managers_router(managers_chat_id: int | None) -> Router:
             return
         _, report = await reloader.reload()
         await message.answer(report[:4000])
+
+    @router.message(Command("lead"))
+    async def lead(
+        message: Message, command: CommandObject, desk: ManagerDesk, funnel: Funnel
+    ) -> None:
+        if not command.args:
+            await message.answer("Напишите /lead и номер лида, телефон или e-mail.")
+            return
+        card = await desk.card_for(command.args, phone_region=funnel.phone_region)
+        if card is None:
+            await message.answer(f"Лид «{command.args[:64]}» не найден.")
+            return
+        lead_id, text, buttons = card
+        shown = await message.answer(
+            text,
+            reply_markup=inline_keyboard(Outgoing(text, buttons)),
+            disable_web_page_preview=True,
+        )
+        # Shown by request, it is a card like the first: kept up to date, and a reply to it
+        # goes to the lead.
+        await desk.remember(CHANNEL, str(shown.message_id), lead_id, "card")
+
+    @router.message(Command("stats"))
+    async def stats(message: Message, desk: ManagerDesk) -> None:
+        await message.answer(await desk.stats())
+
+    @router.message(F.reply_to_message & F.text & F.from_user)
+    async def reply(message: Message, desk: ManagerDesk) -> None:
+        assert message.reply_to_message is not None
+        assert message.from_user is not None
+        answer = await desk.reply(
+            manager_of(message.from_user),
+            str(message.reply_to_message.message_id),
+            str(message.message_id),
+            message.text or "",
+        )
+        if answer:
+            await message.reply(answer)
 
     return router

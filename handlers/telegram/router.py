@@ -45,7 +45,6 @@ async def deliver(
         await sender.send_now(chat_id, reply.messages)
     except Blocked:
         await funnel.mark_blocked(CHANNEL, event.external_id)
-    await sender.announce(reply.notices)
     return reply.messages
 
 

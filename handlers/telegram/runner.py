@@ -15,9 +15,11 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.app import App
+from bot.app import App, crm_exporter
 from bot.engine.funnel import Funnel
+from bot.handoff import ManagerDesk, remind_unclaimed
 from bot.heartbeat import Heartbeat, start_heartbeat
+from bot.outside import OutsideEvents
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
 from handlers.telegram.managers import setup_managers_router
@@ -25,6 +27,7 @@ from handlers.telegram.middlewares import InFlight, Throttle
 from handlers.telegram.router import setup_fallback_router, setup_router
 from handlers.telegram.sender import TelegramSender
 from handlers.telegram.session import TolerantSession
+from handlers.web.api import MAX_BODY, add_api_routes, api_app
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +75,11 @@ def create_dispatcher(
     in_flight: InFlight,
     throttle: Throttle | None = None,
     reloader: ScenarioReloader | None = None,
+    desk: ManagerDesk | None = None,
 ) -> Dispatcher:
     """The dispatcher with every dependency in its workflow data (handlers take what they name)."""
-    dispatcher = Dispatcher(funnel=funnel, sender=sender, reloader=reloader)
+    desk = desk or ManagerDesk(funnel.db, funnel.scenarios, funnel.clock, {sender.channel: sender})
+    dispatcher = Dispatcher(funnel=funnel, sender=sender, reloader=reloader, desk=desk)
     dispatcher.update.outer_middleware(in_flight)
     throttle = throttle or Throttle()
     dispatcher.message.outer_middleware(throttle)
@@ -112,12 +117,20 @@ class WebhookHandler(SimpleRequestHandler):
 
 
 def webhook_app(dispatcher: Dispatcher, bot: Bot, secret: str) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY)
     WebhookHandler(dispatcher, bot, secret_token=secret, handle_in_background=False).register(
         app, path=WEBHOOK_PATH
     )
     setup_application(app, dispatcher, bot=bot)
     return app
+
+
+async def _serve_http(settings: Settings, app: web.Application) -> web.AppRunner:
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    log.info("events API served on %s:%s", settings.http_host, settings.http_port)
+    return runner
 
 
 async def _wait_for_signal() -> None:
@@ -134,13 +147,22 @@ async def run_telegram(settings: Settings, app: App) -> None:
     bot = create_bot(settings)
     sender = TelegramSender(bot, settings.managers_telegram_chat_id)
     reloader = ScenarioReloader(app.scenarios, on_refused=sender.post_to_managers)
-    worker = app.delivery_worker({sender.channel: sender})
-    heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader)
+    managers = {sender.channel: sender}
+    crm = crm_exporter(settings)
+    worker = app.delivery_worker({sender.channel: sender}, managers, crm)
+    desk = ManagerDesk(app.db, app.scenarios, app.clock, managers)
+
+    async def reminders() -> None:
+        await remind_unclaimed(app.db, app.scenarios, app.clock, funnel.routes.managers)
+
+    heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader, reminders=reminders)
     try:
-        await _serve(settings, funnel, bot, sender, reloader, heartbeat)
+        await _serve(settings, funnel, bot, sender, reloader, heartbeat, desk)
     finally:
         await heartbeat.stop()  # a no-op when the dispatcher's shutdown already stopped it
         await worker.pacer.aclose()
+        if crm is not None:
+            await crm.aclose()
 
 
 async def _serve(
@@ -150,10 +172,13 @@ async def _serve(
     sender: TelegramSender,
     reloader: ScenarioReloader,
     heartbeat: Heartbeat,
+    desk: ManagerDesk,
 ) -> None:
     in_flight = InFlight()
     throttle = Throttle(rate=settings.flood_rate, burst=settings.flood_burst)
-    dispatcher = create_dispatcher(funnel, sender, in_flight, throttle, reloader)
+    dispatcher = create_dispatcher(funnel, sender, in_flight, throttle, reloader, desk)
+    api_token = settings.api_token.get_secret_value() if settings.api_token else None
+    outside = OutsideEvents(funnel)
     # Before the bot's session closes, the delivery tick in progress finishes and records.
     dispatcher.shutdown.register(heartbeat.stop)
     me = await bot.get_me()
@@ -165,11 +190,18 @@ async def _serve(
     await register_commands(bot)
     if not settings.webhook_base_url:
         await bot.delete_webhook()
-        await dispatcher.start_polling(bot, handle_signals=True, tasks_concurrency_limit=64)
+        # The events API needs a web server even without a webhook.
+        api = await _serve_http(settings, api_app(outside, api_token)) if api_token else None
+        try:
+            await dispatcher.start_polling(bot, handle_signals=True, tasks_concurrency_limit=64)
+        finally:
+            if api is not None:
+                await api.cleanup()
         return
     assert settings.webhook_secret is not None  # settings refuse a webhook without one
     secret = settings.webhook_secret.get_secret_value()
     app = webhook_app(dispatcher, bot, secret)
+    add_api_routes(app, outside, api_token)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from aiogram import Bot
 from aiogram.exceptions import (
-    TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
@@ -19,6 +18,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import (
     BufferedInputFile,
+    ForceReply,
     FSInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -27,7 +27,7 @@ from aiogram.types import (
     ReplyKeyboardRemove,
 )
 
-from bot.engine.messages import Button, FileRef, Notice, Outgoing
+from bot.engine.messages import Button, FileRef, Outgoing
 from bot.engine.transport import Blocked, RetryLater, TemporaryFailure
 from handlers.telegram.callbacks import pack_action
 
@@ -106,17 +106,24 @@ class TelegramSender:
                     )
                     await self.sleep(exc.seconds)
 
-    async def post_to_managers(self, text: str, buttons: Rows = ()) -> str | None:
-        """A message in the managers' chat; its reference (for `edit_in_managers`), or None
-        when no managers' chat is configured."""
+    async def post_to_managers(
+        self, text: str, buttons: Rows = (), *, expect_reply: bool = False
+    ) -> str | None:
+        """A message in the managers' chat; its reference (for `edit_in_managers` and for
+        routing replies), or None when no managers' chat is configured."""
         if self.managers_chat_id is None:
             return None
-        sent = await self.bot.send_message(
-            self.managers_chat_id,
-            text,
-            reply_markup=inline_keyboard(Outgoing(text, buttons)),
-            disable_web_page_preview=True,
-        )
+        markup: InlineKeyboardMarkup | ForceReply | None = inline_keyboard(Outgoing(text, buttons))
+        if expect_reply:
+            markup = ForceReply(input_field_placeholder=text[:64])
+        try:
+            sent = await self.bot.send_message(
+                self.managers_chat_id, text, reply_markup=markup, disable_web_page_preview=True
+            )
+        except TelegramRetryAfter as exc:
+            raise RetryLater(exc.retry_after, str(exc)) from exc
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            raise TemporaryFailure(str(exc)) from exc
         return str(sent.message_id)
 
     async def edit_in_managers(self, reference: str, text: str, buttons: Rows = ()) -> None:
@@ -134,16 +141,6 @@ class TelegramSender:
         except TelegramBadRequest as exc:
             if "message is not modified" not in str(exc):
                 raise
-
-    async def announce(self, notices: list[Notice]) -> None:
-        """Post notices to the managers' chat; a failure is logged, never shown to prospects."""
-        if self.managers_chat_id is None:
-            return
-        for notice in notices:
-            try:
-                await self.post_to_managers(notice.text)
-            except TelegramAPIError:
-                log.exception("could not tell the managers' chat about lead %s", notice.lead_id)
 
     def _markup(self, chat_id: int, message: Outgoing) -> Markup | None:
         if message.contact_request:

@@ -14,6 +14,9 @@ and then acts as a prospect::
         [greeting] = await telegram_emulator.wait_for(chat, 1)
         await telegram_emulator.press_button(chat, "Аудит")
 
+A managers' group chat: `new_group_id()`, then `send_group_text` (a reply to a bot message with
+`reply_to=`), `press_group_button` on a bot message there, and `callback_answers` for the toasts.
+
 Nothing here sleeps for a fixed time: `wait_for` and `wait_for_calls` poll until a deadline.
 Without node/npm the fixture skips with the reason; with LEADBOT_REQUIRE_SERVICES=1 it fails.
 """
@@ -313,6 +316,12 @@ class BotMessage:
         rows = self.inline_buttons + self.keyboard_buttons
         return [str(button.get("text")) for row in rows for button in row]
 
+    @property
+    def reply_to_message_id(self) -> int | None:
+        """The message this one replies to, when the bot sent it as a reply."""
+        replied = self.message.get("reply_to_message")
+        return int(replied["message_id"]) if isinstance(replied, dict) else None
+
     def callback_data(self, label: str) -> str:
         for row in self.inline_buttons:
             for button in row:
@@ -340,12 +349,33 @@ class Pressed:
     message_id: int
 
 
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """The bot's answerCallbackQuery: the toast (or alert) the user saw after a press."""
+
+    callback_query_id: str
+    text: str | None
+    show_alert: bool
+    url: str | None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> CallbackAnswer:
+        return cls(
+            callback_query_id=str(params["callback_query_id"]),
+            text=params.get("text"),
+            show_alert=bool(params.get("show_alert")),
+            url=params.get("url"),
+        )
+
+
 # ------------------------------------------------------------------------------ the client
 
 
 _bot_ids = itertools.count(700_000_001)
 # Real user ids go past 2**31 and so do these, so an int32 column shows up in the tests.
 _chat_ids = itertools.count(6_000_000_000 + (os.getpid() % 1000) * 1_000_000 + 1)
+# Supergroup ids, as Telegram gives them: -100 followed by the group's own number.
+_group_ids = itertools.count(-1_002_000_000_000 - (os.getpid() % 1000) * 1_000_000 - 1, -1)
 
 
 def new_token() -> str:
@@ -377,6 +407,11 @@ class TelegramClient:
     def new_chat_id() -> int:
         """A chat id (= user id) never used before in this test run."""
         return next(_chat_ids)
+
+    @staticmethod
+    def new_group_id() -> int:
+        """A supergroup chat id (-100...) never used before in this test run."""
+        return next(_group_ids)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -586,12 +621,136 @@ class TelegramClient:
         labels = [m.labels() for m in messages if not m.deleted and m.inline_buttons]
         raise AssertionError(f"no inline button {label!r} in chat {chat_id}; buttons: {labels}")
 
+    # -------------------------------------------------------------- acting in a group
+
+    @staticmethod
+    def group_chat(group_id: int, title: str) -> dict[str, Any]:
+        """A group's Chat: -100... is a supergroup, other negative ids a basic group."""
+        if group_id >= 0:
+            raise ValueError(f"a group chat id is negative: {group_id}")
+        kind = "supergroup" if str(group_id).startswith("-100") else "group"
+        return {"id": group_id, "type": kind, "title": title}
+
+    async def send_group_message(
+        self,
+        group_id: int,
+        *,
+        user_id: int,
+        first_name: str,
+        last_name: str | None = None,
+        username: str | None = None,
+        language_code: str | None = "ru",
+        title: str = "Менеджеры",
+        reply_to: BotMessage | int | None = None,
+        **content: Any,
+    ) -> Sent:
+        """Any message a user (`user_id`) writes in a group; `reply_to` makes it a reply to
+        that message of the group (a BotMessage or an id): the bot gets the full message in
+        reply_to_message, with `from` = the bot for its own."""
+        message: dict[str, Any] = {
+            "botToken": self.token,
+            "from": self._user(user_id, first_name, last_name, username, language_code),
+            "chat": self.group_chat(group_id, title),
+            "date": int(time.time()),
+            **content,
+        }
+        if reply_to is not None:
+            replied = reply_to.message_id if isinstance(reply_to, BotMessage) else reply_to
+            message["reply_to_message"] = {"message_id": replied}
+        path = "/sendCommand" if "entities" in content else "/sendMessage"
+        result = await self._post(path, message)
+        return Sent(message_id=result["message_id"], update_id=result["update_id"])
+
+    async def send_group_text(
+        self,
+        group_id: int,
+        text: str,
+        *,
+        user_id: int,
+        first_name: str,
+        last_name: str | None = None,
+        username: str | None = None,
+        title: str = "Менеджеры",
+        reply_to: BotMessage | int | None = None,
+    ) -> Sent:
+        """A user's text in a group, optionally a reply to a message there."""
+        return await self.send_group_message(
+            group_id,
+            user_id=user_id,
+            first_name=first_name,
+            last_name=last_name,
+            username=username,
+            title=title,
+            reply_to=reply_to,
+            text=text,
+        )
+
+    async def send_group_command(
+        self,
+        group_id: int,
+        command: str,
+        *,
+        user_id: int,
+        first_name: str,
+        last_name: str | None = None,
+        username: str | None = None,
+        title: str = "Менеджеры",
+    ) -> Sent:
+        """A command in a group ("/stats" or "/stats@bot_username"), with its entity."""
+        if not command.startswith("/"):
+            raise ValueError(f"a command starts with '/': {command!r}")
+        length = command.find(" ") if " " in command else len(command)
+        return await self.send_group_message(
+            group_id,
+            user_id=user_id,
+            first_name=first_name,
+            last_name=last_name,
+            username=username,
+            title=title,
+            text=command,
+            entities=[{"offset": 0, "length": length, "type": "bot_command"}],
+        )
+
+    async def press_group_button(
+        self,
+        group_id: int,
+        message: BotMessage,
+        label: str,
+        *,
+        user_id: int,
+        first_name: str,
+        last_name: str | None = None,
+        username: str | None = None,
+    ) -> str:
+        """A user (`user_id`) presses the inline button `label` of the bot's `message` in the
+        group, as that message is now (edits applied); the callback query id."""
+        [current] = [
+            m for m in await self.bot_messages(group_id) if m.message_id == message.message_id
+        ]
+        if current.deleted:
+            raise AssertionError(f"message {message.message_id} in chat {group_id} is deleted")
+        payload = {
+            "botToken": self.token,
+            "from": self._user(user_id, first_name, last_name, username, "ru"),
+            "message": {"chat": {"id": group_id}, "message_id": current.message_id},
+            "data": current.callback_data(label),
+        }
+        result = await self._post("/sendCallback", payload)
+        return str(result["callback_query_id"])
+
     # -------------------------------------------------------------- what the bot did
 
     async def bot_messages(self, chat_id: int) -> list[BotMessage]:
         """Everything the bot sent to the chat, in order, deleted ones included (`deleted`)."""
         result = await self._post("/test/botMessages", {"token": self.token, "chatId": chat_id})
         return [BotMessage.from_json(entry) for entry in result]
+
+    async def bot_message(self, chat_id: int, message_id: int) -> BotMessage:
+        """One message the bot sent to the chat, as it is now (edits applied)."""
+        for message in await self.bot_messages(chat_id):
+            if message.message_id == message_id:
+                return message
+        raise AssertionError(f"the bot sent no message {message_id} to chat {chat_id}")
 
     async def last_message(self, chat_id: int) -> BotMessage:
         messages = await self.bot_messages(chat_id)
@@ -645,6 +804,30 @@ class TelegramClient:
             f"timed out after {timeout} s waiting for {expected!r} in chat {chat_id}; "
             f"the bot sent: {[(m.method, m.text) for m in messages]}"
             f"{await self._failures_note()}"
+        )
+
+    async def callback_answers(self) -> list[CallbackAnswer]:
+        """The bot's successful answerCallbackQuery calls, in order: the toasts users saw."""
+        return [CallbackAnswer.from_params(p) for p in await self.recorded("answerCallbackQuery")]
+
+    async def wait_for_callback_answer(
+        self,
+        callback_query_id: str,
+        timeout: float = 10.0,  # noqa: ASYNC109 (a deadline for polling, with a report)
+    ) -> CallbackAnswer:
+        """Poll until the bot has answered this button press; its answer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for answer in await self.callback_answers():
+                if answer.callback_query_id == callback_query_id:
+                    return answer
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(POLL_INTERVAL)
+        raise AssertionError(
+            f"timed out after {timeout} s waiting for the answer to callback query "
+            f"{callback_query_id}{await self._failures_note()}"
         )
 
     async def wait_for_calls(

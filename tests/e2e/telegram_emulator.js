@@ -16,10 +16,16 @@
  *     `from`, media objects) and are logged per chat with edits and deletions;
  *   - getUpdates confirms updates by `offset` and long-polls for `timeout` seconds like Telegram;
  *     callback queries carry `chat_instance` and the bot message the button belonged to;
+ *   - groups (negative chat ids): client messages and presses there need `from`; the chat's type
+ *     and title, as the client gave them, show on the bot's messages to it;
+ *   - replies: a client message's `reply_to_message` ({message_id} is enough) or `reply_to_message_id`
+ *     becomes the full message of that chat (the bot's, with `from` = the bot); the bot's own
+ *     reply_to_message_id / reply_parameters put the quoted message in what it gets back;
  *   - sendDocument/sendPhoto/... (multipart uploads with attach://, URLs or file_ids), edit*,
  *     deleteMessage, answerCallbackQuery, sendChatAction, set/get/deleteMyCommands, webhooks, getFile;
  *   - Telegram's checks that catch real bugs: HTML parse_mode entities, text and caption length,
- *     inline keyboard shape and callback_data size, "message is not modified", double answers;
+ *     inline keyboard shape and callback_data size, "message is not modified", double answers,
+ *     a callback answer over 200 characters, a reply to a deleted message;
  *   - an unknown method answers 404 {ok:false, error_code:404, description:"Not Found: method not found"}.
  * Test-only routes: POST /test/failNext, /test/injectUpdate, /test/botMessages, /test/calls,
  * GET /test/files/<file_id> (an uploaded file's bytes), GET /test/health.
@@ -97,8 +103,9 @@ const state = {
   seq: 1,
   calls: [], // every Bot API call: {seq, time, token, method, params, files, ok, error_code?, description?}
   chats: new Map(), // token|chat -> [entry] everything the bot sent to that chat, in order
-  userMessages: new Map(), // token|chat|message_id -> {deleted}
+  userMessages: new Map(), // token|chat|message_id -> {deleted, message} (message: as the bot got it)
   users: new Map(), // token|chat -> the user who last wrote in that private chat
+  groups: new Map(), // token|chat -> {type, title, username?} of a group the client wrote in
   failures: [], // {token|null, method (lower case), error}
   waiters: new Map(), // token -> a pending long-polling getUpdates
   allowedUpdates: new Map(), // token -> [update types]
@@ -129,8 +136,13 @@ function chatObject(token, chatId) {
     if (user.username) chat.username = user.username;
     return chat;
   }
-  const type = String(chatId).startsWith('-100') ? 'supergroup' : 'group';
-  return { id: chatId, type, title: 'Test group' };
+  const group = state.groups.get(key(token, chatId));
+  if (group) return { id: chatId, ...group };
+  return { id: chatId, ...defaultGroup(chatId) };
+}
+
+function defaultGroup(chatId) {
+  return { type: String(chatId).startsWith('-100') ? 'supergroup' : 'group', title: 'Test group' };
 }
 
 const chatInstance = (token, chatId) => String(
@@ -466,8 +478,39 @@ function mediaObject(kind, f) {
 const tg = new TelegramServer({ port: 9000, host, storeTimeout: 24 * 3600 });
 tg.config.port = port; // the emulator turns port 0 into 9000; we want "any free port"
 
+// A message as it appears in another's reply_to_message: Telegram leaves out its own reply.
+function quoted(message) {
+  const copy = clone(message);
+  delete copy.reply_to_message;
+  return copy;
+}
+
+/** A message of this chat the emulator knows, bot's or user's: {message, deleted}, or null. */
+function knownMessage(token, chatId, messageId) {
+  const entry = findEntry(token, chatId, messageId);
+  if (entry) return { message: entry.message, deleted: entry.deleted };
+  const user = state.userMessages.get(key(token, chatId, messageId));
+  if (user && user.message) return { message: user.message, deleted: user.deleted };
+  return null;
+}
+
+/** The message the bot replies to (reply_parameters or reply_to_message_id), quoted, or
+ * undefined. A deleted one is Telegram's 400 unless allow_sending_without_reply; one the
+ * emulator never saw (an update posted straight to a webhook) is left out. */
+function repliedTo(token, chatId, params) {
+  const rp = params.reply_parameters && typeof params.reply_parameters === 'object' ? params.reply_parameters : null;
+  const raw = rp ? rp.message_id : params.reply_to_message_id;
+  if (raw === undefined || raw === null) return undefined;
+  const target = rp && rp.chat_id !== undefined && rp.chat_id !== null ? Number(rp.chat_id) : chatId;
+  const known = knownMessage(token, target, Number(raw));
+  const allow = rp ? rp.allow_sending_without_reply : params.allow_sending_without_reply;
+  if (known && known.deleted && !allow) throw badRequest('message to be replied not found');
+  return known && !known.deleted && target === chatId ? quoted(known.message) : undefined;
+}
+
 // Sent messages go through the emulator's storage and counters, then get a full Message.
 function addBotMessage(token, chatId, method, content, markup, params, media) {
+  const reply = repliedTo(token, chatId, params);
   const stored = tg.addBotMessage(
     { chat_id: chatId, text: content.text ?? content.caption, ...(markup ? { reply_markup: markup } : {}) },
     token,
@@ -477,6 +520,7 @@ function addBotMessage(token, chatId, method, content, markup, params, media) {
     from: botUser(token),
     chat: chatObject(token, chatId),
     date: nowSec(),
+    ...(reply ? { reply_to_message: reply } : {}),
     ...content,
   };
   if (inlineOnly(markup)) message.reply_markup = markup;
@@ -773,7 +817,12 @@ const METHODS = {
     if (!entry) return true;
     const text = renderText(params.text, params.parse_mode, 'text');
     const message = applyEdit(entry, 'editMessageText', { text }, params);
-    tg.editMessageText({ chat_id: entry.chat_id, message_id: entry.message_id, text });
+    tg.editMessageText({
+      chat_id: entry.chat_id,
+      message_id: entry.message_id,
+      text,
+      ...(inlineOnly(entry.reply_markup) ? { reply_markup: entry.reply_markup } : {}),
+    });
     return message;
   },
   editMessageCaption: ({ token, params }) => {
@@ -817,6 +866,9 @@ const METHODS = {
     const query = state.callbacks.get(key(token, params.callback_query_id));
     if (!query || query.answered) {
       throw badRequest('query is too old and response timeout expired or query ID is invalid');
+    }
+    if (params.text !== undefined && params.text !== null && String(params.text).length > 200) {
+      throw badRequest('MESSAGE_TOO_LONG');
     }
     query.answered = true;
     return true;
@@ -921,6 +973,35 @@ function rememberUser(token, chat, from) {
   if (chat && Number(chat.id) > 0 && from) state.users.set(key(token, Number(chat.id)), from);
 }
 
+// A group or supergroup the client writes in: its type and title as given (or the defaults),
+// which the bot's messages there then carry.
+function rememberGroup(token, chat) {
+  const chatId = Number(chat.id);
+  const group = { ...defaultGroup(chatId), ...(state.groups.get(key(token, chatId)) || {}) };
+  if (chat.type) group.type = chat.type;
+  if (chat.title) group.title = chat.title;
+  if (chat.username) group.username = chat.username;
+  if (chat.is_forum !== undefined) group.is_forum = chat.is_forum;
+  state.groups.set(key(token, chatId), group);
+  Object.assign(chat, { id: chatId, ...group });
+}
+
+/** A user's message that replies to another: `reply_to_message` ({message_id} is enough) or
+ * `reply_to_message_id` becomes the full message of that chat, as the bot would get it. */
+function resolveUserReply(token, msg) {
+  const given = msg.reply_to_message;
+  const raw = given && typeof given === 'object' ? given.message_id : msg.reply_to_message_id;
+  delete msg.reply_to_message_id;
+  if (raw === undefined || raw === null) return null;
+  const known = knownMessage(token, Number(msg.chat.id), Number(raw));
+  if (known && !known.deleted) {
+    msg.reply_to_message = quoted(known.message);
+    return null;
+  }
+  if (given && typeof given === 'object' && given.chat && given.date !== undefined) return null; // crafted
+  return `no message ${raw} in chat ${msg.chat.id} to reply to`;
+}
+
 function clientMessageRoute(kind) {
   return async (req, res) => {
     const msg = req.body;
@@ -933,8 +1014,20 @@ function clientMessageRoute(kind) {
       return;
     }
     if (msg.date === undefined) msg.date = nowSec();
+    if (Number(msg.chat.id) < 0) {
+      if (!msg.from || msg.from.id === undefined) {
+        res.status(400).json({ ok: false, description: 'a message in a group needs from (the user who wrote it)' });
+        return;
+      }
+      rememberGroup(msg.botToken, msg.chat);
+    }
     if (msg.from === undefined && Number(msg.chat.id) > 0) {
       msg.from = { id: Number(msg.chat.id), is_bot: false, first_name: msg.chat.first_name || 'Test' };
+    }
+    const replyError = resolveUserReply(msg.botToken, msg);
+    if (replyError) {
+      res.status(400).json({ ok: false, description: replyError });
+      return;
     }
     if (kind === 'command' && !msg.entities && typeof msg.text === 'string' && msg.text.startsWith('/')) {
       const space = msg.text.indexOf(' ');
@@ -948,7 +1041,9 @@ function clientMessageRoute(kind) {
       res.status(400).json({ ok: false, description: String(error && error.message) });
       return;
     }
-    state.userMessages.set(key(msg.botToken, Number(msg.chat.id), ids.message_id), { deleted: false });
+    const seen = { ...msg, message_id: ids.message_id };
+    delete seen.botToken;
+    state.userMessages.set(key(msg.botToken, Number(msg.chat.id), ids.message_id), { deleted: false, message: seen });
     wake(msg.botToken);
     res.json({ ok: true, result: ids });
   };
@@ -964,6 +1059,10 @@ async function clientCallbackRoute(req, res) {
   const chatId = Number((cq.message && cq.message.chat && cq.message.chat.id) ?? cq.chatId ?? (cq.from && cq.from.id));
   if (!Number.isInteger(chatId)) {
     res.status(400).json({ ok: false, description: 'the callback query needs message.chat.id, chatId or from.id' });
+    return;
+  }
+  if (!cq.from && chatId < 0) {
+    res.status(400).json({ ok: false, description: 'a button press in a group needs from (the user who pressed)' });
     return;
   }
   if (!cq.from) cq.from = state.users.get(key(token, chatId)) || { id: chatId, is_bot: false, first_name: 'Test' };
@@ -1043,6 +1142,11 @@ testRoutes.post('/injectUpdate', async (req, res) => {
   if (isObject && update.update_id === undefined && b.assign_update_id !== false) update.update_id = tg.updateId++;
   if (isObject && update.callback_query && update.callback_query.id !== undefined) {
     state.callbacks.set(key(b.token, update.callback_query.id), { answered: false });
+  }
+  const injected = isObject && update.message;
+  if (injected && injected.chat && Number.isInteger(Number(injected.chat.id)) && Number.isInteger(injected.message_id)) {
+    // Known from now on, so that the bot can reply to it.
+    state.userMessages.set(key(b.token, Number(injected.chat.id), injected.message_id), { deleted: false, message: clone(injected) });
   }
   if (tg.webhooks[b.token]) {
     try {

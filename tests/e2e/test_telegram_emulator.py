@@ -21,6 +21,7 @@ from aiogram.methods import GetChat
 from aiogram.types import (
     BotCommand,
     CallbackQuery,
+    ForceReply,
     FSInputFile,
     InaccessibleMessage,
     InlineKeyboardButton,
@@ -28,11 +29,12 @@ from aiogram.types import (
     KeyboardButton,
     Message,
     ReplyKeyboardMarkup,
+    ReplyParameters,
     Update,
 )
 from aiohttp import web
 
-from tests.e2e.telegram import TelegramClient
+from tests.e2e.telegram import CallbackAnswer, TelegramClient
 
 
 @pytest.fixture
@@ -449,3 +451,168 @@ async def test_webhook_delivery_carries_the_secret_token(
     assert parsed.message is not None
     assert parsed.message.text == "via webhook"
     assert await bot.get_updates() == []
+
+
+# ------------------------------------------------------------------ a managers' group chat
+
+
+async def test_a_group_message_and_the_bots_answer_there(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    group = telegram_emulator.new_group_id()
+
+    sent = await telegram_emulator.send_group_text(
+        group, "/stats всем", user_id=501, first_name="Ольга", last_name="Петрова"
+    )
+    [update] = await bot.get_updates()
+    answer = await bot.send_message(group, "Сводка за неделю")
+
+    message = update.message
+    assert isinstance(message, Message)
+    assert message.message_id == sent.message_id
+    assert message.text == "/stats всем"
+    assert (message.chat.id, message.chat.type, message.chat.title) == (
+        group,
+        "supergroup",
+        "Менеджеры",
+    )
+    assert message.from_user is not None
+    assert (message.from_user.id, message.from_user.full_name) == (501, "Ольга Петрова")
+    assert message.from_user.is_bot is False
+    assert (answer.chat.id, answer.chat.type, answer.chat.title) == (
+        group,
+        "supergroup",
+        "Менеджеры",
+    )
+    [shown] = await telegram_emulator.bot_messages(group)
+    assert (shown.message_id, shown.text) == (answer.message_id, "Сводка за неделю")
+    assert await telegram_emulator.bot_messages(501) == []  # nothing leaked to the user
+    with pytest.raises(AssertionError, match="needs from"):
+        await telegram_emulator._post(
+            "/sendMessage",
+            {"botToken": telegram_emulator.token, "chat": {"id": group}, "text": "кто я?"},
+        )
+
+
+async def test_a_reply_to_the_bots_message_in_a_group(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    group = telegram_emulator.new_group_id()
+    question = await bot.send_message(group, "💬 Вопрос от лида #7: работаете в Казахстане?")
+    [posted] = await telegram_emulator.bot_messages(group)
+
+    sent = await telegram_emulator.send_group_text(
+        group, "Да, работаем", user_id=502, first_name="Иван", reply_to=posted
+    )
+    [update] = await bot.get_updates()
+    confirmation = await bot.send_message(
+        group, "Отправил клиенту", reply_parameters=ReplyParameters(message_id=sent.message_id)
+    )
+
+    reply = update.message
+    assert isinstance(reply, Message)
+    assert reply.text == "Да, работаем"
+    assert reply.from_user is not None
+    assert reply.from_user.id == 502
+    replied = reply.reply_to_message
+    assert isinstance(replied, Message)
+    assert replied.message_id == question.message_id
+    assert replied.text == question.text
+    assert replied.chat.id == group
+    assert replied.from_user is not None
+    assert replied.from_user.is_bot is True
+    assert replied.from_user.id == bot.id == (await bot.get_me()).id
+    # The bot's own reply quotes the manager's message, as Telegram returns it.
+    assert confirmation.reply_to_message is not None
+    assert confirmation.reply_to_message.message_id == sent.message_id
+    assert confirmation.reply_to_message.text == "Да, работаем"
+    shown = await telegram_emulator.bot_message(group, confirmation.message_id)
+    assert shown.reply_to_message_id == sent.message_id
+    with pytest.raises(AssertionError, match="no message 999999"):
+        await telegram_emulator.send_group_text(
+            group, "?", user_id=502, first_name="Иван", reply_to=999_999
+        )
+    await bot.delete_message(group, question.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
+        await bot.send_message(
+            group, "Поздно", reply_parameters=ReplyParameters(message_id=question.message_id)
+        )
+
+
+async def test_a_button_press_in_a_group_an_edited_card_and_toasts(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    group = telegram_emulator.new_group_id()
+    card = await bot.send_message(
+        group,
+        "🔥 Лид #5\n🟢 Ждёт менеджера",
+        reply_markup=keyboard(("✋ Взял", "p|h:claim:5"), ("🚫 Не наш клиент", "p|h:nofit:5")),
+    )
+    [posted] = await telegram_emulator.bot_messages(group)
+
+    first = await telegram_emulator.press_group_button(
+        group, posted, "✋ Взял", user_id=601, first_name="Ольга", last_name="Петрова"
+    )
+    [update] = await bot.get_updates()
+    query = update.callback_query
+    assert isinstance(query, CallbackQuery)
+    assert query.id == first
+    assert query.data == "p|h:claim:5"
+    assert query.chat_instance
+    assert (query.from_user.id, query.from_user.full_name) == (601, "Ольга Петрова")
+    assert isinstance(query.message, Message)
+    assert query.message.message_id == card.message_id
+    assert (query.message.chat.id, query.message.chat.type) == (group, "supergroup")
+    assert query.message.from_user is not None
+    assert query.message.from_user.id == bot.id
+    assert query.message.text == "🔥 Лид #5\n🟢 Ждёт менеджера"
+
+    await bot.edit_message_text(
+        text="🔥 Лид #5\n🤝 Взял: Ольга Петрова",
+        chat_id=group,
+        message_id=card.message_id,
+        reply_markup=keyboard(("✅ Сделка", "p|h:won:5"), ("❌ Отказ", "p|h:lost:5")),
+    )
+    assert await bot.answer_callback_query(first, text="Лид #5 ваш.") is True
+
+    edited = await telegram_emulator.bot_message(group, card.message_id)
+    assert edited.text == "🔥 Лид #5\n🤝 Взял: Ольга Петрова"
+    assert edited.labels() == ["✅ Сделка", "❌ Отказ"]
+    assert len(edited.edits) == 1
+    with pytest.raises(AssertionError, match="no inline button"):
+        await telegram_emulator.press_group_button(
+            group, posted, "✋ Взял", user_id=602, first_name="Иван"
+        )  # the stale copy's button is gone from the card
+    second = await telegram_emulator.press_group_button(
+        group, posted, "✅ Сделка", user_id=602, first_name="Иван"
+    )
+    [update] = await bot.get_updates(offset=update.update_id + 1)
+    assert update.callback_query is not None
+    assert update.callback_query.data == "p|h:won:5"
+    assert isinstance(update.callback_query.message, Message)
+    assert update.callback_query.message.text == "🔥 Лид #5\n🤝 Взял: Ольга Петрова"
+    assert update.callback_query.chat_instance == query.chat_instance  # the same chat
+    with pytest.raises(TelegramBadRequest, match="MESSAGE_TOO_LONG"):
+        await bot.answer_callback_query(second, text="x" * 201)
+    await bot.answer_callback_query(second, text="Сделку закрывает взявший.", show_alert=True)
+
+    assert await telegram_emulator.callback_answers() == [
+        CallbackAnswer(first, "Лид #5 ваш.", show_alert=False, url=None),
+        CallbackAnswer(second, "Сделку закрывает взявший.", show_alert=True, url=None),
+    ]
+    assert (await telegram_emulator.wait_for_callback_answer(second)).show_alert is True
+
+
+async def test_force_reply_markup(bot: Bot, telegram_emulator: TelegramClient) -> None:
+    group = telegram_emulator.new_group_id()
+
+    sent = await bot.send_message(
+        group,
+        "Сумма сделки по лиду #5? Ответьте на это сообщение.",
+        reply_markup=ForceReply(input_field_placeholder="150 000"),
+    )
+
+    assert sent.reply_markup is None  # Telegram returns inline keyboards only
+    [message] = await telegram_emulator.bot_messages(group)
+    assert message.reply_markup == {"force_reply": True, "input_field_placeholder": "150 000"}
+    assert message.labels() == []

@@ -76,8 +76,8 @@ async def test_audit_walk_asks_consent_questions_then_delivers_and_scores(
     assert state.score == 95
     assert state.tags == {"enterprise", "wants_audit"}
     assert state.sequences == {"audit_followup": "active"}
-    assert state.stages == ["engaged", "contact", "warming"]
-    assert state.stage == "warming"
+    assert state.stages == ["engaged", "contact", "warming", "qualified"]
+    assert state.stage == "qualified"
     assert state.awaiting is None
     assert state.events == [
         "start",
@@ -90,6 +90,7 @@ async def test_audit_walk_asks_consent_questions_then_delivers_and_scores(
         "answered",
         "magnet_delivered",
         "sequence_started",
+        "qualified",
     ]
 
 

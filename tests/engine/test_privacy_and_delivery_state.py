@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
 from bot.engine.messages import Incoming, Kind
+from bot.handoff import MANAGERS_POST
+from bot.scoring import Routes
 from storage.database import Database
+from storage.models import OutboxRow
 from tests.prospect import Prospect, snapshot
 
 
@@ -116,26 +121,38 @@ async def test_a_blocked_lead_leaves_the_funnel_until_they_write_again(
         await uow.commit()
     await funnel.mark_blocked("telegram", "1001")
     state = await snapshot(sqlite_db, "1001")
-    assert (state.stage, state.funnel_stage) == ("blocked", "warming")
+    assert (state.stage, state.funnel_stage) == ("blocked", "qualified")
     async with sqlite_db.unit_of_work() as uow:
         assert await uow.outbox.pending_for_lead(found[0].id) == []
     await anna.start()
     state = await snapshot(sqlite_db, "1001")
-    assert state.stage == "warming"
+    assert state.stage == "qualified"
     assert state.events.count("blocked") == 1
 
 
-async def test_managers_hear_of_a_lead_once_when_contacts_arrive(funnel: Funnel) -> None:
+async def _posts(db: Database) -> list[str]:
+    async with db.unit_of_work() as uow:
+        rows = await uow.session.execute(
+            select(OutboxRow).where(OutboxRow.kind == MANAGERS_POST).order_by(OutboxRow.id)
+        )
+        return [row.payload["text"] for row in rows.scalars()]
+
+
+async def test_managers_hear_of_a_lead_once_when_contacts_arrive(
+    funnel: Funnel, sqlite_db: Database
+) -> None:
+    funnel.routes = Routes(managers=("telegram",))
     anna = Prospect(funnel)
     await anna.start("src_vkads-o_audit")
     await anna.press("Согласен")
     await anna.press("Да, присылайте")
     await anna.say("Анна Петрова")
-    assert anna.reply.notices == []
+    assert await _posts(sqlite_db) == []
     await anna.share("79991234567")
-    [notice] = anna.reply.notices
-    assert notice.text.splitlines() == [
-        f"🆕 Новый лид #{notice.lead_id} оставил контакты",
+    [notice] = await _posts(sqlite_db)
+    lead_id = (await snapshot(sqlite_db, "1001")).lead_id
+    assert notice.splitlines() == [
+        f"🆕 Новый лид #{lead_id} оставил контакты",
         "Имя: Анна Петрова",
         "Телефон: +79991234567",
         "Источник: vkads",
@@ -143,4 +160,4 @@ async def test_managers_hear_of_a_lead_once_when_contacts_arrive(funnel: Funnel)
         "telegram: id 1001",
     ]
     await anna.press("больше 50")
-    assert anna.reply.notices == []
+    assert len(await _posts(sqlite_db)) == 1

@@ -15,6 +15,9 @@ from bot.engine.funnel import Funnel
 from bot.scenario.reload import ScenarioReloader
 from handlers.telegram.callbacks import Press
 from handlers.telegram.middlewares import InFlight, Throttle
+from bot.delivery import DeliveryWorker
+from bot.pacing import DEFAULT_LIMITS, MemoryPacer
+from bot.scoring import Routes
 from handlers.telegram.runner import create_dispatcher
 from handlers.telegram.sender import TelegramSender
 from tests.telegram.mocked_bot import BOT_USER, RecordingSession
@@ -126,6 +129,26 @@ class Harness:
             funnel, self.sender, InFlight(), throttle, self.reloader
         )
         self.funnel = funnel
+        pacer = MemoryPacer(DEFAULT_LIMITS, clock=lambda: funnel.clock.now().timestamp())
+        channels = {self.sender.channel: self.sender}
+        self.worker = DeliveryWorker(
+            funnel.db,
+            funnel.scenarios,
+            funnel.clock,
+            channels,
+            pacer,
+            funnel,
+            managers=channels,
+            worker_id="test",
+            sleep=self.waits,
+        )
+
+    async def deliver(self) -> list[TelegramMethod[Any]]:
+        """Run the delivery worker until nothing is due: what the outbox sent (cards, posts
+        in the managers' chat, answers relayed to prospects)."""
+        before = len(self.session.requests)
+        await self.worker.drain()
+        return self.session.requests[before:]
 
     async def feed(self, fields: dict[str, Any]) -> list[TelegramMethod[Any]]:
         """Feed one update through the real dispatcher; the requests the bot made for it."""
@@ -149,7 +172,15 @@ class Harness:
 
 @pytest.fixture
 def telegram(funnel: Funnel) -> Harness:
-    return Harness(funnel)
+    """The test funnel with a managers' chat in Telegram."""
+    return Harness(
+        Funnel(
+            funnel.db,
+            funnel.scenarios,
+            funnel.clock,
+            routes=Routes(managers=("telegram",)),
+        )
+    )
 
 
 def press_data(action: str) -> str:

@@ -278,6 +278,8 @@ async def test_managers_chat_hears_of_a_new_lead_with_contacts(telegram: Harness
     await anna.press("Согласен")
     await anna.press("Да, присылайте")
     await anna.text("anna@example.com")
+    assert sent_texts(telegram.session, MANAGERS_CHAT) == []  # through the outbox
+    await telegram.deliver()
     [notice] = sent_texts(telegram.session, MANAGERS_CHAT)
     assert "оставил контакты" in notice
     assert "E-mail: anna@example.com" in notice

@@ -1,0 +1,136 @@
+"""Events from outside the chat: the website or CRM reporting what a lead did (the events
+API), and clicks on tracked links. Scored, qualified and reacted to like events in the chat,
+in one transaction each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from bot import scoring, sequences
+from bot.engine import stages
+from bot.engine.funnel import Funnel
+from bot.handoff import find_lead
+from bot.scenario.model import Scenario
+from bot.tracking import with_lead_token
+from storage.models import Lead, TrackedLink
+from storage.unit_of_work import UnitOfWork
+
+
+class Refused(Exception):
+    """The request cannot be applied; the message says why (for a 400 or 404 answer)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LeadRef:
+    """How the caller names the lead: its number, a phone, an e-mail or a tracking token."""
+
+    lead_id: int | None = None
+    phone: str | None = None
+    email: str | None = None
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    lead_id: int
+    score: int
+    stage: str
+    qualified: bool  # this event made the lead qualify
+    duplicate: bool = False
+
+
+class OutsideEvents:
+    def __init__(self, funnel: Funnel) -> None:
+        self.funnel = funnel
+
+    async def record(
+        self,
+        ref: LeadRef,
+        name: str,
+        *,
+        amount: Decimal | None = None,
+        details: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> Recorded:
+        """Record event `name` for the lead; `key` (the caller's id of the event) makes a
+        retried request count once."""
+        s = self.funnel.scenarios.current.scenario
+        if name not in s.known_events():
+            raise Refused(400, f"unknown event {name!r}: declare it under events: in the scenario")
+        now = self.funnel.clock.now()
+        payload: dict[str, Any] = {**(details or {}), "via": "api"}
+        if amount is not None:
+            payload["amount"] = float(amount)
+        async with self.funnel.db.unit_of_work() as uow:
+            lead = await self._lead(uow, ref)
+            if key and not await uow.inbound.first_time(f"api:{key}"[:96], now=now):
+                return Recorded(lead.id, lead.score, lead.stage, False, duplicate=True)
+            qualified = await self._apply(uow, s, lead, name, payload)
+            await uow.commit()
+        return Recorded(lead.id, lead.score, lead.stage, qualified)
+
+    async def click(self, token: str) -> str | None:
+        """A tracked link was opened: record it; the URL to redirect to (None: unknown)."""
+        s = self.funnel.scenarios.current.scenario
+        async with self.funnel.db.unit_of_work() as uow:
+            link = await uow.session.get(TrackedLink, token)
+            if link is None:
+                return None
+            lead = await uow.leads.get(link.lead_id, lock=True)
+            if lead is not None and lead.erased_at is None:
+                uow.events.add(
+                    lead.id, "link_clicked", now=self.funnel.clock.now(), payload={"url": link.url}
+                )
+                if link.event:
+                    await self._apply(uow, s, lead, link.event, {"via": "link"})
+            url = link.url
+            await uow.commit()
+        return with_lead_token(url, token)
+
+    async def _lead(self, uow: UnitOfWork, ref: LeadRef) -> Lead:
+        lead: Lead | None = None
+        if ref.lead_id is not None:
+            lead = await uow.leads.get(ref.lead_id)
+        elif ref.token:
+            link = (
+                await uow.session.execute(
+                    select(TrackedLink.lead_id).where(TrackedLink.token == ref.token)
+                )
+            ).scalar_one_or_none()
+            lead = await uow.leads.get(link) if link is not None else None
+        elif ref.phone or ref.email:
+            lead = await find_lead(uow, ref.email or ref.phone or "", self.funnel.phone_region)
+        if lead is None or lead.erased_at is not None:
+            raise Refused(404, "no such lead")
+        locked = await uow.leads.get(lead.id, lock=True)
+        assert locked is not None
+        return locked
+
+    async def _apply(
+        self, uow: UnitOfWork, s: Scenario, lead: Lead, name: str, payload: dict[str, Any]
+    ) -> bool:
+        now = self.funnel.clock.now()
+        uow.events.add(lead.id, name, now=now, payload=payload)
+        await scoring.score_event(uow, s, lead, name)
+        reached: set[str] = set()
+        recorded = [(name, payload)]
+        if name == "purchase" and stages.advance(
+            lead, "customer", reason="purchase reported", now=now, events=uow.events
+        ):
+            reached.add("customer")
+        why = await scoring.qualify(uow, s, lead, now, self.funnel.routes)
+        if why is not None:
+            recorded.append(("qualified", {"rule": why}))
+            reached.add("qualified")
+        await sequences.react(uow, s, lead, now, recorded, reached)
+        lead.updated_at = now
+        return why is not None

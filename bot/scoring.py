@@ -1,0 +1,81 @@
+"""Points for events and the qualify rule: when it first becomes true the lead is handed to
+managers (a lead card per managers' chat, a CRM export per configured CRM), exactly once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.engine import stages
+from bot.rules import events_in, explain, load_facts
+from bot.scenario.model import Scenario
+from storage.models import Handoff, Lead
+from storage.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+CARD = "lead_card"  # outbox kinds of the handoff
+CRM_EXPORT = "crm_export"
+CRM_CHANNEL = "crm"
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Where a handoff goes: the channels that have a managers' chat, the CRMs configured."""
+
+    managers: tuple[str, ...] = ()
+    crm: tuple[str, ...] = ()
+
+
+async def score_event(uow: UnitOfWork, s: Scenario, lead: Lead, name: str) -> None:
+    """Add the event's points; call after recording it (`max_times` counts the recorded)."""
+    points = s.scoring.events.get(name)
+    if points is None:
+        return
+    if points.max_times is not None and await uow.events.count(lead.id, name) > points.max_times:
+        return
+    lead.score += points.points
+
+
+async def qualify(
+    uow: UnitOfWork, s: Scenario, lead: Lead, now: datetime, routes: Routes
+) -> str | None:
+    """Hand the lead over if the qualify rule holds and it was never handed over; returns why
+    (the rule that held, in words for managers) or None. The caller holds the lead's lock,
+    and the handoff's primary key is the lead: a concurrent twin fails at commit."""
+    rule = s.scoring.qualify
+    if rule is None or lead.erased_at is not None:
+        return None
+    if stages.RANK[lead.funnel_stage] >= stages.RANK["qualified"]:
+        return None  # handed over before, or a customer already
+    if await uow.session.get(Handoff, lead.id) is not None:
+        return None
+    why = explain(rule, await load_facts(uow, lead, events_in(rule)))
+    if why is None:
+        return None
+    uow.session.add(Handoff(lead_id=lead.id, status="open", rule=why[:256], qualified_at=now))
+    stages.advance(lead, "qualified", reason=f"qualify: {why}"[:128], now=now, events=uow.events)
+    uow.events.add(lead.id, "qualified", now=now, payload={"rule": why[:256]})
+    for channel in routes.managers:
+        await uow.outbox.enqueue(
+            idempotency_key=f"card:{lead.id}:{channel}",
+            channel=channel,
+            kind=CARD,
+            due_at=now,
+            now=now,
+            lead_id=lead.id,
+            payload={"purpose": "card"},
+        )
+    for target in routes.crm:
+        await uow.outbox.enqueue(
+            idempotency_key=f"crm:{target}:{lead.id}",
+            channel=CRM_CHANNEL,
+            kind=CRM_EXPORT,
+            due_at=now,
+            now=now,
+            lead_id=lead.id,
+            payload={"target": target},
+        )
+    log.info("lead %s qualified: %s", lead.id, why)
+    return why

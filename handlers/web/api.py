@@ -1,0 +1,125 @@
+"""The HTTP side beside the messengers: `POST /api/events` for the website or CRM (bearer
+token) and `GET /r/<token>` for tracked links. aiohttp, on the server of the Telegram
+webhook when there is one."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bot.outside import LeadRef, OutsideEvents, Refused
+from bot.tracking import PATH
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/api/events"
+MAX_BODY = 64 * 1024
+OUTSIDE = web.AppKey("outside", OutsideEvents)
+TOKEN = web.AppKey("api_token", str)
+
+
+class EventBody(BaseModel):
+    """What the website or CRM posts: the event, the lead (exactly one way to name it), and
+    an optional amount, details and id of its own (a retried request with the same id
+    counts once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    lead_id: int | None = Field(default=None, ge=1)
+    phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=320)
+    token: str | None = Field(default=None, max_length=32)
+    amount: Decimal | None = Field(default=None, ge=0, lt=Decimal("1e12"))
+    details: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=20)
+    id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_lead(self) -> EventBody:
+        given = [k for k in ("lead_id", "phone", "email", "token") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("name the lead with exactly one of lead_id, phone, email, token")
+        return self
+
+
+def _bad_request(reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=400)
+
+
+def _authorized(request: web.Request) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    expected = request.app[TOKEN]
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    )
+
+
+async def post_event(request: web.Request) -> web.Response:
+    if not _authorized(request):
+        return web.json_response(
+            {"error": "a valid bearer token is required"},
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        raw: Any = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return _bad_request("the body is not JSON")
+    except web.HTTPRequestEntityTooLarge:
+        return _bad_request(f"the body is larger than {MAX_BODY} bytes")
+    try:
+        body = EventBody.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        reason = first["msg"].removeprefix("Value error, ")
+        return _bad_request(f"{where}: {reason}" if where else reason)
+    ref = LeadRef(body.lead_id, body.phone, body.email, body.token)
+    try:
+        recorded = await request.app[OUTSIDE].record(
+            ref, body.event, amount=body.amount, details=dict(body.details), key=body.id
+        )
+    except Refused as refused:
+        return web.json_response({"error": refused.reason}, status=refused.status)
+    return web.json_response(
+        {
+            "lead_id": recorded.lead_id,
+            "score": recorded.score,
+            "stage": recorded.stage,
+            "qualified": recorded.qualified,
+            "duplicate": recorded.duplicate,
+        }
+    )
+
+
+async def follow_link(request: web.Request) -> web.Response:
+    url = await request.app[OUTSIDE].click(request.match_info["token"])
+    if url is None:
+        return web.Response(
+            status=404,
+            text="Ссылка устарела или неверна. / This link is unknown or expired.",
+            content_type="text/plain",
+        )
+    raise web.HTTPFound(url)
+
+
+def add_api_routes(app: web.Application, outside: OutsideEvents, api_token: str | None) -> None:
+    """Tracked links always; the events API only with a token (no token, no API)."""
+    app[OUTSIDE] = outside
+    app.router.add_get(PATH + "{token}", follow_link)
+    if api_token:
+        app[TOKEN] = api_token
+        app.router.add_post(EVENTS_PATH, post_event)
+
+
+def api_app(outside: OutsideEvents, api_token: str | None) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    add_api_routes(app, outside, api_token)
+    return app

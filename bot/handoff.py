@@ -250,17 +250,18 @@ class ManagerDesk:
             post = await _message(uow, manager.channel, replied_to)
             if post is None:
                 return None
-            lead = await uow.leads.get(post.lead_id, lock=True)
-            handoff = await _handoff(uow, post.lead_id)
+            lead_id, deal = post.lead_id, post.kind in ("amount", "reason")
+            lead = await uow.leads.get(lead_id, lock=True)
+            handoff = await _handoff(uow, lead_id)
             if lead is None:
                 return None
-            if post.kind in ("amount", "reason"):
+            if deal:
                 answer = await self._finish_deal(uow, s, lead, handoff, manager, post.kind, text)
             else:
                 answer = await self._relay(uow, lead, manager, message_ref, text, now)
             await uow.commit()
-        if post.kind in ("amount", "reason"):
-            await self.refresh_cards(post.lead_id)
+        if deal:
+            await self.refresh_cards(lead_id)
         return answer
 
     async def _finish_deal(
@@ -330,25 +331,18 @@ class ManagerDesk:
                 return
             handoff = await _handoff(uow, lead_id)
             text, buttons = await render_card(uow, s, lead, handoff)
-            cards = (
-                (
-                    await uow.session.execute(
-                        select(ManagerMessage).where(
-                            ManagerMessage.lead_id == lead_id, ManagerMessage.kind == "card"
-                        )
-                    )
-                )
-                .scalars()
-                .all()
+            query = select(ManagerMessage.channel, ManagerMessage.message_ref).where(
+                ManagerMessage.lead_id == lead_id, ManagerMessage.kind == "card"
             )
-        for card in cards:
-            chat = self.chats.get(card.channel)
+            cards = (await uow.session.execute(query)).all()
+        for channel, reference in cards:
+            chat = self.chats.get(channel)
             if chat is None:
                 continue
             try:
-                await chat.edit_in_managers(card.message_ref, text, buttons)
+                await chat.edit_in_managers(reference, text, buttons)
             except Exception:  # an old card that cannot be edited must not stop the others
-                log.exception("could not update card %s of lead %s", card.message_ref, lead_id)
+                log.exception("could not update card %s of lead %s", reference, lead_id)
 
     async def card_for(self, query: str, *, phone_region: str) -> tuple[int, str, Rows] | None:
         """`/lead <id|phone|email>`: the lead's number and card, or None when nobody matches."""

@@ -81,7 +81,8 @@ def parse_amount(text: str) -> Decimal | None:
         return None
     if not value.is_finite() or value < 0 or value >= Decimal("1e12"):
         return None
-    return value.quantize(Decimal("0.01")).normalize()
+    value = value.quantize(Decimal("0.01")).normalize()
+    return value.quantize(Decimal(1)) if value == value.to_integral() else value  # no 2.5E+5
 
 
 class ManagerDesk:

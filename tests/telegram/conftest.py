@@ -11,13 +11,13 @@ from aiogram import Bot, Dispatcher
 from aiogram.methods import TelegramMethod
 from aiogram.types import Update
 
+from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
+from bot.pacing import DEFAULT_LIMITS, MemoryPacer
 from bot.scenario.reload import ScenarioReloader
+from bot.scoring import Routes
 from handlers.telegram.callbacks import Press
 from handlers.telegram.middlewares import InFlight, Throttle
-from bot.delivery import DeliveryWorker
-from bot.pacing import DEFAULT_LIMITS, MemoryPacer
-from bot.scoring import Routes
 from handlers.telegram.runner import create_dispatcher
 from handlers.telegram.sender import TelegramSender
 from tests.telegram.mocked_bot import BOT_USER, RecordingSession

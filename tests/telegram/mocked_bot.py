@@ -28,6 +28,7 @@ class RecordingSession(BaseSession):
         self.requests: list[TelegramMethod[Any]] = []
         self._failures: list[tuple[type, dict[str, Any]]] = []
         self._next_id = 1000
+        self.message_ids: dict[int, int] = {}  # id(request) -> the message id it got
 
     def fail_next(
         self, method: type, error_code: int, description: str, retry_after: int | None = None
@@ -67,6 +68,7 @@ class RecordingSession(BaseSession):
             return BOT_USER.model_dump(exclude_none=True)
         if isinstance(method, SendMessage | SendDocument | SendPhoto):
             self._next_id += 1
+            self.message_ids[id(method)] = self._next_id
             message: dict[str, Any] = {
                 "message_id": self._next_id,
                 "date": int(datetime.now(UTC).timestamp()),

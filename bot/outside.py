@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from bot import scoring, sequences
 from bot.engine import stages
-from bot.engine.funnel import Funnel
 from bot.engine.answers import InvalidAnswer, normalize_email, normalize_phone
+from bot.engine.funnel import Funnel
 from bot.scenario.model import Scenario
 from bot.tracking import with_lead_token
 from storage.models import Contact, Lead, TrackedLink

@@ -113,7 +113,8 @@ async def follow_link(request: web.Request) -> web.Response:
 def add_api_routes(app: web.Application, outside: OutsideEvents, api_token: str | None) -> None:
     """Tracked links always; the events API only with a token (no token, no API)."""
     app[OUTSIDE] = outside
-    app.router.add_get(PATH + "{token}", follow_link)
+    # GET only: a HEAD from a link checker is not a click.
+    app.router.add_get(PATH + "{token}", follow_link, allow_head=False)
     if api_token:
         app[TOKEN] = api_token
         app.router.add_post(EVENTS_PATH, post_event)

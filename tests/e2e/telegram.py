@@ -711,6 +711,29 @@ class TelegramClient:
             entities=[{"offset": 0, "length": length, "type": "bot_command"}],
         )
 
+    async def press_group(
+        self,
+        group_id: int,
+        callback_data: str,
+        message_id: int,
+        *,
+        user_id: int,
+        first_name: str,
+        last_name: str | None = None,
+        username: str | None = None,
+    ) -> str:
+        """A user (`user_id`) presses a button with `callback_data` on message `message_id` of
+        the group, whatever the message shows now (a button from a screen not yet updated);
+        the callback query id."""
+        payload = {
+            "botToken": self.token,
+            "from": self._user(user_id, first_name, last_name, username, "ru"),
+            "message": {"chat": {"id": group_id}, "message_id": message_id},
+            "data": callback_data,
+        }
+        result = await self._post("/sendCallback", payload)
+        return str(result["callback_query_id"])
+
     async def press_group_button(
         self,
         group_id: int,
@@ -724,19 +747,18 @@ class TelegramClient:
     ) -> str:
         """A user (`user_id`) presses the inline button `label` of the bot's `message` in the
         group, as that message is now (edits applied); the callback query id."""
-        [current] = [
-            m for m in await self.bot_messages(group_id) if m.message_id == message.message_id
-        ]
+        current = await self.bot_message(group_id, message.message_id)
         if current.deleted:
             raise AssertionError(f"message {message.message_id} in chat {group_id} is deleted")
-        payload = {
-            "botToken": self.token,
-            "from": self._user(user_id, first_name, last_name, username, "ru"),
-            "message": {"chat": {"id": group_id}, "message_id": current.message_id},
-            "data": current.callback_data(label),
-        }
-        result = await self._post("/sendCallback", payload)
-        return str(result["callback_query_id"])
+        return await self.press_group(
+            group_id,
+            current.callback_data(label),
+            current.message_id,
+            user_id=user_id,
+            first_name=first_name,
+            last_name=last_name,
+            username=username,
+        )
 
     # -------------------------------------------------------------- what the bot did
 
@@ -852,7 +874,9 @@ class TelegramClient:
         )
 
     async def _failures_note(self) -> str:
-        failed = [c for c in await self.calls() if not c["ok"]][-5:]
+        # Only answered errors: a long poll still waiting (or cut short by the bot) is no failure.
+        calls = await self.calls()
+        failed = [c for c in calls if not c["ok"] and c.get("error_code") is not None][-5:]
         if not failed:
             return ""
         lines = [f"{c['method']}: {c.get('error_code')} {c.get('description')}" for c in failed]

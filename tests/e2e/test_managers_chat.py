@@ -1,0 +1,286 @@
+"""The managers' group chat end to end: `leadbot run` as a real process against the Telegram
+emulator, with its events API served over HTTP. A prospect takes the audit offer (which
+qualifies), the website reports what they did, one lead card reaches the managers, one manager
+claims it and a second cannot; a question the FAQ does not know goes to the managers and the
+manager's reply comes back to the prospect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ROOT, SHIPPED_SCENARIO
+from tests.e2e.telegram import BotMessage, TelegramClient
+
+MANAGERS = -1001234567890
+AUDIT = "Час добра: бесплатный аудит процессов"
+API_TOKEN = "site-events-token-0123456789abcdef"
+CARD = "🔥 Лид #"
+QUESTION = "А вы работаете с Мегапланом в Казахстане?"
+FORWARDED = "Передал ваш вопрос менеджеру — ответим здесь же, в этом чате."
+# Two managers of the managers' chat.
+OLGA: dict[str, Any] = {"user_id": 90_001, "first_name": "Ольга", "last_name": "Петрова"}
+IVAN: dict[str, Any] = {"user_id": 90_002, "first_name": "Иван", "last_name": "Смирнов"}
+QUIET = 3.0  # seconds with the delivery worker ticking every second: long enough for a twin card
+
+
+@dataclass
+class RunningBot:
+    process: subprocess.Popen[str]
+    database: Path
+    log: Path
+    api_url: str
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager would; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def rows(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.database) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def log_on_failure(self) -> Iterator[None]:
+        """On a failed assertion, print the bot's log (pytest shows it with the failure)."""
+        try:
+            yield
+        except AssertionError:
+            lines = self.log.read_text().splitlines()
+            print("\n".join(line for line in lines if "apscheduler" not in line)[-6000:])
+            raise
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_bot(client: TelegramClient, tmp_path: Path) -> RunningBot:
+    """`leadbot run` in long-polling mode with the managers' chat and the events API."""
+    database = tmp_path / "leads.db"
+    log = tmp_path / "bot.log"
+    port = free_port()
+    inherited = ("TELEGRAM_", "WEBHOOK_", "HTTP_", "API_TOKEN", "CRM_", "VK_", "MANAGERS_")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(inherited)},
+        "PYTHONPATH": str(ROOT),
+        "TELEGRAM_BOT_TOKEN": client.token,
+        "TELEGRAM_API_URL": client.api_url,
+        "MANAGERS_TELEGRAM_CHAT_ID": str(MANAGERS),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "SCENARIO_DIR": str(SHIPPED_SCENARIO),
+        "LOG_LEVEL": "INFO",
+        "FLOOD_BURST": "100",  # the test types faster than people
+        "API_TOKEN": API_TOKEN,
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(port),
+    }
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "run"],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    return RunningBot(process, database, log, f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture
+async def bot(telegram_emulator: TelegramClient, tmp_path: Path) -> AsyncIterator[RunningBot]:
+    running = start_bot(telegram_emulator, tmp_path)
+    try:
+        await telegram_emulator.wait_for_calls("deleteWebhook", 1, timeout=30)
+        yield running
+    finally:
+        code = running.stop()
+        log = running.log.read_text()
+        assert code == 0, log
+        assert telegram_emulator.token.split(":")[1] not in log  # no secret reaches the logs
+        assert API_TOKEN not in log
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+        yield session
+
+
+async def post_event(
+    http: aiohttp.ClientSession, bot: RunningBot, body: dict[str, Any], token: str | None
+) -> tuple[int, Any]:
+    """POST /api/events, waiting for the API to listen (it starts beside the polling)."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        try:
+            async with http.post(f"{bot.api_url}/api/events", json=body, headers=headers) as r:
+                return r.status, await r.json(content_type=None)
+        except aiohttp.ClientConnectionError:
+            if loop.time() >= deadline or bot.process.poll() is not None:
+                raise AssertionError(
+                    f"the events API at {bot.api_url} does not answer; the bot's log:\n"
+                    f"{bot.log.read_text()[-3000:]}"
+                ) from None
+            await asyncio.sleep(0.1)
+
+
+def cards(messages: list[BotMessage], lead_id: int | None = None) -> list[BotMessage]:
+    """Lead cards (of one lead, if given) among the managers' chat messages."""
+    number = str(lead_id) if lead_id is not None else r"\d+"
+    pattern = re.compile(rf"^{re.escape(CARD)}{number}(?!\d)")
+    return [m for m in messages if not m.deleted and pattern.match(m.text or "")]
+
+
+async def take_the_audit(tg: TelegramClient, chat: int) -> None:
+    """The shipped audit offer from /start to its confirmation: consent, name, phone and three
+    choices; taking it tags the lead wants_audit, which qualifies."""
+    await tg.send_command(chat, "/start src_site", first_name="Мария")
+    await tg.wait_for(chat, 1)
+    await tg.press_button(chat, AUDIT, first_name="Мария")
+    await tg.wait_for(chat, "согласие на обработку персональных данных")
+    await tg.press_button(chat, "Согласен", first_name="Мария")
+    await tg.wait_for(chat, "можно иногда присылать")
+    await tg.press_button(chat, "Нет, спасибо", first_name="Мария")
+    await tg.wait_for(chat, "Как к вам обращаться?")
+    await tg.send_text(chat, "Мария", first_name="Мария")
+    await tg.wait_for(chat, "номер телефона")
+    await tg.share_contact(chat, "+7 916 555-12-34", first_name="Мария")
+    await tg.wait_for(chat, "Сколько сотрудников")
+    await tg.press_button(chat, "10–50", first_name="Мария")
+    await tg.wait_for(chat, "Какая у вас роль")
+    await tg.press_button(chat, "Принимаю решение", first_name="Мария")
+    await tg.wait_for(chat, "В чём сейчас ведёте клиентов")
+    await tg.press_button(chat, "Битрикс24", first_name="Мария")
+    await tg.wait_for(chat, "Вы записаны на «Час добра»")
+
+
+async def test_a_qualified_lead_gets_one_card_that_one_manager_claims(
+    telegram_emulator: TelegramClient, bot: RunningBot, http: aiohttp.ClientSession
+) -> None:
+    with bot.log_on_failure():
+        tg = telegram_emulator
+        chat = tg.new_chat_id()
+        await take_the_audit(tg, chat)
+        [(lead_id,)] = bot.rows(
+            "select lead_id from identities where channel = 'telegram' and external_id = ?",
+            str(chat),
+        )
+
+        # The audit qualified the lead: its card reaches the managers' chat.
+        messages = await tg.wait_for(MANAGERS, lambda ms: bool(cards(ms, lead_id)), timeout=15)
+        [card] = cards(messages, lead_id)
+        text = card.text or ""
+        assert "Мария" in text
+        assert "+79165551234" in text
+        assert "Почему: " in text
+        assert "🟢 Ждёт менеджера" in text
+        assert card.labels() == ["✋ Взял", "🚫 Не наш клиент"]
+        assert card.callback_data("✋ Взял") == f"p|h:claim:{lead_id}"
+
+        # The website reports what the lead did there; the lead was handed over already.
+        [(score,)] = bot.rows("select score from leads where id = ?", lead_id)
+        answers = []
+        for event in ["case_read", "webinar_registered", *["pricing_viewed"] * 3]:
+            status, body = await post_event(
+                http, bot, {"event": event, "lead_id": lead_id}, API_TOKEN
+            )
+            assert status == 200, (event, body)
+            answers.append(body)
+        assert [a["lead_id"] for a in answers] == [lead_id] * 5
+        assert [a["score"] for a in answers] == [score + n for n in (10, 30, 35, 40, 45)]
+        assert [a["qualified"] for a in answers] == [False] * 5  # qualified once, by the audit
+        assert all(isinstance(a["stage"], str) and a["stage"] for a in answers)
+        wrong, refused = await post_event(
+            http, bot, {"event": "case_read", "lead_id": lead_id}, "not-the-token"
+        )
+        missing, _ = await post_event(http, bot, {"event": "case_read", "lead_id": lead_id}, None)
+        assert (wrong, missing) == (401, 401), refused
+
+        # Still exactly one card: the events matched another qualify rule, but a lead is handed
+        # over once.
+        await asyncio.sleep(QUIET)
+        assert [m.message_id for m in cards(await tg.bot_messages(MANAGERS))] == [card.message_id]
+
+        # Olga claims the lead: her toast, and the card shows her with the next buttons.
+        olga_press = await tg.press_group_button(MANAGERS, card, "✋ Взял", **OLGA)
+        olga_toast = await tg.wait_for_callback_answer(olga_press)
+        assert olga_toast.text == f"Лид #{lead_id} ваш."
+
+        def claimed(ms: list[BotMessage]) -> bool:
+            return any("🤝 Взял: Ольга Петрова" in (m.text or "") for m in cards(ms, lead_id))
+
+        [claimed_card] = cards(await tg.wait_for(MANAGERS, claimed), lead_id)
+        assert claimed_card.message_id == card.message_id  # edited in place
+        assert "🟢 Ждёт менеджера" not in (claimed_card.text or "")
+        assert claimed_card.labels() == ["✅ Сделка", "❌ Отказ"]
+
+        # Ivan presses "✋ Взял" on the card as it was on his screen a moment ago: too late.
+        ivan_press = await tg.press_group(
+            MANAGERS, card.callback_data("✋ Взял"), card.message_id, **IVAN
+        )
+        ivan_toast = await tg.wait_for_callback_answer(ivan_press)
+        assert ivan_toast.text == "Лида уже взял Ольга Петрова."
+        await asyncio.sleep(QUIET / 2)  # room for a wrong edit to land
+        after = await tg.bot_message(MANAGERS, card.message_id)
+        assert (after.text, after.reply_markup, len(after.edits)) == (
+            claimed_card.text,
+            claimed_card.reply_markup,
+            len(claimed_card.edits),
+        )
+        assert [m.message_id for m in cards(await tg.bot_messages(MANAGERS))] == [card.message_id]
+
+
+async def test_an_unknown_question_goes_to_the_managers_and_their_reply_comes_back(
+    telegram_emulator: TelegramClient, bot: RunningBot
+) -> None:
+    with bot.log_on_failure():
+        tg = telegram_emulator
+        chat = tg.new_chat_id()
+        await take_the_audit(tg, chat)
+
+        await tg.send_text(chat, QUESTION, first_name="Мария")
+        await tg.wait_for(chat, FORWARDED)
+
+        def question_posts(ms: list[BotMessage]) -> list[BotMessage]:
+            return [
+                m for m in ms if (m.text or "").startswith("💬 ") and QUESTION in (m.text or "")
+            ]
+
+        [post] = question_posts(
+            await tg.wait_for(MANAGERS, lambda ms: bool(question_posts(ms)), timeout=15)
+        )
+        before = len(await tg.bot_messages(chat))
+
+        await tg.send_group_text(MANAGERS, "Да, работаем", reply_to=post, **OLGA)
+
+        messages = await tg.wait_for(
+            chat, lambda ms: any(m.text == "Да, работаем" for m in ms[before:]), timeout=10
+        )
+        [relayed] = [m for m in messages[before:] if m.text == "Да, работаем"]
+        assert relayed.method == "sendMessage"

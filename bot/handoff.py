@@ -182,7 +182,7 @@ class ManagerDesk:
             events=uow.events,
         ):
             reached.add("handed_off")
-        await sequences.react(uow, s, lead, now, [("claimed", {})], reached)
+        await sequences.react_and_record(uow, s, lead, now, [("claimed", {})], reached)
 
     async def _close(
         self,
@@ -217,7 +217,7 @@ class ManagerDesk:
             why = f"{name}: {reason}" if reason else name
             if stages.set_side_stage(lead, "lost", reason=why[:128], now=now, events=uow.events):
                 reached.add("lost")
-        await sequences.react(uow, s, lead, now, recorded, reached)
+        await sequences.react_and_record(uow, s, lead, now, recorded, reached)
 
     async def _ask(self, channel: str, lead_id: int, prompt: str) -> None:
         text = (
@@ -362,21 +362,22 @@ class ManagerDesk:
 
 
 async def find_lead(uow: UnitOfWork, query: str, phone_region: str) -> Lead | None:
-    """A lead by its number, phone (any common spelling) or e-mail."""
-    query = query.strip().lstrip("#")
-    if query.isdigit() and len(query) <= 12:
-        return await uow.leads.get(int(query))
-    for kind in ("email", "phone"):
-        try:
-            value = (
-                normalize_email(query) if kind == "email" else normalize_phone(query, phone_region)
-            )
-        except InvalidAnswer:
-            continue
-        ids = await uow.leads.find_by_contact(kind, value)
-        if ids:
-            return await uow.leads.get(ids[0])
-    return None
+    """`/lead`: a lead by its number (`12`, `#12`), phone (any common spelling) or e-mail."""
+    query = query.strip()
+    if query.lstrip("#").isdigit() and len(query.lstrip("#")) <= 9:
+        return await uow.leads.get(int(query.lstrip("#")))
+    kind = "email" if "@" in query else "phone"
+    return await lead_by_contact(uow, kind, query, phone_region)
+
+
+async def lead_by_contact(uow: UnitOfWork, kind: str, text: str, phone_region: str) -> Lead | None:
+    """The lead with this phone or e-mail as typed anywhere; None when it is not one."""
+    try:
+        value = normalize_email(text) if kind == "email" else normalize_phone(text, phone_region)
+    except InvalidAnswer:
+        return None
+    ids = await uow.leads.find_by_contact(kind, value)
+    return await uow.leads.get(ids[0]) if ids else None
 
 
 async def remember_message(

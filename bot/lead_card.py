@@ -103,7 +103,9 @@ async def render_card(
                 reason=handoff.reason or "—",
             )
         )
-    return "\n".join(lines)[:4000], card_buttons(lead.id, status)
+    # A lead never handed over (shown by /lead) has no deal to claim or close.
+    buttons = card_buttons(lead.id, status) if handoff is not None else ()
+    return "\n".join(lines)[:4000], buttons
 
 
 async def crm_lead(uow: UnitOfWork, s: Scenario, lead: Lead) -> CrmLead:

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot import scoring, sequences
 from bot.engine import stages
-from bot.engine.answers import InvalidAnswer, normalize_email, normalize_phone
 from bot.engine.funnel import Funnel
+from bot.handoff import lead_by_contact
 from bot.scenario.model import Scenario
 from bot.tracking import with_lead_token
-from storage.models import Contact, Lead, TrackedLink
+from storage.models import Lead, TrackedLink
 from storage.unit_of_work import UnitOfWork
 
 
@@ -87,9 +87,7 @@ class OutsideEvents:
                 return None
             lead = await uow.leads.get(link.lead_id, lock=True)
             if lead is not None and lead.erased_at is None:
-                uow.events.add(
-                    lead.id, "link_clicked", now=self.funnel.clock.now(), payload={"url": link.url}
-                )
+                await self._apply(uow, s, lead, "link_clicked", {"url": link.url})
                 if link.event:
                     await self._apply(uow, s, lead, link.event, {"via": "link"})
             url = link.url
@@ -108,29 +106,14 @@ class OutsideEvents:
             ).scalar_one_or_none()
             lead = await uow.leads.get(link) if link is not None else None
         elif ref.phone or ref.email:
-            lead = await self._by_contact(uow, ref)
+            kind = "phone" if ref.phone else "email"
+            text = ref.phone or ref.email or ""
+            lead = await lead_by_contact(uow, kind, text, self.funnel.phone_region)
         if lead is None or lead.erased_at is not None:
             raise Refused(404, "no such lead")
         locked = await uow.leads.get(lead.id, lock=True)
         assert locked is not None
         return locked
-
-    async def _by_contact(self, uow: UnitOfWork, ref: LeadRef) -> Lead | None:
-        """The lead with this phone (any common spelling) or e-mail (in any case). Not
-        `handoff.find_lead`: that reads a number of digits as a lead id (a phone posted as
-        "79991234567" would name lead 79991234567) and compares e-mails case-sensitively."""
-        try:
-            if ref.phone:
-                phone = normalize_phone(ref.phone, self.funnel.phone_region)
-                match = (Contact.kind == "phone") & (Contact.value == phone)
-            else:
-                email = normalize_email(ref.email or "")
-                match = (Contact.kind == "email") & (func.lower(Contact.value) == email.lower())
-        except InvalidAnswer:
-            return None
-        query = select(Contact.lead_id).where(match).order_by(Contact.lead_id).limit(1)
-        lead_id = (await uow.session.execute(query)).scalar_one_or_none()
-        return await uow.leads.get(lead_id) if lead_id is not None else None
 
     async def _apply(
         self, uow: UnitOfWork, s: Scenario, lead: Lead, name: str, payload: dict[str, Any]
@@ -148,6 +131,6 @@ class OutsideEvents:
         if why is not None:
             recorded.append(("qualified", {"rule": why}))
             reached.add("qualified")
-        await sequences.react(uow, s, lead, now, recorded, reached)
+        await sequences.react_and_record(uow, s, lead, now, recorded, reached)
         lead.updated_at = now
         return why is not None

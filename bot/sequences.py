@@ -13,6 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from bot.engine import stages
 from bot.scenario.model import Scenario, Sequence, Step
 from bot.timing import step_due, zone_of
 from storage.models import Lead, SequenceRun
@@ -170,3 +171,18 @@ async def react(
 def _matches(where: dict[str, Any], payload: dict[str, Any]) -> bool:
     """`where:` compares an event's details as text: `product: crm_license`."""
     return all(str(payload.get(key)) == str(value) for key, value in where.items())
+
+
+async def react_and_record(
+    uow: UnitOfWork,
+    scenario: Scenario,
+    lead: Lead,
+    now: datetime,
+    events: list[tuple[str, dict[str, Any]]],
+    reached: set[str],
+) -> None:
+    """`react` for events from outside the chat (the API, a link, a manager): the chains it
+    starts are recorded and move the lead to `warming`, as the engine does in the chat."""
+    for started in await react(uow, scenario, lead, now, events, reached):
+        uow.events.add(lead.id, "sequence_started", now=now, payload={"sequence": started})
+        stages.advance(lead, "warming", reason=f"sequence:{started}", now=now, events=uow.events)

@@ -150,8 +150,19 @@ class LeadRepository:
         return contact
 
     async def find_by_contact(self, kind: str, value: str) -> Sequence[int]:
-        query = select(Contact.lead_id).where(Contact.kind == kind, Contact.value == value)
-        return (await self.session.execute(query.distinct())).scalars().all()
+        """Leads with this normalised contact, oldest first. E-mails match in any case: the
+        part before the @ keeps the case it was typed in."""
+        match = (
+            func.lower(Contact.value) == value.lower()
+            if kind == "email"
+            else Contact.value == value
+        )
+        query = select(Contact.lead_id).where(Contact.kind == kind, match)
+        return (
+            (await self.session.execute(query.distinct().order_by(Contact.lead_id)))
+            .scalars()
+            .all()
+        )
 
     # consents
     async def active_consent(self, lead_id: int, kind: str) -> Consent | None:

@@ -344,3 +344,17 @@ async def test_a_lead_card_by_id_phone_or_email(bench: Desk) -> None:
         assert found[0] == lead_id
     assert await bench.desk.card_for("nobody@example.com", phone_region="RU") is None
     assert await bench.desk.card_for("999999", phone_region="RU") is None
+
+
+async def test_a_lead_never_handed_over_shows_a_card_without_deal_buttons(bench: Desk) -> None:
+    guide = Prospect(bench.funnel, external_id="2002")
+    await guide.start("o_guide")
+    await guide.press("Согласен")
+    await guide.press("Да, присылайте")
+    await guide.say("boris@example.com")
+    found = await bench.desk.card_for("BORIS@example.com", phone_region="RU")
+    assert found is not None
+    _, text, buttons = found
+    assert "✉️ boris@example.com" in text
+    assert "Почему:" not in text
+    assert buttons == ()

@@ -7,26 +7,17 @@ manager's reply comes back to the prospect."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT, SHIPPED_SCENARIO
+from tests.e2e.bot_process import MANAGERS, RunningBot, start_bot
 from tests.e2e.telegram import BotMessage, TelegramClient
 
-MANAGERS = -1001234567890
 AUDIT = "Час добра: бесплатный аудит процессов"
 API_TOKEN = "site-events-token-0123456789abcdef"
 CARD = "🔥 Лид #"
@@ -38,81 +29,10 @@ IVAN: dict[str, Any] = {"user_id": 90_002, "first_name": "Иван", "last_name"
 QUIET = 3.0  # seconds with the delivery worker ticking every second: long enough for a twin card
 
 
-@dataclass
-class RunningBot:
-    process: subprocess.Popen[str]
-    database: Path
-    log: Path
-    api_url: str
-
-    def stop(self) -> int:
-        """SIGTERM, as a service manager would; the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def rows(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.database) as conn:
-            return conn.execute(sql, params).fetchall()
-
-    @contextlib.contextmanager
-    def log_on_failure(self) -> Iterator[None]:
-        """On a failed assertion, print the bot's log (pytest shows it with the failure)."""
-        try:
-            yield
-        except AssertionError:
-            lines = self.log.read_text().splitlines()
-            print("\n".join(line for line in lines if "apscheduler" not in line)[-6000:])
-            raise
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_bot(client: TelegramClient, tmp_path: Path) -> RunningBot:
-    """`leadbot run` in long-polling mode with the managers' chat and the events API."""
-    database = tmp_path / "leads.db"
-    log = tmp_path / "bot.log"
-    port = free_port()
-    inherited = ("TELEGRAM_", "WEBHOOK_", "HTTP_", "API_TOKEN", "CRM_", "VK_", "MANAGERS_")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(inherited)},
-        "PYTHONPATH": str(ROOT),
-        "TELEGRAM_BOT_TOKEN": client.token,
-        "TELEGRAM_API_URL": client.api_url,
-        "MANAGERS_TELEGRAM_CHAT_ID": str(MANAGERS),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
-        "SCENARIO_DIR": str(SHIPPED_SCENARIO),
-        "LOG_LEVEL": "INFO",
-        "FLOOD_BURST": "100",  # the test types faster than people
-        "API_TOKEN": API_TOKEN,
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": str(port),
-    }
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "run"],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    return RunningBot(process, database, log, f"http://127.0.0.1:{port}")
-
-
 @pytest.fixture
 async def bot(telegram_emulator: TelegramClient, tmp_path: Path) -> AsyncIterator[RunningBot]:
-    running = start_bot(telegram_emulator, tmp_path)
+    """The bot in long-polling mode with the managers' chat and the events API."""
+    running = start_bot(telegram_emulator, tmp_path, API_TOKEN=API_TOKEN)
     try:
         await telegram_emulator.wait_for_calls("deleteWebhook", 1, timeout=30)
         yield running
@@ -139,12 +59,12 @@ async def post_event(
     deadline = loop.time() + 20
     while True:
         try:
-            async with http.post(f"{bot.api_url}/api/events", json=body, headers=headers) as r:
+            async with http.post(f"{bot.http_url}/api/events", json=body, headers=headers) as r:
                 return r.status, await r.json(content_type=None)
         except aiohttp.ClientConnectionError:
             if loop.time() >= deadline or bot.process.poll() is not None:
                 raise AssertionError(
-                    f"the events API at {bot.api_url} does not answer; the bot's log:\n"
+                    f"the events API at {bot.http_url} does not answer; the bot's log:\n"
                     f"{bot.log.read_text()[-3000:]}"
                 ) from None
             await asyncio.sleep(0.1)

@@ -4,81 +4,17 @@ acts as prospects through the emulator's client routes and reads what the bot se
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT, SHIPPED_SCENARIO
+from tests.e2e.bot_process import MANAGERS, RunningBot, free_port, start_bot
 from tests.e2e.telegram import BotMessage, TelegramClient
 
 GUIDE = "Гайд: настройка Битрикс24 за вечер"
 AUDIT = "Час добра: бесплатный аудит процессов"
-MANAGERS = -1001234567890
-
-
-@dataclass
-class RunningBot:
-    process: subprocess.Popen[str]
-    database: Path
-    log: Path
-
-    def stop(self) -> int:
-        """SIGTERM, as a service manager would; the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def rows(self, sql: str) -> list[tuple[object, ...]]:
-        with sqlite3.connect(self.database) as conn:
-            return conn.execute(sql).fetchall()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_bot(client: TelegramClient, tmp_path: Path, **extra: str) -> RunningBot:
-    database = tmp_path / "leads.db"
-    log = tmp_path / "bot.log"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WEBHOOK_"))},
-        "PYTHONPATH": str(ROOT),
-        "TELEGRAM_BOT_TOKEN": client.token,
-        "TELEGRAM_API_URL": client.api_url,
-        "MANAGERS_TELEGRAM_CHAT_ID": str(MANAGERS),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
-        "SCENARIO_DIR": str(SHIPPED_SCENARIO),
-        "LOG_LEVEL": "INFO",
-        "FLOOD_BURST": "100",  # the test types faster than people; flood control has own tests
-        **extra,
-    }
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "run"],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    return RunningBot(process, database, log)
 
 
 @pytest.fixture

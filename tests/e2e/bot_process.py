@@ -1,0 +1,93 @@
+"""`leadbot run` as a real process for end-to-end tests: started against the emulator with a
+SQLite file and the shipped scenario, stopped with SIGTERM as a service manager would."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ROOT, SHIPPED_SCENARIO
+from tests.e2e.telegram import TelegramClient
+
+MANAGERS = -1001234567890
+# Settings a developer's shell may hold that must not leak into the bot under test.
+NOT_INHERITED = ("TELEGRAM_", "WEBHOOK_", "HTTP_", "API_TOKEN", "CRM_", "VK_", "MANAGERS_")
+
+
+@dataclass
+class RunningBot:
+    process: subprocess.Popen[str]
+    database: Path
+    log: Path
+    http_url: str  # where its web server (webhook, events API) listens
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager would; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def rows(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.database) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def log_on_failure(self) -> Iterator[None]:
+        """On a failed assertion, print the bot's log (pytest shows it with the failure)."""
+        try:
+            yield
+        except AssertionError:
+            lines = self.log.read_text().splitlines()
+            print("\n".join(line for line in lines if "apscheduler" not in line)[-6000:])
+            raise
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_bot(client: TelegramClient, tmp_path: Path, **extra: str) -> RunningBot:
+    """The bot in long-polling mode with the managers' chat; `extra` settings on top."""
+    database = tmp_path / "leads.db"
+    log = tmp_path / "bot.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)},
+        "PYTHONPATH": str(ROOT),
+        "TELEGRAM_BOT_TOKEN": client.token,
+        "TELEGRAM_API_URL": client.api_url,
+        "MANAGERS_TELEGRAM_CHAT_ID": str(MANAGERS),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "SCENARIO_DIR": str(SHIPPED_SCENARIO),
+        "LOG_LEVEL": "INFO",
+        "FLOOD_BURST": "100",  # the test types faster than people; flood control has own tests
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(free_port()),
+        **extra,
+    }
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "run"],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    return RunningBot(process, database, log, f"http://127.0.0.1:{env['HTTP_PORT']}")

@@ -331,11 +331,11 @@ class DeliveryWorker:
         self, uow: UnitOfWork, s: Scenario, row: OutboxRow, lead: Lead, now: datetime
     ) -> Prepared:
         """A lead card (first post, reminder, escalation) or a post about a lead."""
+        purpose = row.payload.get("purpose", "card")
         if row.kind == MANAGERS_POST:
             post: tuple[str, Rows] = (row.payload["text"], ())
         else:
             handoff = await uow.session.get(Handoff, lead.id)
-            purpose = row.payload.get("purpose", "card")
             if handoff is None:
                 raise Skip("cancelled", "the lead was never handed over")
             if purpose != "card" and handoff.status != "open":
@@ -353,7 +353,7 @@ class DeliveryWorker:
             row.channel,
             MANAGERS_CHAT_KEY,
             [],
-            {"purpose": row.payload.get("purpose", "card")},
+            {"purpose": purpose},
             kind=row.kind,
             post=post,
         )

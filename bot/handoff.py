@@ -21,7 +21,7 @@ from bot.engine.transport import ManagersChat
 from bot.lead_card import Rows, render_card
 from bot.scenario.active import ActiveScenario
 from bot.scenario.model import Scenario
-from bot.scoring import CARD
+from bot.scoring import queue_cards
 from bot.stats import managers_summary
 from storage.claims import singleton_lock
 from storage.database import Database
@@ -443,17 +443,7 @@ async def remind_unclaimed(
                     handoff.reminded_at = handoff.reminded_at or now  # no reminder after it
                 else:
                     handoff.reminded_at = now
-                for channel in managers:
-                    row = await uow.outbox.enqueue(
-                        idempotency_key=f"{purpose}:{handoff.lead_id}:{channel}",
-                        channel=channel,
-                        kind=CARD,
-                        due_at=now,
-                        now=now,
-                        lead_id=handoff.lead_id,
-                        payload={"purpose": purpose},
-                    )
-                    queued += row is not None
+                queued += await queue_cards(uow, handoff.lead_id, purpose, managers, now)
         await uow.commit()
     if queued:
         log.info("%d reminders about unclaimed leads queued", queued)

@@ -38,6 +38,26 @@ async def score_event(uow: UnitOfWork, s: Scenario, lead: Lead, name: str) -> No
     lead.score += points.points
 
 
+async def queue_cards(
+    uow: UnitOfWork, lead_id: int, purpose: str, managers: tuple[str, ...], now: datetime
+) -> int:
+    """Queue the lead's card in every managers' chat: first posted (`card`), re-posted as a
+    `reminder` or an `escalation`, each at most once per chat. The rows queued."""
+    queued = 0
+    for channel in managers:
+        row = await uow.outbox.enqueue(
+            idempotency_key=f"{purpose}:{lead_id}:{channel}",
+            channel=channel,
+            kind=CARD,
+            due_at=now,
+            now=now,
+            lead_id=lead_id,
+            payload={"purpose": purpose},
+        )
+        queued += row is not None
+    return queued
+
+
 async def qualify(
     uow: UnitOfWork, s: Scenario, lead: Lead, now: datetime, routes: Routes
 ) -> str | None:
@@ -57,16 +77,7 @@ async def qualify(
     uow.session.add(Handoff(lead_id=lead.id, status="open", rule=why[:256], qualified_at=now))
     stages.advance(lead, "qualified", reason=f"qualify: {why}"[:128], now=now, events=uow.events)
     uow.events.add(lead.id, "qualified", now=now, payload={"rule": why[:256]})
-    for channel in routes.managers:
-        await uow.outbox.enqueue(
-            idempotency_key=f"card:{lead.id}:{channel}",
-            channel=channel,
-            kind=CARD,
-            due_at=now,
-            now=now,
-            lead_id=lead.id,
-            payload={"purpose": "card"},
-        )
+    await queue_cards(uow, lead.id, "card", routes.managers, now)
     for target in routes.crm:
         await uow.outbox.enqueue(
             idempotency_key=f"crm:{target}:{lead.id}",

@@ -31,7 +31,7 @@ from bot.scenario.loader import LoadedScenario
 from bot.scenario.model import LinkButton, MenuButton, Offer, OfferButton, Question, Scenario
 from bot.tracking import track_buttons
 from storage.database import Database
-from storage.models import Answer, Handoff, Identity, Lead
+from storage.models import Answer, Event, Handoff, Identity, Lead
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -272,9 +272,9 @@ class Turn:
         first_name = self.lead.first_name or self.incoming.first_name
         return self.s.placeholder_values(first_name, self.name)
 
-    def record(self, name: str, **payload: Any) -> None:
+    def record(self, name: str, **payload: Any) -> Event:
         self.recorded.append((name, payload))
-        self.uow.events.add(
+        return self.uow.events.add(
             self.lead.id, name, now=self.now, channel=self.incoming.channel, payload=payload
         )
 
@@ -574,14 +574,7 @@ class Turn:
             self.record("faq_answered", match=entry.match[0])
             self.say(entry.text, buttons=self.menu_buttons(entry.buttons) + self.back_to_menu())
             return
-        event = self.uow.events.add(
-            self.lead.id,
-            "unmatched_text",
-            now=self.now,
-            channel=self.incoming.channel,
-            payload={"text": text[:1000]},
-        )
-        self.recorded.append(("unmatched_text", {}))
+        event = self.record("unmatched_text", text=text[:1000])
         if not managers:
             self.say(self.s.messages.fallback, buttons=self.menu_buttons(self.s.start.buttons))
             return

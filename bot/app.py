@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 from bot.clock import Clock, SystemClock
@@ -15,6 +16,8 @@ from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
 from bot.engine.transport import ManagersChat, Transport
 from bot.pacing import DEFAULT_LIMITS, ChannelLimits, Limit, pacer_for
+from bot.redemption import Redemptions
+from bot.referrals import ReferralLinks
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from bot.scoring import Routes
@@ -39,6 +42,13 @@ class App:
 
     async def close(self) -> None:
         await self.db.dispose()
+
+    def redemptions(self) -> Redemptions:
+        return Redemptions(
+            self.funnel,
+            max_failures=self.settings.redeem_max_failures,
+            lockout=timedelta(minutes=self.settings.redeem_lockout_minutes),
+        )
 
     def delivery_worker(
         self,
@@ -142,6 +152,10 @@ async def build_app(
         max_input_length=settings.max_input_length,
         routes=routes_for(settings),
         link_base=settings.webhook_base_url,
+        # The Telegram bot's username is learnt from getMe when the bot starts.
+        referral_links=ReferralLinks(
+            vk_group=f"club{settings.vk_group_id}" if settings.vk_group_id else None
+        ),
     )
     log.info(
         "scenario %s loaded (%d offers), database %s",

@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import broadcasts, promos, sequences
+from bot import broadcasts, promos, referrals, sequences
 from bot.clock import Clock
 from bot.crm import CrmExporter, CrmRejected
-from bot.engine.funnel import MARKETING, Funnel, question_markup
+from bot.engine.funnel import MARKETING, REFERRAL_LINK, Funnel, question_markup
 from bot.engine.messages import Button, FileRef, Outgoing
 from bot.engine.render import render
 from bot.engine.transport import Blocked, ManagersChat, RetryLater, TemporaryFailure, Transport
@@ -154,7 +154,7 @@ class DeliveryWorker:
                         item = await self._prepare_broadcast(uow, scenario, row, lead, now)
                     elif row.kind in (CARD, MANAGERS_POST):
                         item = await self._prepare_post(uow, scenario, row, lead, now)
-                    elif row.kind == RELAY:
+                    elif row.kind in (RELAY, referrals.REWARD):
                         item = await self._prepare_relay(uow, row, lead)
                     elif row.kind == CRM_EXPORT:
                         item = await self._prepare_crm(uow, scenario, row, lead)
@@ -359,12 +359,12 @@ class DeliveryWorker:
         )
 
     async def _prepare_relay(self, uow: UnitOfWork, row: OutboxRow, lead: Lead) -> Prepared:
-        """A manager's answer: not advertising, so no consent or quiet hours apply, but a
-        lead who blocked the bot or was erased gets nothing."""
+        """A manager's answer or a referral thank-you: not advertising, so no consent or
+        quiet hours apply, but a lead who blocked the bot or was erased gets nothing."""
         if lead.erased_at or lead.unreachable_at:
             raise Skip("cancelled", "the lead blocked the bot or was erased")
         item = await self._addressed(uow, row, lead, [Outgoing(row.payload["text"])], {})
-        item.kind = RELAY
+        item.kind = row.kind
         return item
 
     async def _prepare_crm(
@@ -431,6 +431,12 @@ class DeliveryWorker:
         the texts show, plus the step's `promo:`. A placeholder nothing can fill skips the
         message before any code is issued for it."""
         values = self._plain_values(s, await uow.leads.answers(lead.id), lead)
+        if s.referral is not None and any(
+            REFERRAL_LINK in placeholders(text or "") for text in texts
+        ):
+            channel = await sequences.lead_channel(uow, lead.id)
+            code = await referrals.code_of(uow, lead)
+            values[REFERRAL_LINK] = self.funnel.referral_links.link(channel, code)
         for text in texts:
             for name in placeholders(text or ""):
                 parts = name.split(".")
@@ -441,7 +447,7 @@ class DeliveryWorker:
                     raise Skip("skipped", _no_value(name), queue_next=queue_next)
         try:
             values |= await promos.promo_values(uow, s, lead, texts, now, also=[promo])
-        except promos.PromoEnded as ended:
+        except promos.NoCode as ended:
             raise Skip("skipped", str(ended), queue_next=queue_next) from None
         return values
 
@@ -514,7 +520,7 @@ class DeliveryWorker:
                 payload={"target": details["target"], "id": item.reference},
             )
             return
-        if item.kind == RELAY:
+        if item.kind in (RELAY, referrals.REWARD):
             return
         if "broadcast" in details:
             uow.events.add(
@@ -587,6 +593,6 @@ def _minutes(waited: timedelta) -> str:
 
 
 def _no_value(name: str) -> str:
-    if name == "referral_link":
-        return "placeholder {referral_link} has no value yet: it comes with the referral programme"
+    if name == REFERRAL_LINK:
+        return "placeholder {referral_link} has no value: the scenario has no referral:"
     return f"placeholder {{{name}}} has no value"

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select, update
 
-from bot import sequences
+from bot import reactions
 from bot.clock import Clock
 from bot.engine import stages
 from bot.engine.answers import InvalidAnswer, normalize_email, normalize_phone
@@ -182,7 +182,7 @@ class ManagerDesk:
             events=uow.events,
         ):
             reached.add("handed_off")
-        await sequences.react_and_record(uow, s, lead, now, [("claimed", {})], reached)
+        await reactions.react_and_record(uow, s, lead, now, [("claimed", {})], reached)
 
     async def _close(
         self,
@@ -217,7 +217,7 @@ class ManagerDesk:
             why = f"{name}: {reason}" if reason else name
             if stages.set_side_stage(lead, "lost", reason=why[:128], now=now, events=uow.events):
                 reached.add("lost")
-        await sequences.react_and_record(uow, s, lead, now, recorded, reached)
+        await reactions.react_and_record(uow, s, lead, now, recorded, reached)
 
     async def _ask(self, channel: str, lead_id: int, prompt: str) -> None:
         text = (

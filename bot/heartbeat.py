@@ -13,6 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.clock import Clock
 from bot.delivery import DeliveryWorker
+from bot.reactions import remind_expiring_codes
 from bot.scenario.reload import ScenarioReloader
 from storage.database import Database
 
@@ -85,6 +86,15 @@ def start_heartbeat(
         hours=1,
         id="forget-update-keys",
         args=[db, clock],
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        remind_expiring_codes,
+        "interval",
+        seconds=60,
+        id="promo-expiry",
+        args=[db, worker.scenarios, clock],
         max_instances=1,
         coalesce=True,
     )

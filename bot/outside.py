@@ -5,16 +5,18 @@ in one transaction each."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 
-from bot import scoring, sequences
+from bot import reactions, scoring
 from bot.engine import stages
 from bot.engine.funnel import Funnel
 from bot.handoff import lead_by_contact
 from bot.scenario.model import Scenario
+from bot.scoring import Routes
 from bot.tracking import with_lead_token
 from storage.models import Lead, TrackedLink
 from storage.unit_of_work import UnitOfWork
@@ -71,10 +73,10 @@ class OutsideEvents:
         if amount is not None:
             payload["amount"] = float(amount)
         async with self.funnel.db.unit_of_work() as uow:
-            lead = await self._lead(uow, ref)
+            lead = await lead_named(uow, ref, self.funnel.phone_region)
             if key and not await uow.inbound.first_time(f"api:{key}"[:96], now=now):
                 return Recorded(lead.id, lead.score, lead.stage, False, duplicate=True)
-            qualified = await self._apply(uow, s, lead, name, payload)
+            qualified = await apply_event(uow, s, lead, name, payload, **self._context())
             await uow.commit()
         return Recorded(lead.id, lead.score, lead.stage, qualified)
 
@@ -87,50 +89,66 @@ class OutsideEvents:
                 return None
             lead = await uow.leads.get(link.lead_id, lock=True)
             if lead is not None and lead.erased_at is None:
-                await self._apply(uow, s, lead, "link_clicked", {"url": link.url})
+                context = self._context()
+                await apply_event(uow, s, lead, "link_clicked", {"url": link.url}, **context)
                 if link.event:
-                    await self._apply(uow, s, lead, link.event, {"via": "link"})
+                    await apply_event(uow, s, lead, link.event, {"via": "link"}, **context)
             url = link.url
             await uow.commit()
         return with_lead_token(url, token)
 
-    async def _lead(self, uow: UnitOfWork, ref: LeadRef) -> Lead:
-        lead: Lead | None = None
-        if ref.lead_id is not None:
-            lead = await uow.leads.get(ref.lead_id)
-        elif ref.token:
-            link = (
-                await uow.session.execute(
-                    select(TrackedLink.lead_id).where(TrackedLink.token == ref.token)
-                )
-            ).scalar_one_or_none()
-            lead = await uow.leads.get(link) if link is not None else None
-        elif ref.phone or ref.email:
-            kind = "phone" if ref.phone else "email"
-            text = ref.phone or ref.email or ""
-            lead = await lead_by_contact(uow, kind, text, self.funnel.phone_region)
-        if lead is None or lead.erased_at is not None:
-            raise Refused(404, "no such lead")
-        locked = await uow.leads.get(lead.id, lock=True)
-        assert locked is not None
-        return locked
+    def _context(self) -> dict[str, Any]:
+        return {"now": self.funnel.clock.now(), "routes": self.funnel.routes}
 
-    async def _apply(
-        self, uow: UnitOfWork, s: Scenario, lead: Lead, name: str, payload: dict[str, Any]
-    ) -> bool:
-        now = self.funnel.clock.now()
-        uow.events.add(lead.id, name, now=now, payload=payload)
-        await scoring.score_event(uow, s, lead, name)
-        reached: set[str] = set()
-        recorded = [(name, payload)]
-        if name == "purchase" and stages.advance(
-            lead, "customer", reason="purchase reported", now=now, events=uow.events
-        ):
-            reached.add("customer")
-        why = await scoring.qualify(uow, s, lead, now, self.funnel.routes)
-        if why is not None:
-            recorded.append(("qualified", {"rule": why}))
-            reached.add("qualified")
-        await sequences.react_and_record(uow, s, lead, now, recorded, reached)
-        lead.updated_at = now
-        return why is not None
+
+async def lead_named(uow: UnitOfWork, ref: LeadRef, phone_region: str) -> Lead:
+    """The lead the caller names, locked; `Refused` (404) when there is none."""
+    lead: Lead | None = None
+    if ref.lead_id is not None:
+        lead = await uow.leads.get(ref.lead_id)
+    elif ref.token:
+        link = (
+            await uow.session.execute(
+                select(TrackedLink.lead_id).where(TrackedLink.token == ref.token)
+            )
+        ).scalar_one_or_none()
+        lead = await uow.leads.get(link) if link is not None else None
+    elif ref.phone or ref.email:
+        kind = "phone" if ref.phone else "email"
+        text = ref.phone or ref.email or ""
+        lead = await lead_by_contact(uow, kind, text, phone_region)
+    if lead is None or lead.erased_at is not None:
+        raise Refused(404, "no such lead")
+    locked = await uow.leads.get(lead.id, lock=True)
+    assert locked is not None
+    return locked
+
+
+async def apply_event(
+    uow: UnitOfWork,
+    s: Scenario,
+    lead: Lead,
+    name: str,
+    payload: dict[str, Any],
+    *,
+    now: datetime,
+    routes: Routes,
+) -> bool:
+    """Record an event that did not come through the chat and do what the chat would: score
+    it, move a buyer to `customer`, check the qualify rules, react. The caller holds the
+    lead's lock. True when this event made the lead qualify."""
+    uow.events.add(lead.id, name, now=now, payload=payload)
+    await scoring.score_event(uow, s, lead, name)
+    reached: set[str] = set()
+    recorded = [(name, payload)]
+    if name == "purchase" and stages.advance(
+        lead, "customer", reason="purchase reported", now=now, events=uow.events
+    ):
+        reached.add("customer")
+    why = await scoring.qualify(uow, s, lead, now, routes)
+    if why is not None:
+        recorded.append(("qualified", {"rule": why}))
+        reached.add("qualified")
+    await reactions.react_and_record(uow, s, lead, now, recorded, reached)
+    lead.updated_at = now
+    return why is not None

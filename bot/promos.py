@@ -1,9 +1,10 @@
-"""Promo codes: issuing them and the values of `{promo.<id>}` and `{promo.<id>.expires}`.
+"""Promo codes: issuing them, the values of `{promo.<id>}` and `{promo.<id>.expires}`, the
+lead's live codes (/promo), and the "expires soon" event.
 
 A personal promo gets a code of the lead's own, stored in `promo_codes`; issuing it again
-while that code is live (not expired, uses left) gives the same code. A shared promo is the
-campaign's one `code:` from the scenario; it is not stored per lead. Redemption (using up
-`uses`, `per_lead`) is not here: it comes with the promo redemption release.
+while that code is live (not expired, uses left) gives the same code, and `per_lead` caps how
+many codes a lead gets over time. A shared promo is the campaign's one `code:` from the
+scenario; its row appears at the first redemption (`bot.redemption`), which counts its uses.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import math
 import random
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.scenario.checks import placeholders
 from bot.scenario.model import Promo, Scenario
+from bot.sequences import fired
 from storage.models import Lead, PromoCode
 from storage.unit_of_work import UnitOfWork
 
@@ -37,7 +41,11 @@ NO_EXPIRY = "без срока"
 _SYSTEM_RANDOM = secrets.SystemRandom()
 
 
-class PromoEnded(Exception):
+class NoCode(Exception):
+    """No code of this promo can be given to this lead now."""
+
+
+class PromoEnded(NoCode):
     """The promo's `until:` day has passed: no code is given out any more."""
 
     def __init__(self, promo_id: str, until: date) -> None:
@@ -46,17 +54,35 @@ class PromoEnded(Exception):
         self.until = until
 
 
+class PerLeadLimit(NoCode):
+    """The lead has had `per_lead` codes of this promo and none of them is live."""
+
+    def __init__(self, promo_id: str, per_lead: int) -> None:
+        super().__init__(f"promo {promo_id}: the lead had its {per_lead} code(s)")
+        self.promo_id = promo_id
+
+
+def lookup_form(code: str) -> str:
+    """How a code is looked up: upper case, without dashes, underscores and spaces."""
+    return "".join(ch for ch in code.upper() if ch not in "-_ \t")
+
+
 def new_code(prefix: str | None, rng: random.Random = _SYSTEM_RANDOM) -> str:
     """`PREFIX-XXXXX-XXXXX`: LENGTH characters of ALPHABET drawn at once from `rng` (a
     cryptographic source unless a test passes a seeded one)."""
-    number = rng.randrange(len(ALPHABET) ** LENGTH)
-    chars = []
-    for _ in range(LENGTH):
-        number, digit = divmod(number, len(ALPHABET))
-        chars.append(ALPHABET[digit])
-    body = "".join(chars)
+    body = random_chars(LENGTH, rng)
     groups = "-".join(body[i : i + GROUP] for i in range(0, LENGTH, GROUP))
     return f"{prefix}-{groups}" if prefix else groups
+
+
+def random_chars(length: int, rng: random.Random = _SYSTEM_RANDOM) -> str:
+    """`length` characters of ALPHABET from one draw of `rng`."""
+    number = rng.randrange(len(ALPHABET) ** length)
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, len(ALPHABET))
+        chars.append(ALPHABET[digit])
+    return "".join(chars)
 
 
 def expiry(promo: Promo, now: datetime, zone: ZoneInfo) -> datetime | None:
@@ -79,12 +105,20 @@ def expires_text(code: PromoCode, zone: ZoneInfo) -> str:
 
 
 async def issue(
-    uow: UnitOfWork, scenario: Scenario, lead: Lead, promo_id: str, now: datetime
+    uow: UnitOfWork,
+    scenario: Scenario,
+    lead: Lead,
+    promo_id: str,
+    now: datetime,
+    *,
+    fresh: bool = False,
 ) -> PromoCode:
-    """The lead's code of this promo, issuing a new one when there is no live one.
+    """The lead's code of this promo, issuing a new one when there is no live one (or
+    always, with `fresh`: a referral reward is a code per friend, whatever `per_lead` says).
 
     The caller holds the lead's lock (the engine and the worker do), so a lead never gets
-    two codes of one promo at once. Raises `PromoEnded` when the promo's `until` has passed.
+    two codes of one promo at once. Raises `PromoEnded` when the promo's `until` has passed,
+    `PerLeadLimit` when the lead had all the codes it may have.
     """
     promo = scenario.promos[promo_id]
     zone = ZoneInfo(scenario.settings.timezone)
@@ -93,22 +127,26 @@ async def issue(
         raise PromoEnded(promo_id, promo.until)
     if promo.kind == "shared":
         assert promo.code is not None  # the schema requires it
-        # Not stored: the scenario is the record of a campaign code.
-        return PromoCode(
-            promo=promo_id,
-            code=promo.code,
-            lead_id=None,
-            issued_at=now,
-            expires_at=expires_at,
-            uses_left=None,
-        )
-    live = await uow.promos.live_code(lead.id, promo_id, now)
-    if live is not None:
-        return live
+        if not await uow.events.count(lead.id, "promo_issued", promo=promo_id):
+            # Recorded once per lead, so /promo can list the campaign code it was shown.
+            uow.events.add(
+                lead.id, "promo_issued", now=now, payload={"promo": promo_id, "code": promo.code}
+            )
+        # Not stored here: the scenario is the record of a campaign code.
+        return shared_row(promo_id, promo, expires_at, now)
+    if not fresh:
+        live = await uow.promos.live_code(lead.id, promo_id, now)
+        if live is not None:
+            return live
+        limit = promo.per_lead
+        if limit is not None and await uow.promos.count_for_lead(lead.id, promo_id) >= limit:
+            raise PerLeadLimit(promo_id, limit)
     for _ in range(ATTEMPTS):
+        code = new_code(promo.prefix)
         row = PromoCode(
             promo=promo_id,
-            code=new_code(promo.prefix),
+            code=code,
+            lookup=lookup_form(code),
             lead_id=lead.id,
             issued_at=now,
             expires_at=expires_at,
@@ -121,6 +159,120 @@ async def issue(
             return row
         log.warning("promo code %s was taken; trying another", row.code)
     raise RuntimeError(f"no free code for promo {promo_id} after {ATTEMPTS} attempts")
+
+
+def shared_row(
+    promo_id: str, promo: Promo, expires_at: datetime | None, now: datetime
+) -> PromoCode:
+    """The row of a campaign code, as it is stored at its first redemption."""
+    assert promo.code is not None
+    return PromoCode(
+        promo=promo_id,
+        code=promo.code,
+        lookup=lookup_form(promo.code),
+        lead_id=None,
+        issued_at=now,
+        expires_at=expires_at,
+        uses_left=promo.uses,
+    )
+
+
+async def issue_triggered(
+    uow: UnitOfWork,
+    scenario: Scenario,
+    lead: Lead,
+    now: datetime,
+    events: list[tuple[str, dict[str, Any]]],
+    reached: set[str],
+) -> list[str]:
+    """Issue the promos whose `issue_on` these events or newly reached stages match; the
+    codes wait in /promo and in the placeholders. Returns the promo ids issued."""
+    issued = []
+    for promo_id, promo in scenario.promos.items():
+        trigger = promo.issue_on
+        if trigger is None or promo.kind == "shared" or not fired(trigger, events, reached):
+            continue
+        try:
+            await issue(uow, scenario, lead, promo_id, now)
+        except NoCode as no_code:
+            log.info("lead %s gets no %s code: %s", lead.id, promo_id, no_code)
+            continue
+        issued.append(promo_id)
+    return issued
+
+
+@dataclass(frozen=True)
+class LiveCode:
+    code: str
+    promo: str
+    discount: str
+    until: str  # "до 31.12.2026" or "без срока"
+
+
+async def live_codes(
+    uow: UnitOfWork, scenario: Scenario, lead: Lead, now: datetime
+) -> list[LiveCode]:
+    """The codes the lead can still use: personal ones not expired or used up, and the
+    campaign codes it was shown while the campaign runs. Promos gone from the scenario are
+    left out."""
+    zone = ZoneInfo(scenario.settings.timezone)
+    found: list[LiveCode] = []
+    for row in await uow.promos.for_lead(lead.id):
+        promo = scenario.promos.get(row.promo)
+        if promo is None or not _live(row, now):
+            continue
+        found.append(LiveCode(row.code, row.promo, promo.discount, until_text(row, zone)))
+    for promo_id in sorted(await uow.events.detail_values(lead.id, "promo_issued", "promo")):
+        promo = scenario.promos.get(promo_id)
+        if promo is None or promo.kind != "shared":
+            continue
+        row = shared_row(promo_id, promo, expiry(promo, now, zone), now)
+        used = await uow.promos.redemptions_by(lead.id, promo_id)
+        if _live(row, now) and used < (promo.per_lead or 1):
+            found.append(LiveCode(row.code, promo_id, promo.discount, until_text(row, zone)))
+    return found
+
+
+def code_values(scenario: Scenario, code: PromoCode) -> dict[str, str]:
+    """`{code}`, `{discount}` and `{until}` of the system texts that show one code."""
+    zone = ZoneInfo(scenario.settings.timezone)
+    discount = scenario.promos[code.promo].discount
+    return {"code": code.code, "discount": discount, "until": until_text(code, zone)}
+
+
+def until_text(code: PromoCode, zone: ZoneInfo) -> str:
+    """ "до 31.12.2026", or "без срока" for a code that does not expire."""
+    text = expires_text(code, zone)
+    return text if code.expires_at is None else f"до {text}"
+
+
+def _live(row: PromoCode, now: datetime) -> bool:
+    fresh = row.expires_at is None or row.expires_at > now
+    return fresh and (row.uses_left is None or row.uses_left > 0)
+
+
+async def remind_expiring(
+    uow: UnitOfWork, scenario: Scenario, now: datetime, *, limit: int = 200
+) -> list[tuple[Lead, dict[str, Any]]]:
+    """Mark personal codes entering their promo's `remind_before` window and record the
+    `promo_expiring` event for each; the leads (locked) and the events' details, for the
+    caller to react to. Each code is reminded of once, whichever process gets it first."""
+    zone = ZoneInfo(scenario.settings.timezone)
+    found: list[tuple[Lead, dict[str, Any]]] = []
+    for promo_id, promo in scenario.promos.items():
+        if promo.remind_before is None or promo.kind == "shared":
+            continue
+        for row in await uow.promos.expiring(promo_id, now, promo.remind_before, limit=limit):
+            assert row.lead_id is not None
+            lead = await uow.leads.get(row.lead_id, lock=True)
+            if not await uow.promos.mark_reminded(row.id, now):
+                continue  # another process took it
+            if lead is None or lead.erased_at is not None:
+                continue
+            details = {"promo": promo_id, "code": row.code, "expires": expires_text(row, zone)}
+            uow.events.add(lead.id, "promo_expiring", now=now, payload=details)
+            found.append((lead, details))
+    return found
 
 
 def mentioned(texts: Iterable[str | None]) -> list[str]:
@@ -147,7 +299,7 @@ async def promo_values(
     given out even when its text does not show it); their values for `render`.
 
     A promo id not in the scenario (an ad-hoc broadcast's typo) is left out, so rendering
-    finds no value for it. Raises `PromoEnded` as `issue` does."""
+    finds no value for it. Raises `NoCode` as `issue` does."""
     wanted = dict.fromkeys(mentioned(texts))
     wanted.update(dict.fromkeys(p for p in also if p))
     zone = ZoneInfo(scenario.settings.timezone)

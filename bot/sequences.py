@@ -13,8 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from bot.engine import stages
-from bot.scenario.model import Scenario, Sequence, Step
+from bot.scenario.model import Scenario, Sequence, StartOn, Step
 from bot.timing import step_due, zone_of
 from storage.models import Lead, SequenceRun
 from storage.unit_of_work import UnitOfWork
@@ -160,29 +159,18 @@ async def react(
         trigger = seq.start_on
         if trigger is None or seq_id in to_stop:
             continue
-        fired = (trigger.stage is not None and trigger.stage in stages) or any(
-            name == trigger.event and _matches(trigger.where, payload) for name, payload in events
-        )
-        if fired and await start(uow, scenario, lead, seq_id, now) is not None:
+        if fired(trigger, events, stages) and await start(uow, scenario, lead, seq_id, now):
             started.append(seq_id)
     return started
 
 
-def _matches(where: dict[str, Any], payload: dict[str, Any]) -> bool:
-    """`where:` compares an event's details as text: `product: crm_license`."""
-    return all(str(payload.get(key)) == str(value) for key, value in where.items())
-
-
-async def react_and_record(
-    uow: UnitOfWork,
-    scenario: Scenario,
-    lead: Lead,
-    now: datetime,
-    events: list[tuple[str, dict[str, Any]]],
-    reached: set[str],
-) -> None:
-    """`react` for events from outside the chat (the API, a link, a manager): the chains it
-    starts are recorded and move the lead to `warming`, as the engine does in the chat."""
-    for started in await react(uow, scenario, lead, now, events, reached):
-        uow.events.add(lead.id, "sequence_started", now=now, payload={"sequence": started})
-        stages.advance(lead, "warming", reason=f"sequence:{started}", now=now, events=uow.events)
+def fired(trigger: StartOn, events: list[tuple[str, dict[str, Any]]], stages: set[str]) -> bool:
+    """A `start_on` (or a promo's `issue_on`) against what happened: a stage reached, or an
+    event whose details match `where:` (compared as text: `product: crm_license`)."""
+    if trigger.stage is not None:
+        return trigger.stage in stages
+    return any(
+        name == trigger.event
+        and all(str(payload.get(key)) == str(value) for key, value in trigger.where.items())
+        for name, payload in events
+    )

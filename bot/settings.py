@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     crm_bitrix24_webhook_url: SecretStr | None = None
     crm_webhook_url: str | None = None
     crm_webhook_secret: SecretStr | None = None
+    redeem_max_failures: int = Field(default=5, ge=1)
+    redeem_lockout_minutes: int = Field(default=15, ge=1)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -80,6 +80,8 @@ class Lead(Base):
     unreachable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set by /delete: the person is forgotten; the row stays, anonymous, for the counts.
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The code in the lead's referral links (`ref_<code>`); made when first needed.
+    referral_code: Mapped[str | None] = mapped_column(String(16), unique=True)
 
 
 class Identity(Base):
@@ -231,19 +233,78 @@ class InboundEvent(Base):
 
 
 class PromoCode(Base):
-    """A promo code handed to a lead: a personal code of its own (`lead_id` set). `promo` is
+    """A promo code: a personal code of a lead's own (`lead_id` set), or a shared campaign
+    code (no lead; its row appears at the first redemption and counts the uses). `promo` is
     the scenario's promo id; `uses_left` None means no limit, `expires_at` None never."""
 
     __tablename__ = "promo_codes"
-    __table_args__ = (Index("ix_promo_codes_lead_promo", "lead_id", "promo"),)
+    __table_args__ = (
+        Index("ix_promo_codes_lead_promo", "lead_id", "promo"),
+        Index("ix_promo_codes_expires_at", "expires_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     promo: Mapped[str] = mapped_column(String(64))
     code: Mapped[str] = mapped_column(String(64), unique=True)
+    # The code as it is looked up: upper case, without dashes, underscores or spaces, so
+    # "start-7kq4m 9xrtb" typed by a manager finds START-7KQ4M-9XRTB.
+    lookup: Mapped[str] = mapped_column(String(64), unique=True)
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     uses_left: Mapped[int | None] = mapped_column(Integer)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # "expires soon" sent
+
+
+class PromoRedemption(Base):
+    """One use of a code: at the till, by a manager (`/redeem`) or through the API."""
+
+    __tablename__ = "promo_redemptions"
+    __table_args__ = (Index("ix_promo_redemptions_promo_lead", "promo", "lead_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code_id: Mapped[int] = mapped_column(ForeignKey("promo_codes.id", ondelete="CASCADE"))
+    promo: Mapped[str] = mapped_column(String(64))
+    lead_id: Mapped[int | None] = mapped_column(
+        ForeignKey("leads.id", ondelete="SET NULL"), index=True
+    )
+    redeemed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    amount: Mapped[str | None] = mapped_column(String(32))  # a decimal string
+    by: Mapped[str] = mapped_column(String(128))  # "telegram:123 Anna", "api"
+    # The caller's id of the request: a retried API call is answered, not counted twice.
+    request_key: Mapped[str | None] = mapped_column(String(96), unique=True)
+
+
+class RedeemFailure(Base):
+    """A failed redemption attempt (unknown, expired or used-up code) from one source: too
+    many in a window lock the source out, so codes cannot be guessed by trying."""
+
+    __tablename__ = "redeem_failures"
+    __table_args__ = (Index("ix_redeem_failures_source_failed_at", "source", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(128))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Referral(Base):
+    """A friend who came by a lead's referral link. `void_at` is set when the friend turned
+    out to be somebody already known (the referrer's own second account, say); a void
+    referral is never rewarded. `qualified_at` marks the friend reaching `reward_when`, once."""
+
+    __tablename__ = "referrals"
+
+    friend_id: Mapped[int] = mapped_column(
+        ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True
+    )
+    referrer_id: Mapped[int] = mapped_column(
+        ForeignKey("leads.id", ondelete="CASCADE"), index=True
+    )
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    void_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    void_reason: Mapped[str | None] = mapped_column(String(128))
+    qualified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reward_code: Mapped[str | None] = mapped_column(String(64))  # None: over max_rewards
 
 
 class Handoff(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -20,6 +20,8 @@ from storage.models import (
     Lead,
     OutboxRow,
     PromoCode,
+    PromoRedemption,
+    RedeemFailure,
     SequenceRun,
     StageChange,
     Tag,
@@ -459,3 +461,89 @@ class PromoRepository:
     async def for_lead(self, lead_id: int) -> Sequence[PromoCode]:
         query = select(PromoCode).where(PromoCode.lead_id == lead_id).order_by(PromoCode.id)
         return (await self.session.execute(query)).scalars().all()
+
+    async def count_for_lead(self, lead_id: int, promo: str) -> int:
+        query = select(func.count()).where(PromoCode.lead_id == lead_id, PromoCode.promo == promo)
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def by_lookup(self, lookup: str) -> PromoCode | None:
+        query = select(PromoCode).where(PromoCode.lookup == lookup)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def use_once(self, code_id: int, now: datetime) -> bool:
+        """Take one use of the code if it has one left and has not expired: one conditional
+        UPDATE, so of many simultaneous redemptions exactly as many win as there are uses."""
+        result = await self.session.execute(
+            update(PromoCode)
+            .where(
+                PromoCode.id == code_id,
+                or_(PromoCode.uses_left.is_(None), PromoCode.uses_left > 0),
+                or_(PromoCode.expires_at.is_(None), PromoCode.expires_at > now),
+            )
+            .values(uses_left=PromoCode.uses_left - 1)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def add_redemption(self, redemption: PromoRedemption) -> None:
+        self.session.add(redemption)
+
+    async def redemptions_by(self, lead_id: int, promo: str) -> int:
+        query = select(func.count()).where(
+            PromoRedemption.lead_id == lead_id, PromoRedemption.promo == promo
+        )
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def last_redemption(self, code_id: int) -> PromoRedemption | None:
+        query = (
+            select(PromoRedemption)
+            .where(PromoRedemption.code_id == code_id)
+            .order_by(PromoRedemption.redeemed_at.desc(), PromoRedemption.id.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def expiring(
+        self, promo: str, now: datetime, window: timedelta, *, limit: int
+    ) -> Sequence[PromoCode]:
+        """Personal codes of the promo that expire within `window` and were not reminded of."""
+        query = (
+            select(PromoCode)
+            .where(
+                PromoCode.promo == promo,
+                PromoCode.lead_id.is_not(None),
+                PromoCode.reminded_at.is_(None),
+                PromoCode.expires_at > now,
+                PromoCode.expires_at <= now + window,
+                or_(PromoCode.uses_left.is_(None), PromoCode.uses_left > 0),
+            )
+            .order_by(PromoCode.lead_id)
+            .limit(limit)
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    async def mark_reminded(self, code_id: int, now: datetime) -> bool:
+        result = await self.session.execute(
+            update(PromoCode)
+            .where(PromoCode.id == code_id, PromoCode.reminded_at.is_(None))
+            .values(reminded_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def recent_failures(self, source: str, since: datetime) -> Sequence[datetime]:
+        """When `source` failed to redeem since then, newest first."""
+        query = (
+            select(RedeemFailure.failed_at)
+            .where(RedeemFailure.source == source, RedeemFailure.failed_at > since)
+            .order_by(RedeemFailure.failed_at.desc())
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    async def add_failure(self, source: str, now: datetime, *, forget_before: datetime) -> None:
+        await self.session.execute(
+            delete(RedeemFailure).where(
+                RedeemFailure.source == source, RedeemFailure.failed_at <= forget_before
+            )
+        )
+        self.session.add(RedeemFailure(source=source, failed_at=now))

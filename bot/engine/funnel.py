@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import promos, scoring, sequences
+from bot import promos, reactions, referrals, scoring, sequences
 from bot.clock import Clock
 from bot.engine import stages
 from bot.engine.answers import (
@@ -37,6 +37,7 @@ from storage.unit_of_work import UnitOfWork
 log = logging.getLogger(__name__)
 
 PERSONAL_DATA = "personal_data"
+REFERRAL_LINK = "referral_link"
 MARKETING = "marketing"
 CONTACT_TYPES = ("phone", "email")
 # A new identity racing with itself (two first messages at once) loses the unique-key race
@@ -57,8 +58,10 @@ class Funnel:
         max_input_length: int = 1000,
         routes: scoring.Routes | None = None,
         link_base: str | None = None,
+        referral_links: referrals.ReferralLinks | None = None,
     ) -> None:
         self.db = db
+        self.referral_links = referral_links or referrals.ReferralLinks()
         # Where a qualified lead and the questions the FAQ cannot answer go.
         self.routes = routes or scoring.Routes()
         self.link_base = link_base  # URL buttons go through <link_base>/r/<token> when set
@@ -113,7 +116,7 @@ class Funnel:
                 )
             else:
                 lead, identity = found
-            turn = Turn(self, uow, loaded, lead, identity, incoming)
+            turn = Turn(self, uow, loaded, lead, identity, incoming, new_lead=found is None)
             await turn.run()
             lead.updated_at = now
             if lead.erased_at is None:
@@ -159,8 +162,11 @@ class Turn:
         lead: Lead,
         identity: Identity,
         incoming: Incoming,
+        *,
+        new_lead: bool = False,
     ) -> None:
         self.funnel = funnel
+        self.new_lead = new_lead  # this event created the lead: its very first message
         self.uow = uow
         self.loaded = loaded
         self.s: Scenario = loaded.scenario
@@ -173,7 +179,8 @@ class Turn:
         self.answers: dict[str, Answer] = {}
         self.reached: set[str] = set()  # stages first reached in this turn
         self.recorded: list[tuple[str, dict[str, Any]]] = []  # events of this turn
-        # Replies that show promo codes, with their text and values: filled at the end.
+        # Replies that show codes or the referral link, with their text and values: the
+        # codes are database writes, so they are filled at the end of the turn.
         self.with_promos: list[tuple[Outgoing, str, dict[str, str]]] = []
 
     # ---- dispatch ----
@@ -191,7 +198,7 @@ class Turn:
             if why is not None:
                 self.recorded.append(("qualified", {"rule": why}))
                 self.reached.add("qualified")
-            for started in await sequences.react(
+            for started in await reactions.react(
                 self.uow, self.s, self.lead, self.now, self.recorded, self.reached
             ):
                 self.record("sequence_started", sequence=started)
@@ -222,6 +229,10 @@ class Turn:
         elif kind is Kind.MY_DATA:
             document = await personal_data_document(self.uow, self.lead)
             self.say(self.s.messages.my_data, file=FileRef(data=document, filename="mydata.json"))
+        elif kind is Kind.PROMO:
+            await self.show_promos()
+        elif kind is Kind.INVITE:
+            await self.show_invite()
         elif kind is Kind.DELETE:
             self.lead.awaiting = {"confirm": "delete"}
             m = self.s.messages
@@ -238,10 +249,9 @@ class Turn:
     # ---- building blocks ----
 
     def say(self, text: str, *, buttons: list[list[Button]] | None = None, **kwargs: Any) -> None:
-        rows = tuple(tuple(row) for row in buttons or [])
+        rows = _rows(buttons or [])
         values = self.values()
-        if promos.mentioned([text]):
-            # Issuing a code is a database write: done in `fill_promos` at the end of the turn.
+        if promos.mentioned([text]) or REFERRAL_LINK in placeholders(text):
             message = Outgoing(text, buttons=rows, **kwargs)
             self.with_promos.append((message, text, values))
         else:
@@ -249,21 +259,25 @@ class Turn:
         self.reply.say(message)
 
     async def fill_promos(self) -> None:
-        """Issue the codes the replies show and put them in. A promo whose `until` has
-        passed gives no code: the reply still goes (it may carry the magnet), saying
-        `messages.promo_ended` where the code would stand, and the log says why."""
+        """Issue the codes the replies show and put them in. A promo that gives no code
+        (its `until` has passed, the lead had its codes) does not stop the reply (it may
+        carry the magnet): `messages.promo_ended` or `promo_used_up` stands where the code
+        would, and the log says why."""
         for message, text, values in self.with_promos:
             index = next(i for i, m in enumerate(self.reply.messages) if m is message)
+            if REFERRAL_LINK in placeholders(text):
+                values = values | {REFERRAL_LINK: await self.referral_link()}
             try:
                 values = values | await promos.promo_values(
                     self.uow, self.s, self.lead, [text], self.now
                 )
-            except promos.PromoEnded as ended:
-                log.warning("reply to lead %s shows an ended promo: %s", self.lead.id, ended)
+            except promos.NoCode as no_code:
+                log.warning("reply to lead %s shows no code: %s", self.lead.id, no_code)
+                m = self.s.messages
+                ended = isinstance(no_code, promos.PromoEnded)
+                instead = m.promo_ended if ended else m.promo_used_up
                 values = values | {
-                    name: self.s.messages.promo_ended
-                    for name in placeholders(text)
-                    if name.startswith("promo.")
+                    name: instead for name in placeholders(text) if name.startswith("promo.")
                 }
             self.reply.messages[index] = dataclasses.replace(message, text=render(text, values))
         self.with_promos = []
@@ -322,10 +336,65 @@ class Turn:
             self.lead.source = link.source[:64]  # first touch wins; later ones stay in events
         self.record("start", **details)
         self.lead.awaiting = None
+        if link.referral and self.new_lead:
+            await self.join_by_referral(link.referral)
         if link.offer and link.offer in self.s.offers:
             await self.take_offer(link.offer, from_link=True)
         else:
             await self.show_menu()
+
+    async def join_by_referral(self, code: str) -> None:
+        """A new lead came by a friend's link: attribute it and give the welcome code."""
+        referrer = await referrals.attribute(self.uow, self.s, self.lead, code, self.now)
+        if referrer is None or self.s.referral is None:
+            return
+        self.record("referral_joined", referrer=referrer.id)
+        promo_id = self.s.referral.invitee_promo
+        if promo_id is None or promo_id not in self.s.promos:
+            return
+        try:
+            issued = await promos.issue(self.uow, self.s, self.lead, promo_id, self.now)
+        except promos.NoCode as no_code:
+            log.warning("invited lead %s gets no welcome code: %s", self.lead.id, no_code)
+            return
+        welcome = render(self.s.messages.referral_welcome, promos.code_values(self.s, issued))
+        self.reply.say(Outgoing(welcome))
+
+    async def show_promos(self) -> None:
+        """/promo: the lead's live codes with their expiry."""
+        m = self.s.messages
+        codes = await promos.live_codes(self.uow, self.s, self.lead, self.now)
+        if not codes:
+            self.say(m.promo_none, buttons=self.back_to_menu())
+            return
+        lines = [render(m.promo_list, self.values())]
+        lines += [
+            render(m.promo_line, {"code": c.code, "discount": c.discount, "until": c.until})
+            for c in codes
+        ]
+        self.reply.say(Outgoing("\n".join(lines), buttons=_rows(self.back_to_menu())))
+
+    async def show_invite(self) -> None:
+        """/invite: the referral link and how many friends came; consent comes first, as
+        the programme records who brought whom."""
+        m = self.s.messages
+        if self.s.referral is None:
+            self.say(m.invite_off, buttons=self.back_to_menu())
+            return
+        if await self.uow.leads.active_consent(self.lead.id, PERSONAL_DATA) is None:
+            self.ask_consent(None)
+            return
+        counts = await referrals.counts(self.uow, self.lead.id)
+        values = self.values() | {
+            REFERRAL_LINK: await self.referral_link(),
+            "friends": str(counts.friends),
+            "qualified": str(counts.qualified),
+        }
+        self.reply.say(Outgoing(render(m.invite, values), buttons=_rows(self.back_to_menu())))
+
+    async def referral_link(self) -> str:
+        code = await referrals.code_of(self.uow, self.lead)
+        return self.funnel.referral_links.link(self.incoming.channel, code)
 
     async def on_stop(self) -> None:
         await self.uow.leads.withdraw_consent(self.lead.id, MARKETING, now=self.now)
@@ -352,7 +421,7 @@ class Turn:
         elif kind == "o" and rest in self.s.offers:
             await self.take_offer(rest)
         elif kind == "c" and rest in ("y", "n") and awaiting.get("consent") == PERSONAL_DATA:
-            await self.answer_consent(rest == "y", awaiting["offer"])
+            await self.answer_consent(rest == "y", awaiting.get("offer"))
         elif kind == "m" and rest in ("y", "n") and awaiting.get("consent") == MARKETING:
             await self.answer_marketing(rest == "y", awaiting["offer"])
         elif kind == "a" and await self.press_answer(rest, awaiting):
@@ -442,7 +511,8 @@ class Turn:
             or await self.uow.events.count(self.lead.id, "marketing_consent_declined") > 0
         )
 
-    def ask_consent(self, offer_id: str) -> None:
+    def ask_consent(self, offer_id: str | None) -> None:
+        """Before contacts are stored for an offer, or (no offer) before the referral link."""
         self.lead.awaiting = {"consent": PERSONAL_DATA, "offer": offer_id}
         c = self.s.consent
         self.say(
@@ -463,7 +533,7 @@ class Turn:
             ],
         )
 
-    async def answer_consent(self, accepted: bool, offer_id: str) -> None:
+    async def answer_consent(self, accepted: bool, offer_id: str | None) -> None:
         if not accepted:
             self.lead.awaiting = None
             self.record("consent_declined", offer=offer_id)
@@ -479,7 +549,11 @@ class Turn:
             now=self.now,
         )
         self.record("consent_given", kind=PERSONAL_DATA, version=self.consent_version())
-        await self.continue_offer(offer_id)
+        if offer_id is None:
+            self.lead.awaiting = None
+            await self.show_invite()
+        else:
+            await self.continue_offer(offer_id)
 
     async def answer_marketing(self, accepted: bool, offer_id: str) -> None:
         if accepted:
@@ -519,6 +593,8 @@ class Turn:
         offer_id = awaiting.get("offer")
         if self.waits_for_step_answer(awaiting):
             self.question_message(awaiting["question"], self.s.questions[awaiting["question"]])
+        elif awaiting.get("consent") == PERSONAL_DATA and offer_id is None:
+            self.ask_consent(None)  # consent for the referral link (/invite)
         elif offer_id not in self.s.offers:  # the scenario changed under a waiting lead
             self.lead.awaiting = None
             await self.show_menu()
@@ -703,6 +779,11 @@ class Turn:
         self.record("magnet_delivered", offer=offer_id)
         await self.score_event("magnet_delivered")
         then = offer.then
+        if then.promo is not None and then.promo in self.s.promos:
+            try:
+                await promos.issue(self.uow, self.s, self.lead, then.promo, self.now)
+            except promos.NoCode as no_code:
+                log.info("lead %s gets no %s code: %s", self.lead.id, then.promo, no_code)
         if first_time:  # asking for the same guide twice is not twice the interest
             self.lead.score += then.score
         for tag in then.tag:
@@ -779,6 +860,10 @@ def question_markup(
     """The buttons of a question and, for a phone, the share-contact button's label."""
     contact_request = (question.button or "📱") if question.type == "phone" else None
     return question_buttons(question_id, question), contact_request
+
+
+def _rows(buttons: list[list[Button]]) -> tuple[tuple[Button, ...], ...]:
+    return tuple(tuple(row) for row in buttons)
 
 
 def _with_plus(phone: str) -> str:

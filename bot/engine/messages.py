@@ -16,6 +16,8 @@ class Kind(StrEnum):
     UNSUPPORTED = "unsupported"  # sticker, photo, voice... where we expect text or a button
     MY_DATA = "my_data"  # /mydata: everything stored about the person
     DELETE = "delete"  # /delete: erase personal data (after a confirmation button)
+    PROMO = "promo"  # /promo: the lead's live promo codes
+    INVITE = "invite"  # /invite: the referral link and how many friends came
 
 
 @dataclass(frozen=True)

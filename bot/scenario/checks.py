@@ -33,7 +33,15 @@ SENT_AS_WRITTEN = frozenset(
 )
 # What the engine fills in the replies it sends at once (start, offers, questions, FAQ...),
 # besides `{promo.<id>}` and `{promo.<id>.expires}`, which are allowed there too.
-REPLY_PLACEHOLDERS = frozenset({"first_name", "name", "policy_url"})
+REPLY_PLACEHOLDERS = frozenset({"first_name", "name", "policy_url", "referral_link"})
+# System texts that show a code or the referral counts have names of their own.
+CODE_PLACEHOLDERS = frozenset({"code", "discount", "until"})
+MESSAGE_PLACEHOLDERS = {
+    "promo_line": CODE_PLACEHOLDERS,
+    "referral_welcome": CODE_PLACEHOLDERS,
+    "referral_reward": CODE_PLACEHOLDERS,
+    "invite": frozenset({"friends", "qualified", "referral_link"}),
+}
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 Found = tuple[Path_, str]
@@ -75,6 +83,7 @@ def _references(s: Scenario) -> Iterator[Found]:
             yield (*base, "ask"), "a question is asked twice"
         if item.then.start is not None and item.then.start not in s.sequences:
             yield (*base, "then", "start"), _unknown("sequence", item.then.start, s.sequences)
+        yield from promo((*base, "then", "promo"), item.then.promo)
     for seq_id, sequence in s.sequences.items():
         base = ("sequences", seq_id)
         for index, name in enumerate(sequence.stop_on):
@@ -111,6 +120,17 @@ def _references(s: Scenario) -> Iterator[Found]:
     if s.referral is not None:
         yield from promo(("referral", "invitee_promo"), s.referral.invitee_promo)
         yield from promo(("referral", "reward_promo"), s.referral.reward_promo)
+        reward = s.promos.get(s.referral.reward_promo or "")
+        if reward is not None and reward.kind == "shared":
+            yield (
+                ("referral", "reward_promo"),
+                "a reward is a personal code: a shared campaign code would thank nobody",
+            )
+    for promo_id, item in s.promos.items():
+        trigger = item.issue_on
+        if trigger is not None and trigger.event and trigger.event not in events:
+            path = ("promos", promo_id, "issue_on", "event")
+            yield path, _unknown("event", trigger.event, events)
     for name in s.scoring.events:
         if name not in events:  # points for an event that never happens are a typo
             yield (
@@ -160,24 +180,17 @@ def _texts(s: Scenario) -> Iterator[Found]:
     for promo_id in s.promos:
         allowed |= {f"promo.{promo_id}", f"promo.{promo_id}.expires"}
     for path, text, limit in _visible_texts(s):
+        own = MESSAGE_PLACEHOLDERS.get(str(path[1]), frozenset()) if path[0] == "messages" else ()
         for name in placeholders(text):
-            if name not in allowed:
-                yield path, _unknown_placeholder(name, allowed, s)
+            if name in own:
+                continue
+            if name == "referral_link" and s.referral is None:
+                yield path, "{referral_link} needs the referral programme: add referral:"
+            elif name not in allowed:
+                yield path, _unknown_placeholder(name, allowed | set(own), s)
             elif limit == BUTTON_LIMIT or path in SENT_AS_WRITTEN:
                 # Labels are sent as written, and the apology must not depend on data.
                 yield path, f"{{{name}}}: this text is sent as written, without placeholders"
-            elif (
-                name not in REPLY_PLACEHOLDERS
-                and not name.startswith("promo.")
-                and path[0] not in ("sequences", "broadcasts")
-            ):
-                yield (
-                    path,
-                    (
-                        f"{{{name}}} works in sequence steps and broadcasts only: referral "
-                        "links come with the referral programme"
-                    ),
-                )
         if len(text) > limit:
             what = "button text" if limit == BUTTON_LIMIT else "text"
             yield path, f"{what} is {len(text)} characters, over the limit of {limit}"

@@ -74,6 +74,12 @@ BUILTIN_EVENTS = frozenset(
         "erased",
         "step_sent",
         "broadcast_sent",
+        "promo_issued",
+        "promo_expiring",
+        "promo_redeemed",
+        "referral_joined",
+        "referral_void",
+        "referral_rewarded",
     }
 )
 
@@ -204,6 +210,7 @@ class Then(Strict):
     score: int = 0
     tag: Annotated[list[Id], BeforeValidator(_one_or_many)] = []
     start: Id | None = None
+    promo: Id | None = None  # a code issued with the magnet (shown by /promo and placeholders)
 
 
 class Offer(Strict):
@@ -512,8 +519,17 @@ class Promo(Strict):
     code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{3,32}$")] | None = None
     valid: Duration | None = None
     until: date | None = None
+    # Personal: redemptions per code (default 1); `per_lead` caps the codes one lead gets
+    # over time (default: a new one whenever none is live). Shared: redemptions of the
+    # campaign code by everybody together (default: no limit); `per_lead` caps one lead's
+    # (default 1).
     uses: int | None = Field(default=1, ge=1)
-    per_lead: int = Field(default=1, ge=1)
+    per_lead: int | None = Field(default=None, ge=1)
+    # Issued when this event or stage happens (besides offers, steps and placeholders).
+    issue_on: StartOn | None = None
+    # "Your code expires soon": the `promo_expiring` event this long before a personal
+    # code expires, for a sequence with `start_on: {event: promo_expiring}` to remind.
+    remind_before: Duration | None = None
 
     @model_validator(mode="after")
     def _fits_kind(self) -> Promo:
@@ -523,6 +539,12 @@ class Promo(Strict):
             raise ValueError("a personal promo generates its codes: give prefix:, not code:")
         if self.valid and self.until:
             raise ValueError("give either valid: (a duration) or until: (a date), not both")
+        if self.remind_before is not None and not (self.valid or self.until):
+            raise ValueError("remind_before: needs valid: or until:, or the code never expires")
+        if self.kind == "shared" and "uses" not in self.model_fields_set:
+            object.__setattr__(self, "uses", None)  # a campaign code is for everybody
+        if self.kind == "shared" and self.per_lead is None:
+            object.__setattr__(self, "per_lead", 1)  # ... once each
         return self
 
 
@@ -591,7 +613,25 @@ class Messages(Strict):
     delete_cancelled: str = "Хорошо, ничего не удаляем."
     noted: str = "Отметили, спасибо!"
     promo_ended: str = "(акция уже завершилась)"
+    promo_used_up: str = "(вы уже воспользовались этим предложением)"
     thanks: str = "Спасибо за ответ!"
+    # /promo: a heading and one line per live code ({code}, {discount}, {until}).
+    promo_list: str = "Ваши промокоды:"
+    promo_line: str = "🎟 {code} — {discount}, действует {until}"
+    promo_none: str = "Сейчас у вас нет действующих промокодов."
+    # /invite ({referral_link}, {friends}: came by the link, {qualified}: counted for a gift).
+    invite: str = (
+        "Приглашайте коллег по своей ссылке — им подарок при первом обращении, "
+        "а вам бонус за каждого, кто станет нашим клиентом:\n{referral_link}\n\n"
+        "Пришли по ссылке: {friends}, засчитано: {qualified}."
+    )
+    invite_off: str = "Сейчас реферальная программа не действует."
+    # To the invited friend on arrival and to the referrer when the friend counts.
+    referral_welcome: str = "Вас пригласил друг — дарим {discount} по коду {code} ({until})."
+    referral_reward: str = (
+        "🎉 Ваш друг по приглашению обратился к нам — спасибо! "
+        "Ваш подарок: {discount}. Код {code} ({until})."
+    )
 
 
 class Scenario(Strict):

@@ -745,7 +745,7 @@ def test_files_outside_the_working_directory_show_absolute(
     assert problems(tmp_path / "sc") == [f"{shown}:2:10: version: should be 1"]
 
 
-def test_promo_placeholder_works_in_an_immediate_reply_but_referral_link_does_not(
+def test_codes_and_the_referral_link_work_in_an_immediate_reply_given_a_programme(
     scenario_dir: Path, edit: Edit
 ) -> None:
     (scenario_dir / "promos.yaml").write_text(
@@ -762,9 +762,12 @@ def test_promo_placeholder_works_in_an_immediate_reply_but_referral_link_does_no
     )
 
     assert problems(scenario_dir) == [
-        "sc/funnel.yaml:23:13: offers.audit.deliver.text: {referral_link} works in sequence "
-        "steps and broadcasts only: referral links come with the referral programme"
+        "sc/funnel.yaml:23:13: offers.audit.deliver.text: {referral_link} needs the referral "
+        "programme: add referral:"
     ]
+
+    (scenario_dir / "referral.yaml").write_text("referral: {max_rewards: 3}\n", encoding="utf-8")
+    load_scenario(scenario_dir)  # no error now
 
 
 @pytest.mark.parametrize(

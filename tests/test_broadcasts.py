@@ -136,8 +136,8 @@ def test_dry_run_counts_and_queues_nothing(tmp_path: Path) -> None:
         (["--text", "x", "--segment", "{blah: 1}"], "leadbot: bad --segment or --at:"),
         (
             ["--text", "Код {promo.x}", "--segment", "{tag: a}"],
-            "leadbot: --text may use {first_name}, {name}, {policy_url}, {referral_link}, {promo.<id>} of the "
-            "scenario's promos, not {promo.x}",
+            "leadbot: --text may use {first_name}, {name}, {policy_url}, {referral_link}, "
+            "{promo.<id>} of the scenario's promos, not {promo.x}",
         ),
     ],
 )

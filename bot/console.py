@@ -15,7 +15,7 @@ CHANNEL = "console"
 HELP = (
     "Type as the prospect would. A number presses that button; /start PAYLOAD starts with a "
     "deep link; /contact +79991234567 shares a phone; /sticker sends a sticker; /wait 2h moves "
-    "the clock; /menu, /stop; /quit ends."
+    "the clock; /menu, /stop, /promo (your codes), /invite (your referral link); /quit ends."
 )
 
 
@@ -102,6 +102,10 @@ class ConsoleChat:
             incoming = self._incoming(Kind.MENU)
         elif command == "/stop":
             incoming = self._incoming(Kind.STOP)
+        elif command == "/promo":
+            incoming = self._incoming(Kind.PROMO)
+        elif command == "/invite":
+            incoming = self._incoming(Kind.INVITE)
         elif command == "/contact":
             phone = shlex.split(argument)[0] if argument else ""
             incoming = self._incoming(Kind.CONTACT, phone=phone, contact_is_own=True)

@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from bot import promos
 from bot.engine.funnel import Funnel
+from bot.handoff import parse_amount
 from bot.outside import LeadRef, apply_event, lead_named
 from bot.scenario.model import Scenario
 from storage.models import Lead, PromoCode, PromoRedemption
@@ -50,8 +51,14 @@ class Outcome:
         return self.status == "redeemed"
 
 
+MAX_FAILURES = 5  # the settings' defaults (REDEEM_MAX_FAILURES, REDEEM_LOCKOUT_MINUTES)
+LOCKOUT = timedelta(minutes=15)
+
+
 class Redemptions:
-    def __init__(self, funnel: Funnel, *, max_failures: int, lockout: timedelta) -> None:
+    def __init__(
+        self, funnel: Funnel, *, max_failures: int = MAX_FAILURES, lockout: timedelta = LOCKOUT
+    ) -> None:
         self.funnel = funnel
         self.max_failures = max_failures
         self.lockout = lockout
@@ -212,6 +219,15 @@ async def _again(uow: UnitOfWork, s: Scenario, earlier: PromoRedemption) -> Outc
         amount=Decimal(earlier.amount) if earlier.amount else None,
         duplicate=True,
     )
+
+
+def parse_redeem(args: str) -> tuple[str, Decimal | None] | None:
+    """`/redeem CODE [amount]`: the code and the amount; None when the amount is not one."""
+    code, _, rest = args.strip().partition(" ")
+    if not rest.strip():
+        return code, None
+    amount = parse_amount(rest)
+    return (code, amount) if amount is not None else None
 
 
 def managers_text(outcome: Outcome) -> str:

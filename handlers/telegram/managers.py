@@ -1,5 +1,5 @@
 """The managers' group chat: card buttons, replies to the bot's posts, and the commands
-/lead, /stats and /reload. Only that chat is listened to: anyone who can write there is a
+/lead, /redeem, /stats and /reload. Only that chat is listened to: anyone who can write there is a
 manager; the same command or a card button's data anywhere else gets nothing."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, Message, User
 from bot.engine.funnel import Funnel
 from bot.engine.messages import Outgoing
 from bot.handoff import Manager, ManagerDesk
+from bot.redemption import Redemptions, managers_text, parse_redeem
 from bot.scenario.reload import ScenarioReloader
 from handlers.telegram.callbacks import Press
 from handlers.telegram.sender import inline_keyboard
@@ -65,6 +66,22 @@ def setup_managers_router(managers_chat_id: int | None) -> Router:
         # Shown by request, it is a card like the first: kept up to date, and a reply to it
         # goes to the lead.
         await desk.remember(CHANNEL, str(shown.message_id), lead_id, "card")
+
+    @router.message(Command("redeem"))
+    async def redeem(message: Message, command: CommandObject, redemptions: Redemptions) -> None:
+        parsed = parse_redeem(command.args or "")
+        if not command.args or parsed is None or message.from_user is None:
+            await message.reply(
+                "Напишите /redeem КОД или /redeem КОД СУММА, "
+                "например /redeem START-7KQ4M-9XRTB 45000."
+            )
+            return
+        code, amount = parsed
+        manager = manager_of(message.from_user)
+        outcome = await redemptions.redeem(
+            code, source=manager.key, by=f"{manager.key} {manager.name}", amount=amount
+        )
+        await message.reply(managers_text(outcome))
 
     @router.message(Command("stats"))
     async def stats(message: Message, desk: ManagerDesk) -> None:

@@ -73,6 +73,8 @@ def setup_router() -> Router:
         ("stop", Kind.STOP),
         ("mydata", Kind.MY_DATA),
         ("delete", Kind.DELETE),
+        ("promo", Kind.PROMO),
+        ("invite", Kind.INVITE),
     ):
 
         @router.message(Command(name))

@@ -20,6 +20,7 @@ from bot.engine.funnel import Funnel
 from bot.handoff import ManagerDesk, remind_unclaimed
 from bot.heartbeat import Heartbeat, start_heartbeat
 from bot.outside import OutsideEvents
+from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
 from handlers.telegram.managers import setup_managers_router
@@ -37,6 +38,8 @@ COMMANDS = [
     BotCommand(command="start", description="Начать сначала"),
     BotCommand(command="menu", description="Меню"),
     BotCommand(command="stop", description="Не присылать рассылки"),
+    BotCommand(command="promo", description="Мои промокоды"),
+    BotCommand(command="invite", description="Пригласить друга"),
     BotCommand(command="mydata", description="Какие данные о вас хранятся"),
     BotCommand(command="delete", description="Удалить мои данные"),
 ]
@@ -76,10 +79,17 @@ def create_dispatcher(
     throttle: Throttle | None = None,
     reloader: ScenarioReloader | None = None,
     desk: ManagerDesk | None = None,
+    redemptions: Redemptions | None = None,
 ) -> Dispatcher:
     """The dispatcher with every dependency in its workflow data (handlers take what they name)."""
     desk = desk or ManagerDesk(funnel.db, funnel.scenarios, funnel.clock, {sender.channel: sender})
-    dispatcher = Dispatcher(funnel=funnel, sender=sender, reloader=reloader, desk=desk)
+    dispatcher = Dispatcher(
+        funnel=funnel,
+        sender=sender,
+        reloader=reloader,
+        desk=desk,
+        redemptions=redemptions or Redemptions(funnel),
+    )
     dispatcher.update.outer_middleware(in_flight)
     throttle = throttle or Throttle()
     dispatcher.message.outer_middleware(throttle)
@@ -157,7 +167,7 @@ async def run_telegram(settings: Settings, app: App) -> None:
 
     heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader, reminders=reminders)
     try:
-        await _serve(settings, funnel, bot, sender, reloader, heartbeat, desk)
+        await _serve(settings, funnel, bot, sender, reloader, heartbeat, desk, app.redemptions())
     finally:
         await heartbeat.stop()  # a no-op when the dispatcher's shutdown already stopped it
         await worker.pacer.aclose()
@@ -173,15 +183,19 @@ async def _serve(
     reloader: ScenarioReloader,
     heartbeat: Heartbeat,
     desk: ManagerDesk,
+    redemptions: Redemptions,
 ) -> None:
     in_flight = InFlight()
     throttle = Throttle(rate=settings.flood_rate, burst=settings.flood_burst)
-    dispatcher = create_dispatcher(funnel, sender, in_flight, throttle, reloader, desk)
+    dispatcher = create_dispatcher(
+        funnel, sender, in_flight, throttle, reloader, desk, redemptions
+    )
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
     outside = OutsideEvents(funnel)
     # Before the bot's session closes, the delivery tick in progress finishes and records.
     dispatcher.shutdown.register(heartbeat.stop)
     me = await bot.get_me()
+    funnel.referral_links.telegram_bot = me.username
     log.info(
         "Telegram bot @%s started (%s)",
         me.username,
@@ -191,7 +205,11 @@ async def _serve(
     if not settings.webhook_base_url:
         await bot.delete_webhook()
         # The events API needs a web server even without a webhook.
-        api = await _serve_http(settings, api_app(outside, api_token)) if api_token else None
+        api = (
+            await _serve_http(settings, api_app(outside, api_token, redemptions))
+            if api_token
+            else None
+        )
         try:
             await dispatcher.start_polling(bot, handle_signals=True, tasks_concurrency_limit=64)
         finally:
@@ -201,7 +219,7 @@ async def _serve(
     assert settings.webhook_secret is not None  # settings refuse a webhook without one
     secret = settings.webhook_secret.get_secret_value()
     app = webhook_app(dispatcher, bot, secret)
-    add_api_routes(app, outside, api_token)
+    add_api_routes(app, outside, api_token, redemptions)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)

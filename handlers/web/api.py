@@ -1,6 +1,6 @@
-"""The HTTP side beside the messengers: `POST /api/events` for the website or CRM (bearer
-token) and `GET /r/<token>` for tracked links. aiohttp, on the server of the Telegram
-webhook when there is one."""
+"""The HTTP side beside the messengers: `POST /api/events` for the website or CRM and
+`POST /api/promo/redeem` for the till or the shop (bearer token), and `GET /r/<token>` for
+tracked links. aiohttp, on the server of the Telegram webhook when there is one."""
 
 from __future__ import annotations
 
@@ -8,20 +8,26 @@ import hmac
 import json
 import logging
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.outside import LeadRef, OutsideEvents, Refused
+from bot.redemption import Redemptions
 from bot.tracking import PATH
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/api/events"
+REDEEM_PATH = "/api/promo/redeem"
 MAX_BODY = 64 * 1024
 OUTSIDE = web.AppKey("outside", OutsideEvents)
+REDEMPTIONS = web.AppKey("redemptions", Redemptions)
 TOKEN = web.AppKey("api_token", str)
+Body = TypeVar("Body", bound=BaseModel)
+# What each outcome of a redemption answers: the JSON's `status` says it in words too.
+REDEEM_STATUS = {"redeemed": 200, "unknown": 404, "used_up": 409, "expired": 410, "locked": 429}
 
 
 class EventBody(BaseModel):
@@ -48,6 +54,31 @@ class EventBody(BaseModel):
         return self
 
 
+class RedeemBody(BaseModel):
+    """A code to redeem; optionally the amount paid (recorded as a purchase), the buyer
+    (needed for a shared campaign code to be counted per client), who is asking (failures
+    lock out per `source`: pass the end customer's IP or session when a public form relays
+    codes) and an id of the request's own (a retry is answered, not counted twice)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=64)
+    amount: Decimal | None = Field(default=None, ge=0, lt=Decimal("1e12"))
+    lead_id: int | None = Field(default=None, ge=1)
+    phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=320)
+    token: str | None = Field(default=None, max_length=32)
+    source: str | None = Field(default=None, min_length=1, max_length=100)
+    id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _at_most_one_lead(self) -> RedeemBody:
+        given = [k for k in ("lead_id", "phone", "email", "token") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError("name the lead with at most one of lead_id, phone, email, token")
+        return self
+
+
 def _bad_request(reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=400)
 
@@ -61,7 +92,8 @@ def _authorized(request: web.Request) -> bool:
     )
 
 
-async def post_event(request: web.Request) -> web.Response:
+async def _body(request: web.Request, model: type[Body]) -> Body | web.Response:
+    """The request's body as `model`, or the answer that refuses it (401 or 400)."""
     if not _authorized(request):
         return web.json_response(
             {"error": "a valid bearer token is required"},
@@ -75,12 +107,18 @@ async def post_event(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         return _bad_request(f"the body is larger than {MAX_BODY} bytes")
     try:
-        body = EventBody.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         reason = first["msg"].removeprefix("Value error, ")
         return _bad_request(f"{where}: {reason}" if where else reason)
+
+
+async def post_event(request: web.Request) -> web.Response:
+    body = await _body(request, EventBody)
+    if isinstance(body, web.Response):
+        return body
     ref = LeadRef(body.lead_id, body.phone, body.email, body.token)
     try:
         recorded = await request.app[OUTSIDE].record(
@@ -99,6 +137,48 @@ async def post_event(request: web.Request) -> web.Response:
     )
 
 
+async def redeem_code(request: web.Request) -> web.Response:
+    body = await _body(request, RedeemBody)
+    if isinstance(body, web.Response):
+        return body
+    given = any((body.lead_id, body.phone, body.email, body.token))
+    ref = LeadRef(body.lead_id, body.phone, body.email, body.token) if given else None
+    try:
+        outcome = await request.app[REDEMPTIONS].redeem(
+            body.code,
+            source=f"api:{body.source or request.remote or 'unknown'}",
+            by="api",
+            amount=body.amount,
+            lead=ref,
+            key=body.id,
+        )
+    except Refused as refused:
+        return web.json_response({"error": refused.reason}, status=refused.status)
+    answer: dict[str, Any] = {"status": outcome.status, "code": outcome.code}
+    if outcome.ok:
+        answer |= {
+            "promo": outcome.promo,
+            "discount": outcome.discount,
+            "lead_id": outcome.lead_id,
+            "uses_left": outcome.uses_left,
+            "duplicate": outcome.duplicate,
+        }
+    headers = {}
+    if outcome.status == "expired":
+        answer["error"] = f"the code expired: its last day was {outcome.last_day}"
+    elif outcome.status == "used_up":
+        answer["error"] = "the code has been used up"
+        if outcome.used_at is not None:
+            answer["used_at"] = outcome.used_at.isoformat()
+    elif outcome.status == "unknown":
+        answer["error"] = "no such code"
+    elif outcome.status == "locked":
+        answer["error"] = "too many failed attempts from this source; try again later"
+        answer["retry_after"] = outcome.retry_after
+        headers["Retry-After"] = str(outcome.retry_after)
+    return web.json_response(answer, status=REDEEM_STATUS[outcome.status], headers=headers)
+
+
 async def follow_link(request: web.Request) -> web.Response:
     url = await request.app[OUTSIDE].click(request.match_info["token"])
     if url is None:
@@ -110,17 +190,27 @@ async def follow_link(request: web.Request) -> web.Response:
     raise web.HTTPFound(url)
 
 
-def add_api_routes(app: web.Application, outside: OutsideEvents, api_token: str | None) -> None:
-    """Tracked links always; the events API only with a token (no token, no API)."""
+def add_api_routes(
+    app: web.Application,
+    outside: OutsideEvents,
+    api_token: str | None,
+    redemptions: Redemptions | None = None,
+) -> None:
+    """Tracked links always; the events and redemption API only with a token (no token, no
+    API)."""
     app[OUTSIDE] = outside
     # GET only: a HEAD from a link checker is not a click.
     app.router.add_get(PATH + "{token}", follow_link, allow_head=False)
     if api_token:
         app[TOKEN] = api_token
+        app[REDEMPTIONS] = redemptions or Redemptions(outside.funnel)
         app.router.add_post(EVENTS_PATH, post_event)
+        app.router.add_post(REDEEM_PATH, redeem_code)
 
 
-def api_app(outside: OutsideEvents, api_token: str | None) -> web.Application:
+def api_app(
+    outside: OutsideEvents, api_token: str | None, redemptions: Redemptions | None = None
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
-    add_api_routes(app, outside, api_token)
+    add_api_routes(app, outside, api_token, redemptions)
     return app

@@ -6,7 +6,6 @@ import math
 import random
 import re
 import shutil
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -63,10 +62,8 @@ def test_a_million_codes_are_all_different() -> None:
     # Seeded, so the test is repeatable; at ~49.5 bits the chance of any collision among a
     # million codes is ~0.0006, so a seed that passes hides no likely collision.
     rng = random.Random(20261123)
-    started = time.perf_counter()
     codes = {promos.new_code("START", rng) for _ in range(1_000_000)}
     assert len(codes) == 1_000_000
-    assert time.perf_counter() - started < 30
     # and every character of the alphabet turns up, in every position
     sample = [code[6:].replace("-", "") for code in list(codes)[:2000]]
     for position in range(promos.LENGTH):

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from bot import broadcasts, stats
+from bot import broadcasts, promo_stats, stats
 from bot.app import SchemaOutdated, build_app, prepare_database
 from bot.clock import FakeClock, SystemClock
 from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleTransport
@@ -223,7 +223,13 @@ async def funnel_stats(settings: Settings, args: argparse.Namespace) -> int:
         await prepare_database(db)
         async with db.unit_of_work() as uow:
             report = await stats.funnel_report(uow.session, since=since, until=until, by=args.by)
+            codes = await promo_stats.promo_figures(uow.session, since=since, until=until)
+            referrers = await promo_stats.referrer_figures(uow.session, since=since, until=until)
         print(stats.format_report(report))
+        print()
+        print("\n".join(promo_stats.format_promos(codes)))
+        print()
+        print("\n".join(promo_stats.format_referrers(referrers)))
         return 0
     finally:
         await db.dispose()

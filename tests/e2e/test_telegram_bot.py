@@ -65,6 +65,8 @@ async def test_the_shipped_funnel_from_start_to_the_guide(
         "start",
         "menu",
         "stop",
+        "promo",
+        "invite",
         "mydata",
         "delete",
     ]

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import broadcasts, promos, referrals, sequences
+from bot import broadcasts, promos, reactions, referrals, sequences
 from bot.clock import Clock
 from bot.crm import CrmExporter, CrmRejected
 from bot.engine.funnel import MARKETING, REFERRAL_LINK, Funnel, question_markup
@@ -154,8 +154,10 @@ class DeliveryWorker:
                         item = await self._prepare_broadcast(uow, scenario, row, lead, now)
                     elif row.kind in (CARD, MANAGERS_POST):
                         item = await self._prepare_post(uow, scenario, row, lead, now)
-                    elif row.kind in (RELAY, referrals.REWARD):
+                    elif row.kind == RELAY:
                         item = await self._prepare_relay(uow, row, lead)
+                    elif row.kind == referrals.REWARD:
+                        item = await self._prepare_reward(uow, scenario, row, lead, now)
                     elif row.kind == CRM_EXPORT:
                         item = await self._prepare_crm(uow, scenario, row, lead)
                     else:
@@ -357,6 +359,25 @@ class DeliveryWorker:
             kind=row.kind,
             post=post,
         )
+
+    async def _prepare_reward(
+        self, uow: UnitOfWork, s: Scenario, row: OutboxRow, lead: Lead, now: datetime
+    ) -> Prepared:
+        """A referrer's reward for a friend who counted: granted here, under the referrer's
+        lock, once (the text is kept in the row for a retry of the send), then sent like a
+        manager's answer. A referrer who blocked the bot keeps the code for /promo."""
+        if "text" not in row.payload:
+            # A savepoint: a failure half-way leaves no half-granted reward behind.
+            async with uow.session.begin_nested():
+                reward = await referrals.grant(uow, s, lead, row.payload["friend"], now)
+                if reward is not None:
+                    await reactions.react_and_record(
+                        uow, s, lead, now, reward.events, reward.reached
+                    )
+                row.payload = {**row.payload, "text": reward.text if reward else None}
+        if row.payload["text"] is None:
+            raise Skip("skipped", "no reward code: void, max_rewards reached or no reward_promo")
+        return await self._prepare_relay(uow, row, lead)
 
     async def _prepare_relay(self, uow: UnitOfWork, row: OutboxRow, lead: Lead) -> Prepared:
         """A manager's answer or a referral thank-you: not advertising, so no consent or

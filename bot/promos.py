@@ -259,19 +259,21 @@ async def remind_expiring(
     caller to react to. Each code is reminded of once, whichever process gets it first."""
     zone = ZoneInfo(scenario.settings.timezone)
     found: list[tuple[Lead, dict[str, Any]]] = []
+    due: list[PromoCode] = []
     for promo_id, promo in scenario.promos.items():
-        if promo.remind_before is None or promo.kind == "shared":
+        if promo.remind_before is not None and promo.kind == "personal":
+            due += await uow.promos.expiring(promo_id, now, promo.remind_before, limit=limit)
+    # Leads are locked in id order, the delivery worker's order, so the two never deadlock.
+    for row in sorted(due, key=lambda r: (r.lead_id or 0, r.id)):
+        assert row.lead_id is not None
+        lead = await uow.leads.get(row.lead_id, lock=True)
+        if not await uow.promos.mark_reminded(row.id, now):
+            continue  # another process took it
+        if lead is None or lead.erased_at is not None:
             continue
-        for row in await uow.promos.expiring(promo_id, now, promo.remind_before, limit=limit):
-            assert row.lead_id is not None
-            lead = await uow.leads.get(row.lead_id, lock=True)
-            if not await uow.promos.mark_reminded(row.id, now):
-                continue  # another process took it
-            if lead is None or lead.erased_at is not None:
-                continue
-            details = {"promo": promo_id, "code": row.code, "expires": expires_text(row, zone)}
-            uow.events.add(lead.id, "promo_expiring", now=now, payload=details)
-            found.append((lead, details))
+        details = {"promo": row.promo, "code": row.code, "expires": expires_text(row, zone)}
+        uow.events.add(lead.id, "promo_expiring", now=now, payload=details)
+        found.append((lead, details))
     return found
 
 

@@ -28,13 +28,11 @@ async def react(
     events: list[tuple[str, dict[str, Any]]],
     reached: set[str],
 ) -> list[str]:
-    """React to what happened to the lead in this transaction; the chains started. The
-    caller holds the lead's lock; a rewarded referrer is locked after it."""
+    """React to what happened to the lead in this transaction (the caller holds its lock);
+    the chains started. Use `react_and_record` unless the caller records those itself."""
     started = await sequences.react(uow, scenario, lead, now, events, reached)
     await promos.issue_triggered(uow, scenario, lead, now, events, reached)
-    reward = await referrals.react(uow, scenario, lead, now, events)
-    if reward is not None:
-        await react_and_record(uow, scenario, reward.referrer, now, reward.events, reward.reached)
+    await referrals.react(uow, scenario, lead, now, events)
     return started
 
 
@@ -45,12 +43,23 @@ async def react_and_record(
     now: datetime,
     events: list[tuple[str, dict[str, Any]]],
     reached: set[str],
+    *,
+    channel: str | None = None,
 ) -> None:
-    """`react` for events from outside the chat: the chains it starts are recorded and move
-    the lead to `warming`, as the engine does in the chat."""
-    for started in await react(uow, scenario, lead, now, events, reached):
-        uow.events.add(lead.id, "sequence_started", now=now, payload={"sequence": started})
-        stages.advance(lead, "warming", reason=f"sequence:{started}", now=now, events=uow.events)
+    """`react`, recording each chain started (`sequence_started`) and moving the lead to
+    `warming`, then reacting to those in turn: a chain may start on another's start or on
+    the stage `warming`. Ends, as each chain starts once per lead."""
+    while events or reached:
+        started = await react(uow, scenario, lead, now, events, reached)
+        events, reached = [], set()
+        for sequence in started:
+            payload = {"sequence": sequence}
+            uow.events.add(lead.id, "sequence_started", now=now, channel=channel, payload=payload)
+            events.append(("sequence_started", payload))
+            if stages.advance(
+                lead, "warming", reason=f"sequence:{sequence}", now=now, events=uow.events
+            ):
+                reached.add("warming")
 
 
 async def remind_expiring_codes(db: Database, scenarios: ActiveScenario, clock: Clock) -> int:
@@ -66,5 +75,5 @@ async def remind_expiring_codes(db: Database, scenarios: ActiveScenario, clock: 
             await react_and_record(uow, s, lead, now, [("promo_expiring", details)], set())
         await uow.commit()
     if expiring:
-        log.info("%d promo codes expire soon: leads reminded", len(expiring))
+        log.info("%d promo codes expire soon: promo_expiring recorded", len(expiring))
     return len(expiring)

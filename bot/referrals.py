@@ -28,7 +28,7 @@ from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
-REWARD = "referral_reward"  # outbox kind: the thank-you with the reward code
+REWARD = "referral_reward"  # outbox kind: the reward, granted and sent by the worker
 # 8 characters of the promo alphabet (~40 bits): short enough for a link anybody forwards,
 # too many to find a stranger's code by trying. No "-": deep-link parts are joined by it.
 CODE_LENGTH = 8
@@ -61,10 +61,12 @@ class Counts:
 
 @dataclass
 class Reward:
-    """What a friend's progress did to its referrer, for the caller to react to (chains
-    that start on `referral_rewarded` or on the stage `advocate`)."""
+    """What a friend's progress did to its referrer: the thank-you to send (None without a
+    code), and the events and stage for the caller to react to (chains that start on
+    `referral_rewarded` or on the stage `advocate`)."""
 
     referrer: Lead
+    text: str | None = None
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     reached: set[str] = field(default_factory=set)
 
@@ -111,42 +113,61 @@ async def react(
     friend: Lead,
     now: datetime,
     recorded: list[tuple[str, dict[str, Any]]],
-) -> Reward | None:
+) -> None:
     """After the friend's events (the caller holds its lock): void the referral if a new
-    contact shows the friend is somebody known; reward the referrer once when the friend
-    reaches `reward_when`."""
+    contact shows the friend is somebody known; once the friend reaches `reward_when`, mark
+    it (once: the friend's lock is held) and queue the referrer's reward. The reward is
+    granted by the delivery worker under the referrer's own lock (`grant`): taking a second
+    lead's lock here would invert the worker's order of locks and could deadlock."""
     if s.referral is None:
-        return None
+        return
     referral = await uow.session.get(Referral, friend.id)
     if referral is None or referral.void_at is not None or referral.qualified_at is not None:
-        return None
+        return
     due = stages.RANK[friend.funnel_stage] >= stages.RANK[s.referral.reward_when]
     contact = any(name == "contact_shared" for name, _ in recorded)
     if not (due or contact):
-        return None
+        return
     known = await _known_elsewhere(uow, friend.id, referral.referrer_id)
     if known is not None:
         referral.void_at, referral.void_reason = now, known
         uow.events.add(friend.id, "referral_void", now=now, payload={"reason": known})
         log.info("referral of lead %s is void: %s", friend.id, known)
-        return None
+        return
     if not due:
-        return None
+        return
     referral.qualified_at = now
-    referrer = await uow.leads.get(referral.referrer_id, lock=True)
-    if referrer is None or referrer.erased_at is not None:
+    await uow.outbox.enqueue(
+        idempotency_key=f"{REWARD}:{friend.id}",
+        channel=await lead_channel(uow, referral.referrer_id),
+        kind=REWARD,
+        due_at=now,
+        now=now,
+        lead_id=referral.referrer_id,
+        payload={"friend": friend.id},
+    )
+
+
+async def grant(
+    uow: UnitOfWork, s: Scenario, referrer: Lead, friend_id: int, now: datetime
+) -> Reward | None:
+    """The referrer's reward for a friend who counted (the caller holds the referrer's lock):
+    the stage `advocate`, a fresh `reward_promo` code within `max_rewards`, the event
+    `referral_rewarded`, and the thank-you text (None without a code)."""
+    referral = await uow.session.get(Referral, friend_id)
+    if referral is None or referral.void_at is not None or referrer.erased_at is not None:
         return None
     reward = Reward(referrer)
     if stages.advance(
-        referrer, "advocate", reason=f"friend #{friend.id}", now=now, events=uow.events
+        referrer, "advocate", reason=f"friend #{friend_id}", now=now, events=uow.events
     ):
         reward.reached.add("advocate")
-    details: dict[str, Any] = {"friend": friend.id}
-    code = await _reward_code(uow, s, referrer, now)
+    details: dict[str, Any] = {"friend": friend_id}
+    code = await _reward_code(uow, s, referrer, now) if s.referral is not None else None
     if code is not None:
         referral.reward_code = code.code
         details |= {"promo": code.promo, "code": code.code}
-        await _thank(uow, s, referrer, friend.id, code, now)
+        reward.text = render(s.messages.referral_reward, promos.code_values(s, code))
     uow.events.add(referrer.id, "referral_rewarded", now=now, payload=details)
     reward.events.append(("referral_rewarded", details))
     return reward
@@ -170,28 +191,6 @@ async def _reward_code(
     except promos.NoCode as no_code:
         log.warning("referrer %s gets no reward code: %s", referrer.id, no_code)
         return None
-
-
-async def _thank(
-    uow: UnitOfWork,
-    s: Scenario,
-    referrer: Lead,
-    friend_id: int,
-    code: promos.PromoCode,
-    now: datetime,
-) -> None:
-    """The thank-you with the code, through the outbox: not advertising (the referrer asked
-    for the programme), but nothing reaches a lead who blocked the bot."""
-    text = render(s.messages.referral_reward, promos.code_values(s, code))
-    await uow.outbox.enqueue(
-        idempotency_key=f"{REWARD}:{friend_id}",
-        channel=await lead_channel(uow, referrer.id),
-        kind=REWARD,
-        due_at=now,
-        now=now,
-        lead_id=referrer.id,
-        payload={"text": text},
-    )
 
 
 async def _referrer(uow: UnitOfWork, code: str) -> Lead | None:

@@ -361,11 +361,18 @@ class OutboxRepository:
         self.session.add(row)
         return row
 
-    async def cancel_pending(self, lead_id: int, *, reason: str) -> int:
-        """Cancel everything still queued for a lead (blocked the bot, erased, ...)."""
+    async def cancel_pending(
+        self, lead_id: int, *, reason: str, keep: tuple[str, ...] = ()
+    ) -> int:
+        """Cancel everything still queued for a lead (blocked the bot, erased, ...) but the
+        kinds in `keep`."""
         result = await self.session.execute(
             update(OutboxRow)
-            .where(OutboxRow.lead_id == lead_id, OutboxRow.status == "pending")
+            .where(
+                OutboxRow.lead_id == lead_id,
+                OutboxRow.status == "pending",
+                OutboxRow.kind.not_in(keep),
+            )
             .values(status="cancelled", last_error=reason)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

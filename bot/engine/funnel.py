@@ -141,7 +141,11 @@ class Funnel:
                 lead, "blocked", reason=f"{channel} blocked", now=now, events=uow.events
             )
             await sequences.stop_runs(uow, lead.id, now, "blocked")
-            cancelled = await uow.outbox.cancel_pending(lead.id, reason="blocked")
+            # A referral reward is still granted (the code waits in /promo); only its
+            # thank-you is not sent.
+            cancelled = await uow.outbox.cancel_pending(
+                lead.id, reason="blocked", keep=(referrals.REWARD,)
+            )
             await uow.commit()
         log.info(
             "lead %s blocked the bot in %s; %d queued messages cancelled",
@@ -198,11 +202,15 @@ class Turn:
             if why is not None:
                 self.recorded.append(("qualified", {"rule": why}))
                 self.reached.add("qualified")
-            for started in await reactions.react(
-                self.uow, self.s, self.lead, self.now, self.recorded, self.reached
-            ):
-                self.record("sequence_started", sequence=started)
-                self.advance("warming", f"sequence:{started}")
+            await reactions.react_and_record(
+                self.uow,
+                self.s,
+                self.lead,
+                self.now,
+                self.recorded,
+                self.reached,
+                channel=self.incoming.channel,
+            )
         if "contact" in self.reached:
             await self.announce_contact()
         await self.fill_promos()

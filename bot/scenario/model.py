@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    field_validator,
     model_validator,
 )
 
@@ -553,6 +554,16 @@ class Referral(Strict):
     reward_promo: Id | None = None
     reward_when: StageName = "qualified"
     max_rewards: int = Field(default=10, ge=0)
+
+    @field_validator("reward_when")
+    @classmethod
+    def _a_funnel_stage(cls, value: str) -> str:
+        if value not in FUNNEL_STAGES[1:]:
+            raise ValueError(
+                "the friend counts on reaching a funnel stage: one of "
+                + ", ".join(FUNNEL_STAGES[1:])
+            )
+        return value
 
 
 class EventPoints(Strict):

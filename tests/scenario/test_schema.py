@@ -816,3 +816,13 @@ def test_a_bare_score_means_at_least(
     rule = load_scenario(scenario_dir).scenario.scoring.qualify
     assert isinstance(rule, AnyRule)
     assert rule.any[0] == ScoreRule(score=Comparison(op=op, number=number))
+
+
+def test_a_referral_reward_waits_for_a_funnel_stage(scenario_dir: Path) -> None:
+    (scenario_dir / "referral.yaml").write_text(
+        "referral: {reward_when: unsubscribed}\n", encoding="utf-8"
+    )
+    assert problems(scenario_dir) == [
+        "sc/referral.yaml:1:25: referral.reward_when: the friend counts on reaching a funnel "
+        "stage: one of engaged, contact, warming, qualified, handed_off, customer, advocate"
+    ]

@@ -1,5 +1,5 @@
-"""Claiming due outbox rows and singleton periodic jobs: the one module with dialect-specific
-SQL.
+"""Claiming due outbox rows, singleton periodic jobs and telling a retryable write conflict:
+the one module with dialect-specific SQL and error codes.
 
 PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several workers take disjoint batches without waiting
 for each other. SQLite: one writer at a time (BEGIN IMMEDIATE), so a conditional UPDATE ...
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, func, or_, select, union_all, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import OutboxRow
@@ -89,3 +90,17 @@ async def singleton_lock(session: AsyncSession, name: str) -> bool:
         return True
     query = select(func.pg_try_advisory_xact_lock(func.hashtext(name)))
     return bool((await session.execute(query)).scalar_one())
+
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back
+# only because it met another one; running it again is the documented remedy.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """A unique key taken meanwhile, or a PostgreSQL deadlock or serialization failure:
+    the event can be handled again from the start."""
+    if isinstance(exc, IntegrityError):
+        return True
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, DBAPIError) and sqlstate in RETRYABLE_SQLSTATES

@@ -202,8 +202,10 @@ async def test_chats_held_to_the_same_moment_then_share_the_channel_rate(
     elapsed = harness.clock() - start
     for k, wait in enumerate(waits):
         want = 5 + max(0.0, (k - 29) / 30)  # a burst at the end of the penalty, then 30/s
-        # on Redis the penalties end `elapsed` apart, and the bucket refills meanwhile
-        assert want - 2 * elapsed - TOL <= wait <= want + elapsed + TOL, (k, wait)
+        # On Redis the penalties end `elapsed` apart and the bucket refills meanwhile: a
+        # token that refilled in that spread moves a booking up to one slot earlier.
+        slot = 1 / 30 if harness.clock is time.monotonic else 0.0
+        assert want - 2 * elapsed - slot - TOL <= wait <= want + elapsed + TOL, (k, wait)
     # all those bookings lie ahead: a chat with nothing held back still sends at once
     assert await p.reserve("telegram", "fresh") == 0.0
 

@@ -7,7 +7,7 @@ import hashlib
 import logging
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from bot import promos, reactions, referrals, scoring, sequences
 from bot.clock import Clock
@@ -30,6 +30,7 @@ from bot.scenario.checks import placeholders
 from bot.scenario.loader import LoadedScenario
 from bot.scenario.model import LinkButton, MenuButton, Offer, OfferButton, Question, Scenario
 from bot.tracking import track_buttons
+from storage.claims import is_write_conflict
 from storage.database import Database
 from storage.models import Answer, Event, Handoff, Identity, Lead
 from storage.unit_of_work import UnitOfWork
@@ -41,7 +42,7 @@ REFERRAL_LINK = "referral_link"
 MARKETING = "marketing"
 CONTACT_TYPES = ("phone", "email")
 # A new identity racing with itself (two first messages at once) loses the unique-key race
-# once; the retry then finds the lead the winner created.
+# once, and the retry finds the lead the winner created; a PostgreSQL deadlock is retried too.
 ATTEMPTS = 3
 
 
@@ -77,8 +78,8 @@ class Funnel:
             for attempt in range(ATTEMPTS):
                 try:
                     return await self._handle_once(incoming, loaded)
-                except IntegrityError:
-                    if attempt == ATTEMPTS - 1:
+                except DBAPIError as exc:
+                    if attempt == ATTEMPTS - 1 or not is_write_conflict(exc):
                         raise
                     log.info(
                         "retrying %s event of %s:%s after a write conflict",

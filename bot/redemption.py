@@ -12,6 +12,8 @@ event.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -19,17 +21,20 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from bot import promos
 from bot.engine.funnel import Funnel
 from bot.handoff import parse_amount
 from bot.outside import LeadRef, apply_event, lead_named
 from bot.scenario.model import Scenario
+from storage.claims import key_lock
 from storage.models import Lead, PromoCode, PromoRedemption
 from storage.unit_of_work import UnitOfWork
 
 Status = Literal["redeemed", "unknown", "expired", "used_up", "locked"]
 MAX_CODE = 64
+CODE_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # a code, or a part of one
 
 
 @dataclass(frozen=True)
@@ -77,19 +82,56 @@ class Redemptions:
         per source), `by` who is recorded as redeeming, `lead` the buyer when the caller
         knows (a shared code has no owner), `key` the caller's id of the request. Raises
         `Refused` when `lead` names nobody."""
+        reading = [(text, amount)]
+        return await self.redeem_reading(reading, source=source, by=by, lead=lead, key=key)
+
+    async def redeem_reading(
+        self,
+        readings: Sequence[tuple[str, Decimal | None]],
+        *,
+        source: str,
+        by: str,
+        lead: LeadRef | None = None,
+        key: str | None = None,
+    ) -> Outcome:
+        """`redeem` for text that can be read more than one way ("START-7KQ4M 23456": one
+        code, or a code and an amount): the first reading whose code exists is taken."""
+        try:
+            return await self._attempt(readings, source[:128], by, lead, key)
+        except IntegrityError:
+            if not key:
+                raise
+            # The same request at the same moment: the one that committed first answers.
+            async with self.funnel.db.unit_of_work() as uow:
+                earlier = await _by_key(uow, key)
+                if earlier is None:
+                    raise
+                return await _again(uow, self.funnel.scenarios.current.scenario, earlier)
+
+    async def _attempt(
+        self,
+        readings: Sequence[tuple[str, Decimal | None]],
+        source: str,
+        by: str,
+        lead: LeadRef | None,
+        key: str | None,
+    ) -> Outcome:
         s = self.funnel.scenarios.current.scenario
         now = self.funnel.clock.now()
         async with self.funnel.db.unit_of_work() as uow:
+            # One attempt of a source at a time, so simultaneous guesses are all counted.
+            await key_lock(uow.session, f"redeem:{source}")
             if key and (earlier := await _by_key(uow, key)) is not None:
                 return await _again(uow, s, earlier)
-            failures = await uow.promos.recent_failures(source[:128], now - self.lockout)
+            failures = await uow.promos.recent_failures(source, now - self.lockout)
             if len(failures) >= self.max_failures:
                 free_at = failures[self.max_failures - 1] + self.lockout
                 wait = math.ceil((free_at - now).total_seconds())
-                return Outcome("locked", text.strip()[:MAX_CODE], retry_after=max(wait, 1))
-            outcome = await self._redeem(uow, s, text, now, by, amount, lead, key)
+                typed = readings[0][0].strip()[:MAX_CODE]
+                return Outcome("locked", typed, retry_after=max(wait, 1))
+            outcome = await self._redeem(uow, s, readings, now, by, lead, key)
             if not outcome.ok:
-                await uow.promos.add_failure(source[:128], now, forget_before=now - self.lockout)
+                await uow.promos.add_failure(source, now, forget_before=now - self.lockout)
             await uow.commit()
         return outcome
 
@@ -97,17 +139,20 @@ class Redemptions:
         self,
         uow: UnitOfWork,
         s: Scenario,
-        text: str,
+        readings: Sequence[tuple[str, Decimal | None]],
         now: datetime,
         by: str,
-        amount: Decimal | None,
         ref: LeadRef | None,
         key: str | None,
     ) -> Outcome:
-        typed = text.strip()[:MAX_CODE]
-        row = await _find(uow, s, promos.lookup_form(typed)[:MAX_CODE], now)
+        row, amount = None, None
+        for text, given in readings:
+            row = await _find(uow, s, promos.lookup_form(text.strip())[:MAX_CODE], now)
+            if row is not None:
+                amount = given
+                break
         if row is None:
-            return Outcome("unknown", typed)
+            return Outcome("unknown", readings[0][0].strip()[:MAX_CODE])
         promo = s.promos.get(row.promo)
         zone = ZoneInfo(s.settings.timezone)
         expires_at = row.expires_at
@@ -221,13 +266,20 @@ async def _again(uow: UnitOfWork, s: Scenario, earlier: PromoRedemption) -> Outc
     )
 
 
-def parse_redeem(args: str) -> tuple[str, Decimal | None] | None:
-    """`/redeem CODE [amount]`: the code and the amount; None when the amount is not one."""
-    code, _, rest = args.strip().partition(" ")
-    if not rest.strip():
-        return code, None
-    amount = parse_amount(rest)
-    return (code, amount) if amount is not None else None
+def parse_redeem(args: str) -> list[tuple[str, Decimal | None]] | None:
+    """`/redeem CODE [AMOUNT]` as its possible readings, the whole text as a code first:
+    a code typed in parts ("START-7KQ4M 9XRTB") and an amount typed with spaces
+    ("45 000") cannot be told apart before the code is looked up. None when no reading
+    works (no code, or words where the amount should be)."""
+    words = args.split()[:8]
+    readings: list[tuple[str, Decimal | None]] = []
+    if words and all(CODE_WORD.fullmatch(word) for word in words):
+        readings.append((" ".join(words), None))
+    for split in range(len(words) - 1, 0, -1):
+        amount = parse_amount(" ".join(words[split:]))
+        if amount is not None and all(CODE_WORD.fullmatch(w) for w in words[:split]):
+            readings.append((" ".join(words[:split]), amount))
+    return readings or None
 
 
 def managers_text(outcome: Outcome) -> str:

@@ -92,6 +92,14 @@ async def singleton_lock(session: AsyncSession, name: str) -> bool:
     return bool((await session.execute(query)).scalar_one())
 
 
+async def key_lock(session: AsyncSession, name: str) -> None:
+    """Wait until no other transaction holds `name`, and hold it until this one ends.
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: BEGIN IMMEDIATE already lets one
+    writer in at a time."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
+
+
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back
 # only because it met another one; running it again is the documented remedy.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})

@@ -299,6 +299,19 @@ async def test_five_failures_lock_the_source_out_until_the_window_passes(
     assert (free.status, free.uses_left) == ("redeemed", 1)
 
 
+async def test_simultaneous_guesses_from_one_source_are_all_counted(
+    funnel: Funnel, redemptions: Redemptions, clock: FakeClock
+) -> None:
+    guesses = [f"TRI-2222{n % 10}-2222{n // 10}" for n in range(30)]
+
+    outcomes = await asyncio.gather(
+        *(redemptions.redeem(g, source="bot-farm", by="api") for g in guesses)
+    )
+
+    # Each attempt of a source waits for the one before: five are tried, the rest refused.
+    assert Counter(o.status for o in outcomes) == {"unknown": 5, "locked": 25}
+
+
 async def test_used_up_and_expired_codes_count_as_failures_too(
     funnel: Funnel, redemptions: Redemptions, clock: FakeClock
 ) -> None:
@@ -435,6 +448,26 @@ async def test_a_retry_with_the_same_key_is_answered_again_and_takes_no_second_u
     assert await uses_left(funnel.db, code) == 1
     assert await redemption_count(funnel.db) == 2
     assert len(await events_of(funnel.db, anna, "promo_redeemed")) == 2
+
+
+async def test_the_same_request_twice_at_once_takes_one_use_and_both_are_answered(
+    funnel: Funnel, redemptions: Redemptions, clock: FakeClock
+) -> None:
+    anna = await new_lead(funnel.db, clock)
+    code = await give(funnel, anna, "triple")
+
+    # Two sources, so the per-source queue does not order them: they race on the key.
+    both = await asyncio.gather(
+        redemptions.redeem(code, source="api:a", by="api", key="order-5"),
+        redemptions.redeem(code, source="api:b", by="api", key="order-5"),
+    )
+
+    assert sorted((o.status, o.duplicate) for o in both) == [
+        ("redeemed", False),
+        ("redeemed", True),
+    ]
+    assert await uses_left(funnel.db, code) == 2
+    assert await redemption_count(funnel.db) == 1
 
 
 # ---- POST /api/promo/redeem ----

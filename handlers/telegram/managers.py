@@ -69,17 +69,16 @@ def setup_managers_router(managers_chat_id: int | None) -> Router:
 
     @router.message(Command("redeem"))
     async def redeem(message: Message, command: CommandObject, redemptions: Redemptions) -> None:
-        parsed = parse_redeem(command.args or "")
-        if not command.args or parsed is None or message.from_user is None:
+        readings = parse_redeem(command.args or "")
+        if readings is None or message.from_user is None:
             await message.reply(
                 "Напишите /redeem КОД или /redeem КОД СУММА, "
                 "например /redeem START-7KQ4M-9XRTB 45000."
             )
             return
-        code, amount = parsed
         manager = manager_of(message.from_user)
-        outcome = await redemptions.redeem(
-            code, source=manager.key, by=f"{manager.key} {manager.name}", amount=amount
+        outcome = await redemptions.redeem_reading(
+            readings, source=manager.key, by=f"{manager.key} {manager.name}"
         )
         await message.reply(managers_text(outcome))
 

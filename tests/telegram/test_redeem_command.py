@@ -152,3 +152,22 @@ async def test_redeem_in_a_private_chat_is_no_manager_command(telegram: Harness)
     assert await events_of(telegram.funnel.db, anna, "promo_redeemed") == []
     # The code still works for a manager.
     assert (await answer(telegram, f"/redeem {code}")).startswith(f"✅ Код {code} погашен")
+
+
+async def test_a_code_typed_in_parts_is_found_and_a_number_after_it_is_the_amount(
+    telegram: Harness,
+) -> None:
+    anna, code = await lead_with_code(telegram, "triple")  # TRI-XXXXX-XXXXX
+    first, second = code.removeprefix("TRI-").split("-")
+
+    # The last group may be all digits: it is read as part of the code, since that finds it.
+    assert await answer(telegram, f"/redeem TRI-{first} {second}") == (
+        f"✅ Код {code} погашен: 5%. Лид #{anna}. Осталось использований: 2."
+    )
+    assert await answer(telegram, f"/redeem tri {first} {second} 12 500") == (
+        f"✅ Код {code} погашен: 5%. Лид #{anna}. Сумма 12500 записана как покупка. "
+        "Осталось использований: 1."
+    )
+    assert [e["amount"] for e in await events_of(telegram.funnel.db, anna, "purchase")] == [
+        12500.0
+    ]

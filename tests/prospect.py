@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from bot.engine.funnel import Funnel
 from bot.engine.messages import Incoming, Kind, Outgoing, Reply
 from storage.database import Database
+from storage.models import Event
 
 
 class Prospect:
@@ -107,3 +110,10 @@ class LeadState:
     events: list[str]
     sequences: dict[str, str]
     stages: list[str]
+
+
+async def events_of(db: Database, lead_id: int, name: str) -> list[dict[str, Any]]:
+    """The details of the lead's events of this name, oldest first."""
+    async with db.unit_of_work() as uow:
+        query = select(Event.payload).where(Event.lead_id == lead_id, Event.name == name)
+        return list((await uow.session.execute(query.order_by(Event.id))).scalars())

@@ -25,12 +25,11 @@ from bot.scoring import CARD, Routes
 from bot.tracking import link_token, track_buttons
 from handlers.web.api import api_app
 from storage.database import Database
-from storage.models import Event, OutboxRow, TrackedLink
+from storage.models import OutboxRow, TrackedLink
 from tests.conftest import FIXTURE_SCENARIO
-from tests.prospect import LeadState, Prospect, snapshot
+from tests.prospect import LeadState, Prospect, events_of, snapshot
 
 API_TOKEN = "secret-token"
-AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 LINK_BASE = "https://bot.example"
 CASE_URL = "https://example.com/case?utm_source=bot"
 
@@ -47,10 +46,12 @@ def make_funnel(db: Database, clock: FakeClock) -> Funnel:
 
 @dataclass
 class Api:
-    """A client of the running app."""
+    """A client of the running app: posts to `path` with `token` unless told otherwise."""
 
     base: str
     http: aiohttp.ClientSession
+    path: str = "/api/events"
+    token: str = API_TOKEN
 
     async def post(
         self,
@@ -60,8 +61,9 @@ class Api:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any], Mapping[str, str]]:
         raw = data if data is not None else json.dumps(body).encode()
-        sent = {"Content-Type": "application/json", **(AUTH if headers is None else headers)}
-        async with self.http.post(f"{self.base}/api/events", data=raw, headers=sent) as response:
+        auth = {"Authorization": f"Bearer {self.token}"} if headers is None else headers
+        sent = {"Content-Type": "application/json", **auth}
+        async with self.http.post(self.base + self.path, data=raw, headers=sent) as response:
             return response.status, await response.json(), response.headers
 
     async def record(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -146,13 +148,6 @@ async def audit_lead(
     await boris.say(phone)
     await boris.press("до 10")
     return await snapshot(funnel.db, external_id)
-
-
-async def events_of(db: Database, lead_id: int, name: str) -> list[dict[str, Any]]:
-    """Payloads of the lead's events of this name, oldest first."""
-    async with db.unit_of_work() as uow:
-        query = select(Event.payload).where(Event.lead_id == lead_id, Event.name == name)
-        return list((await uow.session.execute(query.order_by(Event.id))).scalars())
 
 
 async def cards_of(db: Database, lead_id: int) -> int:

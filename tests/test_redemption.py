@@ -9,9 +9,8 @@ import asyncio
 import json
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,10 +29,11 @@ from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from handlers.web.api import api_app
 from storage.database import Database
-from storage.models import Event, PromoCode, PromoRedemption
+from storage.models import PromoCode, PromoRedemption
 from tests.conftest import ROOT
 from tests.delivery.harness import scenario_folder
-from tests.prospect import snapshot
+from tests.prospect import events_of, snapshot
+from tests.test_events_api import Api
 from tests.test_promos import issue, new_lead
 
 PROMOS = """
@@ -45,7 +45,6 @@ promos:
 """
 PURCHASE_POINTS = 30
 API_TOKEN = "till-token"
-AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def promo_scenario(tmp_path: Path) -> Path:
@@ -100,13 +99,6 @@ async def redemption_count(db: Database) -> int:
     async with db.unit_of_work() as uow:
         query = select(func.count()).select_from(PromoRedemption)
         return int((await uow.session.execute(query)).scalar_one())
-
-
-async def events_of(db: Database, lead_id: int, name: str) -> list[dict[str, Any]]:
-    """Payloads of the lead's events of this name, oldest first."""
-    async with db.unit_of_work() as uow:
-        query = select(Event.payload).where(Event.lead_id == lead_id, Event.name == name)
-        return list((await uow.session.execute(query.order_by(Event.id))).scalars())
 
 
 def status_of(outcome: Outcome) -> tuple[str, str]:
@@ -473,27 +465,8 @@ async def test_the_same_request_twice_at_once_takes_one_use_and_both_are_answere
 # ---- POST /api/promo/redeem ----
 
 
-@dataclass
-class RedeemApi:
-    base: str
-    http: aiohttp.ClientSession
-
-    async def post(
-        self,
-        body: Any = None,
-        *,
-        data: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, dict[str, Any], Mapping[str, str]]:
-        raw = data if data is not None else json.dumps(body).encode()
-        sent = {"Content-Type": "application/json", **(AUTH if headers is None else headers)}
-        url = f"{self.base}/api/promo/redeem"
-        async with self.http.post(url, data=raw, headers=sent) as response:
-            return response.status, await response.json(), response.headers
-
-
 @asynccontextmanager
-async def serving(funnel: Funnel, redemptions: Redemptions) -> AsyncIterator[RedeemApi]:
+async def serving(funnel: Funnel, redemptions: Redemptions) -> AsyncIterator[Api]:
     runner = web.AppRunner(api_app(OutsideEvents(funnel), API_TOKEN, redemptions))
     await runner.setup()
     try:
@@ -501,7 +474,7 @@ async def serving(funnel: Funnel, redemptions: Redemptions) -> AsyncIterator[Red
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         async with aiohttp.ClientSession() as http:
-            yield RedeemApi(f"http://127.0.0.1:{port}", http)
+            yield Api(f"http://127.0.0.1:{port}", http, path="/api/promo/redeem", token=API_TOKEN)
     finally:
         await runner.cleanup()
 
@@ -512,13 +485,13 @@ def sqlite_funnel(sqlite_db: Database, clock: FakeClock, folder: Path) -> Funnel
 
 
 @pytest.fixture
-async def api(sqlite_funnel: Funnel) -> AsyncIterator[RedeemApi]:
+async def api(sqlite_funnel: Funnel) -> AsyncIterator[Api]:
     async with serving(sqlite_funnel, Redemptions(sqlite_funnel)) as client:
         yield client
 
 
 async def test_the_api_answers_each_outcome_with_its_status_code(
-    api: RedeemApi, sqlite_funnel: Funnel, clock: FakeClock
+    api: Api, sqlite_funnel: Funnel, clock: FakeClock
 ) -> None:
     funnel = sqlite_funnel
     anna = await new_lead(funnel.db, clock, "1001")
@@ -567,7 +540,7 @@ async def test_the_api_answers_each_outcome_with_its_status_code(
 
 
 async def test_the_api_locks_a_source_out_with_retry_after(
-    api: RedeemApi, sqlite_funnel: Funnel, clock: FakeClock
+    api: Api, sqlite_funnel: Funnel, clock: FakeClock
 ) -> None:
     anna = await new_lead(sqlite_funnel.db, clock)
     code = await give(sqlite_funnel, anna, "triple")
@@ -594,7 +567,7 @@ async def test_the_api_locks_a_source_out_with_retry_after(
 
 
 async def test_the_api_without_a_source_locks_out_the_caller(
-    api: RedeemApi, sqlite_funnel: Funnel
+    api: Api, sqlite_funnel: Funnel
 ) -> None:
     for n in range(5):
         assert (await api.post({"code": f"NOPE-{n}"}))[0] == 404
@@ -603,7 +576,7 @@ async def test_the_api_without_a_source_locks_out_the_caller(
 
 
 async def test_the_api_records_a_purchase_for_the_lead_named(
-    api: RedeemApi, sqlite_funnel: Funnel, clock: FakeClock
+    api: Api, sqlite_funnel: Funnel, clock: FakeClock
 ) -> None:
     anna = await new_lead(sqlite_funnel.db, clock, "1001")
     body = {"code": "WEBINAR2026", "lead_id": anna, "amount": "4990.00", "id": "order-1"}
@@ -629,7 +602,7 @@ async def test_the_api_records_a_purchase_for_the_lead_named(
 
 
 async def test_the_api_refuses_an_unknown_lead_and_uses_nothing(
-    api: RedeemApi, sqlite_funnel: Funnel, clock: FakeClock
+    api: Api, sqlite_funnel: Funnel, clock: FakeClock
 ) -> None:
     await new_lead(sqlite_funnel.db, clock)
     status, answer, _ = await api.post({"code": "DUO-PAIR", "email": "nobody@example.com"})
@@ -639,7 +612,7 @@ async def test_the_api_refuses_an_unknown_lead_and_uses_nothing(
 
 
 async def test_the_api_without_a_token_answers_401_and_uses_nothing(
-    api: RedeemApi, sqlite_funnel: Funnel, clock: FakeClock
+    api: Api, sqlite_funnel: Funnel, clock: FakeClock
 ) -> None:
     anna = await new_lead(sqlite_funnel.db, clock)
     code = await give(sqlite_funnel, anna, "first_purchase")
@@ -666,7 +639,7 @@ async def test_the_api_without_a_token_answers_401_and_uses_nothing(
     ids=["no-code", "empty-code", "two-leads", "negative-amount", "unknown-field", "a-list"],
 )
 async def test_the_api_refuses_a_bad_body_with_the_reason_and_uses_nothing(
-    api: RedeemApi, sqlite_funnel: Funnel, clock: FakeClock, body: Any, reason: str
+    api: Api, sqlite_funnel: Funnel, clock: FakeClock, body: Any, reason: str
 ) -> None:
     anna = await new_lead(sqlite_funnel.db, clock)
     code = await give(sqlite_funnel, anna, "first_purchase")
@@ -678,7 +651,7 @@ async def test_the_api_refuses_a_bad_body_with_the_reason_and_uses_nothing(
     assert await uses_left(sqlite_funnel.db, code) == 1
 
 
-async def test_the_api_refuses_a_body_that_is_not_json(api: RedeemApi) -> None:
+async def test_the_api_refuses_a_body_that_is_not_json(api: Api) -> None:
     status, answer, _ = await api.post(data=b"code=START-22222-22222")
     assert (status, answer) == (400, {"error": "the body is not JSON"})
 

@@ -22,9 +22,9 @@ from bot.referrals import REWARD, ReferralLinks
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from storage.database import Database
-from storage.models import Event, Lead, OutboxRow
+from storage.models import Lead, OutboxRow
 from tests.delivery.harness import RecordingTransport, scenario_folder
-from tests.prospect import Prospect, snapshot
+from tests.prospect import Prospect, events_of, snapshot
 
 BOT = "leadbot_test_bot"
 REF = "[A-HJKMNP-Z2-9]{8}"  # a referral code: 8 characters of the promo alphabet
@@ -125,14 +125,7 @@ class Programme:
         return (await snapshot(self.db, external_id)).lead_id
 
     async def events(self, external_id: str, name: str) -> list[dict[str, Any]]:
-        lead_id = await self.lead_id(external_id)
-        async with self.db.unit_of_work() as uow:
-            query = (
-                select(Event.payload)
-                .where(Event.lead_id == lead_id, Event.name == name)
-                .order_by(Event.id)
-            )
-            return list((await uow.session.execute(query)).scalars())
+        return await events_of(self.db, await self.lead_id(external_id), name)
 
     async def codes(self, external_id: str, promo: str) -> list[str]:
         lead_id = await self.lead_id(external_id)

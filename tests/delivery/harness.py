@@ -26,9 +26,9 @@ from bot.pacing import DEFAULT_LIMITS, MemoryPacer
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import LoadedScenario, load_scenario
 from storage.database import Database
-from storage.models import Event, OutboxRow
+from storage.models import OutboxRow
 from tests.conftest import FIXTURE_SCENARIO
-from tests.prospect import Prospect
+from tests.prospect import Prospect, events_of
 
 MSK = ZoneInfo("Europe/Moscow")
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # the `clock` fixture: 12:00 in Moscow
@@ -281,11 +281,4 @@ class Bench:
         return [(r.step, r.due_at) for r in await self.rows(external_id) if r.status == "pending"]
 
     async def events(self, external_id: str, name: str) -> list[dict[str, Any]]:
-        lead_id = await self.lead_id(external_id)
-        async with self.db.unit_of_work() as uow:
-            query = (
-                select(Event.payload)
-                .where(Event.lead_id == lead_id, Event.name == name)
-                .order_by(Event.id)
-            )
-            return list((await uow.session.execute(query)).scalars())
+        return await events_of(self.db, await self.lead_id(external_id), name)

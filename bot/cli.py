@@ -288,19 +288,16 @@ async def run(settings: Settings) -> int:
             settings.database_url,
         )
         return await converse(settings, None, settings.database_url, "Гость")
-    if settings.telegram_bot_token is None:
-        print(
-            "leadbot: the VK channel is not built yet; set TELEGRAM_BOT_TOKEN or use "
-            "`leadbot chat`",
-            file=sys.stderr,
-        )
-        return 2
     # The composition root is the one place that imports a channel to start it.
     from handlers.telegram.runner import run_telegram
+    from handlers.vk.runner import run_vk
 
     app = await build_app(settings)
     try:
-        await run_telegram(settings, app)
+        if settings.telegram_bot_token is not None:
+            await run_telegram(settings, app)  # and VK beside it when configured
+        else:
+            await run_vk(settings, app)
     finally:
         await app.close()
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.clock import FakeClock
 from bot.delivery import DeliveryWorker
@@ -50,7 +50,12 @@ class ConsoleTransport:
         self.outbox: list[Outgoing] = []
 
     async def send(
-        self, external_id: str, message: Outgoing, *, idempotency_key: str | None = None
+        self,
+        external_id: str,
+        message: Outgoing,
+        *,
+        idempotency_key: str | None = None,
+        last_message_at: datetime | None = None,
     ) -> None:
         self.outbox.append(message)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from bot import broadcasts, promos, reactions, referrals, sequences
 from bot.clock import Clock
 from bot.crm import CrmExporter, CrmRejected
 from bot.engine.funnel import MARKETING, REFERRAL_LINK, Funnel, question_markup
-from bot.engine.messages import Button, FileRef, Outgoing
+from bot.engine.messages import Button, FileRef, Outgoing, Purpose
 from bot.engine.render import render
 from bot.engine.transport import Blocked, ManagersChat, RetryLater, TemporaryFailure, Transport
 from bot.handoff import MANAGERS_POST, RELAY, remember_message
@@ -56,6 +56,15 @@ def backoff(attempts: int) -> float:
     return float(min(5 * 2 ** max(attempts - 1, 0), 3600))
 
 
+# What each kind of row is for, as the messenger may need to say (VK's `intent`).
+PURPOSES: dict[str, Purpose] = {
+    sequences.STEP: "advertising",
+    broadcasts.BROADCAST: "advertising",
+    RELAY: "support",
+    referrals.REWARD: "notice",
+}
+
+
 @dataclass
 class Prepared:
     """A claimed row made ready to send: where to, what, and what to record once it is out."""
@@ -70,6 +79,7 @@ class Prepared:
     kind: str = sequences.STEP
     post: tuple[str, Rows] | None = None  # a post in the managers' chat of `channel`
     reference: str | None = None  # the posted message, once it is out
+    last_message_at: datetime | None = None  # when the lead last wrote in `channel`
 
 
 class Skip(Exception):
@@ -215,7 +225,12 @@ class DeliveryWorker:
                     # A key per message: a platform that drops a repeated key (VK's
                     # random_id) would otherwise drop a step's question after its text.
                     key = item.key if number == 0 else f"{item.key}:{number}"
-                    await transport.send(item.external_id, message, idempotency_key=key)
+                    await transport.send(
+                        item.external_id,
+                        replace(message, purpose=PURPOSES.get(item.kind, "reply")),
+                        idempotency_key=key,
+                        last_message_at=item.last_message_at,
+                    )
             except Blocked:
                 if item.post is not None:  # the bot was removed from the managers' chat
                     return Skip("retry", "the managers' chat refused the bot")
@@ -435,6 +450,7 @@ class DeliveryWorker:
             identity.external_id,
             messages,
             details,
+            last_message_at=identity.last_seen_at,
         )
 
     async def _values(

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     vk_group_id: int | None = None
     vk_api_url: str = VK_OFFICIAL_API
     managers_vk_peer_id: int | None = None
+    vk_callback_secret: SecretStr | None = None
+    vk_confirmation_code: str | None = None
 
     redis_url: str | None = None
     webhook_base_url: str | None = None
@@ -69,6 +71,8 @@ class Settings(BaseSettings):
         "managers_telegram_chat_id",
         "vk_group_id",
         "managers_vk_peer_id",
+        "vk_callback_secret",
+        "vk_confirmation_code",
         "api_token",
         "crm_bitrix24_webhook_url",
         "crm_webhook_url",
@@ -79,6 +83,15 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # `.env.example` copied as is leaves `NAME=`: that means "not set", not "empty".
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _vk_callback_needs_a_code(self) -> Settings:
+        if self.vk_callback_secret and not self.vk_confirmation_code:
+            raise ValueError(
+                "VK_CONFIRMATION_CODE: required with VK_CALLBACK_SECRET (the string VK shows "
+                "in the community's Callback API settings)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 
 class Kind(StrEnum):
@@ -18,6 +19,9 @@ class Kind(StrEnum):
     DELETE = "delete"  # /delete: erase personal data (after a confirmation button)
     PROMO = "promo"  # /promo: the lead's live promo codes
     INVITE = "invite"  # /invite: the referral link and how many friends came
+
+
+Purpose = Literal["reply", "advertising", "support", "notice"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class Outgoing:
     buttons: tuple[tuple[Button, ...], ...] = ()  # rows of inline buttons
     contact_request: str | None = None  # label of a "share my phone" reply button
     file: FileRef | None = None
+    # What it is for: an answer to the person's message, advertising (warm-up, broadcast),
+    # support (a manager's answer) or a notice (a referral gift). VK needs it to write later.
+    purpose: Purpose = "reply"
 
     @property
     def actions(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from bot.engine.messages import Button, Outgoing
@@ -28,11 +29,18 @@ class Transport(Protocol):
     channel: str
 
     async def send(
-        self, external_id: str, message: Outgoing, *, idempotency_key: str | None = None
+        self,
+        external_id: str,
+        message: Outgoing,
+        *,
+        idempotency_key: str | None = None,
+        last_message_at: datetime | None = None,
     ) -> None:
         """Deliver one message to a prospect; raises `Blocked` or `RetryLater`. A platform
         that de-duplicates sends (VK's random_id) gets `idempotency_key`, so a retry after a
-        crash between sending and recording cannot deliver twice."""
+        crash between sending and recording cannot deliver twice. `last_message_at` is when
+        the person last wrote (VK asks a reason, `intent`, to write after 24 hours);
+        `message.purpose` says what the message is for."""
         ...
 
 

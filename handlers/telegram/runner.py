@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from bot.app import App, crm_exporter
 from bot.engine.funnel import Funnel
+from bot.engine.transport import ManagersChat, Transport
 from bot.handoff import ManagerDesk, remind_unclaimed
 from bot.heartbeat import Heartbeat, start_heartbeat
 from bot.outside import OutsideEvents
@@ -28,6 +29,7 @@ from handlers.telegram.middlewares import InFlight, Throttle
 from handlers.telegram.router import setup_fallback_router, setup_router
 from handlers.telegram.sender import TelegramSender
 from handlers.telegram.session import TolerantSession
+from handlers.vk.runner import VkChannel, create_sender
 from handlers.web.api import MAX_BODY, add_api_routes, api_app
 
 log = logging.getLogger(__name__)
@@ -153,21 +155,34 @@ async def _wait_for_signal() -> None:
 
 
 async def run_telegram(settings: Settings, app: App) -> None:
+    """Telegram, and VK beside it when `VK_GROUP_TOKEN` is set: one delivery worker and one
+    managers' desk serve both, so prospects and managers may be in either messenger."""
     funnel = app.funnel
     bot = create_bot(settings)
     sender = TelegramSender(bot, settings.managers_telegram_chat_id)
     reloader = ScenarioReloader(app.scenarios, on_refused=sender.post_to_managers)
-    managers = {sender.channel: sender}
+    transports: dict[str, Transport] = {sender.channel: sender}
+    managers: dict[str, ManagersChat] = {sender.channel: sender}
+    vk_sender = create_sender(settings) if settings.vk_group_token else None
+    if vk_sender is not None:
+        transports[vk_sender.channel] = vk_sender
+        if settings.managers_vk_peer_id is not None:
+            managers[vk_sender.channel] = vk_sender
     crm = crm_exporter(settings)
-    worker = app.delivery_worker({sender.channel: sender}, managers, crm)
+    worker = app.delivery_worker(transports, managers, crm)
     desk = ManagerDesk(app.db, app.scenarios, app.clock, managers)
+    redemptions = app.redemptions()
+    vk = None
+    if vk_sender is not None:
+        vk = VkChannel(settings, funnel, vk_sender, desk, redemptions, reloader)
+        await vk.start()
 
     async def reminders() -> None:
         await remind_unclaimed(app.db, app.scenarios, app.clock, funnel.routes.managers)
 
     heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader, reminders=reminders)
     try:
-        await _serve(settings, funnel, bot, sender, reloader, heartbeat, desk, app.redemptions())
+        await _serve(settings, funnel, bot, sender, reloader, heartbeat, desk, redemptions, vk)
     finally:
         await heartbeat.stop()  # a no-op when the dispatcher's shutdown already stopped it
         await worker.pacer.aclose()
@@ -184,6 +199,7 @@ async def _serve(
     heartbeat: Heartbeat,
     desk: ManagerDesk,
     redemptions: Redemptions,
+    vk: VkChannel | None = None,
 ) -> None:
     in_flight = InFlight()
     throttle = Throttle(rate=settings.flood_rate, burst=settings.flood_burst)
@@ -202,14 +218,36 @@ async def _serve(
         "webhook" if settings.webhook_base_url else "long polling",
     )
     await register_commands(bot)
+    vk_poller = asyncio.create_task(vk.poll()) if vk is not None and not vk.callback_mode else None
+    try:
+        await _serve_updates(settings, dispatcher, bot, outside, api_token, redemptions, vk)
+    finally:
+        if vk_poller is not None:
+            vk_poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await vk_poller
+        if vk is not None:
+            await vk.sender.api.http_client.close()
+
+
+async def _serve_updates(
+    settings: Settings,
+    dispatcher: Dispatcher,
+    bot: Bot,
+    outside: OutsideEvents,
+    api_token: str | None,
+    redemptions: Redemptions,
+    vk: VkChannel | None,
+) -> None:
     if not settings.webhook_base_url:
         await bot.delete_webhook()
-        # The events API needs a web server even without a webhook.
-        api = (
-            await _serve_http(settings, api_app(outside, api_token, redemptions))
-            if api_token
-            else None
-        )
+        # The events API and VK's Callback API need a web server even without a webhook.
+        api = None
+        if api_token or (vk is not None and vk.callback_mode):
+            web_app = api_app(outside, api_token, redemptions)
+            if vk is not None and vk.callback_mode:
+                vk.add_callback_route(web_app)
+            api = await _serve_http(settings, web_app)
         try:
             await dispatcher.start_polling(bot, handle_signals=True, tasks_concurrency_limit=64)
         finally:
@@ -220,6 +258,8 @@ async def _serve(
     secret = settings.webhook_secret.get_secret_value()
     app = webhook_app(dispatcher, bot, secret)
     add_api_routes(app, outside, api_token, redemptions)
+    if vk is not None and vk.callback_mode:
+        vk.add_callback_route(app)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)

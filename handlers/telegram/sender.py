@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 from aiogram import Bot
@@ -77,7 +78,12 @@ class TelegramSender:
         self._contact_keyboard: set[int] = set()
 
     async def send(
-        self, external_id: str, message: Outgoing, *, idempotency_key: str | None = None
+        self,
+        external_id: str,
+        message: Outgoing,
+        *,
+        idempotency_key: str | None = None,
+        last_message_at: datetime | None = None,
     ) -> None:
         """Send one message; `Blocked` when the user blocked the bot, `RetryLater` on limits.
         The Bot API has no idempotency key, so `idempotency_key` is not used here."""

@@ -93,7 +93,12 @@ class RecordingTransport:
         self._failures += [error] * times
 
     async def send(
-        self, external_id: str, message: Outgoing, *, idempotency_key: str | None = None
+        self,
+        external_id: str,
+        message: Outgoing,
+        *,
+        idempotency_key: str | None = None,
+        last_message_at: datetime | None = None,
     ) -> None:
         record = Sent(external_id, message, idempotency_key, self.clock.now())
         self.attempts.append(record)

@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -48,7 +48,12 @@ class ReceiverTransport:
         self.worker_id = worker_id
 
     async def send(
-        self, external_id: str, message: Outgoing, *, idempotency_key: str | None = None
+        self,
+        external_id: str,
+        message: Outgoing,
+        *,
+        idempotency_key: str | None = None,
+        last_message_at: datetime | None = None,
     ) -> None:
         body = {
             "key": idempotency_key,

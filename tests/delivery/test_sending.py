@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -166,11 +166,21 @@ class HangingTransport(RecordingTransport):
         self.release = asyncio.Event()
 
     async def send(
-        self, external_id: str, message: Outgoing, *, idempotency_key: str | None = None
+        self,
+        external_id: str,
+        message: Outgoing,
+        *,
+        idempotency_key: str | None = None,
+        last_message_at: datetime | None = None,
     ) -> None:
         self.entered.set()
         await self.release.wait()
-        await super().send(external_id, message, idempotency_key=idempotency_key)
+        await super().send(
+            external_id,
+            message,
+            idempotency_key=idempotency_key,
+            last_message_at=last_message_at,
+        )
 
 
 async def test_a_crashed_workers_row_is_taken_over_after_its_lease(

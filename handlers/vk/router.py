@@ -1,0 +1,207 @@
+"""vkbottle labelers: VK's `message_new` and `message_event` in, the engine's replies out.
+
+Private messages reach the prospect flow; the managers' conversation (`MANAGERS_VK_PEER_ID`)
+gets card buttons, replies to the bot's posts and the managers' commands, as in Telegram;
+other conversations are ignored. Every callback press is answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from vkbottle.bot import BotLabeler
+from vkbottle_types.events import GroupEventType
+
+from bot.engine.funnel import Funnel
+from bot.engine.messages import Incoming, Kind, Outgoing
+from bot.engine.transport import Blocked, RetryLater, TemporaryFailure
+from bot.handoff import Manager, ManagerDesk
+from bot.redemption import Redemptions, managers_text, parse_redeem
+from bot.scenario.reload import ScenarioReloader
+from handlers.vk.payloads import START_COMMAND, action_of, parse_payload
+from handlers.vk.sender import CHANNEL, VkSender
+
+log = logging.getLogger(__name__)
+
+CONVERSATIONS = 2_000_000_000  # peer ids from here on are group conversations
+COMMANDS = {
+    "/menu": Kind.MENU,
+    "/stop": Kind.STOP,
+    "/promo": Kind.PROMO,
+    "/invite": Kind.INVITE,
+    "/mydata": Kind.MY_DATA,
+    "/delete": Kind.DELETE,
+}
+START_WORDS = {"/start", "start", "начать", "старт"}
+NAMES_KEPT = 10_000  # first names looked up, kept per process
+
+
+class VkHandlers:
+    """What the bot does with each VK update; `labeler()` wires it into vkbottle."""
+
+    def __init__(
+        self,
+        funnel: Funnel,
+        sender: VkSender,
+        desk: ManagerDesk,
+        redemptions: Redemptions,
+        reloader: ScenarioReloader | None = None,
+    ) -> None:
+        self.funnel = funnel
+        self.sender = sender
+        self.desk = desk
+        self.redemptions = redemptions
+        self.reloader = reloader
+        self._names: dict[int, str | None] = {}
+
+    def labeler(self) -> BotLabeler:
+        labeler = BotLabeler()
+        labeler.raw_event(GroupEventType.MESSAGE_NEW, dict)(self.on_message)
+        labeler.raw_event(GroupEventType.MESSAGE_EVENT, dict)(self.on_event)
+        return labeler
+
+    # ---- prospects ----
+
+    async def on_message(self, update: dict[str, Any]) -> None:
+        message = (update.get("object") or {}).get("message") or {}
+        peer, sender_id = message.get("peer_id"), message.get("from_id")
+        if not isinstance(peer, int) or not isinstance(sender_id, int) or sender_id <= 0:
+            return  # a community or a malformed update: nobody to answer
+        if peer == self.sender.managers_peer_id:
+            await self.on_managers_message(update, message)
+            return
+        if peer >= CONVERSATIONS:
+            return  # another conversation the bot was added to
+        incoming = await self.incoming(update, sender_id, **message_fields(message))
+        await self.deliver(incoming)
+
+    async def on_event(self, update: dict[str, Any]) -> None:
+        event = update.get("object") or {}
+        user_id, peer, event_id = event.get("user_id"), event.get("peer_id"), event.get("event_id")
+        if not isinstance(user_id, int) or not isinstance(peer, int) or not event_id:
+            return
+        payload = parse_payload(event.get("payload"))
+        action = action_of(payload)
+        if peer == self.sender.managers_peer_id:
+            answer = "Эта кнопка устарела."
+            if action and action.startswith("h:"):
+                answer = await self.desk.press(await self.manager(user_id), action)
+            await self._answer(event_id, user_id, peer, answer)
+            return
+        try:
+            if peer >= CONVERSATIONS:
+                return
+            if action is None:
+                log.info("forged or stale VK payload %r from %s", str(payload)[:64], user_id)
+            incoming = await self.incoming(update, user_id, kind=Kind.BUTTON, payload=action or "")
+            await self.deliver(incoming)
+        finally:
+            await self._answer(event_id, user_id, peer, None)  # the spinner stops either way
+
+    async def incoming(self, update: dict[str, Any], user_id: int, **fields: Any) -> Incoming:
+        event_id = update.get("event_id")
+        return Incoming(
+            channel=CHANNEL,
+            external_id=str(user_id),
+            first_name=await self.first_name(user_id),
+            event_key=f"{CHANNEL}:{event_id}" if event_id else None,
+            **fields,
+        )
+
+    async def deliver(self, event: Incoming) -> list[Outgoing]:
+        """Hand the event to the engine (which commits), then send its replies."""
+        reply = await self.funnel.handle(event)
+        now = self.funnel.clock.now()
+        try:
+            for message in reply.messages:
+                await self.sender.send(event.external_id, message, last_message_at=now)
+        except Blocked:
+            await self.funnel.mark_blocked(CHANNEL, event.external_id)
+        except (RetryLater, TemporaryFailure) as exc:
+            log.warning("VK reply to %s not sent: %s", event.external_id, exc)
+        return reply.messages
+
+    async def first_name(self, user_id: int) -> str | None:
+        if user_id not in self._names:
+            if len(self._names) >= NAMES_KEPT:
+                self._names.clear()
+            self._names[user_id] = await self.sender.first_name(user_id)
+        return self._names[user_id]
+
+    # ---- the managers' conversation ----
+
+    async def manager(self, user_id: int) -> Manager:
+        return Manager(CHANNEL, str(user_id), await self.first_name(user_id) or f"id{user_id}")
+
+    async def on_managers_message(self, update: dict[str, Any], message: dict[str, Any]) -> None:
+        text = (message.get("text") or "").strip()
+        manager = await self.manager(message["from_id"])
+        command, _, args = text.partition(" ")
+        answer: str | None = None
+        if command == "/redeem":
+            readings = parse_redeem(args)
+            if readings is None:
+                answer = "Напишите /redeem КОД или /redeem КОД СУММА."
+            else:
+                key = f"{CHANNEL}:{update['event_id']}" if update.get("event_id") else None
+                outcome = await self.redemptions.redeem_reading(
+                    readings, source=manager.key, by=f"{manager.key} {manager.name}", key=key
+                )
+                answer = managers_text(outcome)
+        elif command == "/lead":
+            answer = await self._lead(args)
+        elif command == "/stats":
+            answer = await self.desk.stats()
+        elif command == "/reload" and self.reloader is not None:
+            answer = (await self.reloader.reload())[1][:4000]
+        elif (replied := message.get("reply_message")) and text:
+            reference = replied.get("conversation_message_id")
+            if reference is not None:
+                answer = await self.desk.reply(
+                    manager, str(reference), str(message.get("conversation_message_id")), text
+                )
+        if answer:
+            try:
+                await self.sender.post_to_managers(answer)
+            except (RetryLater, TemporaryFailure, Blocked) as exc:
+                log.warning("answer in the VK managers' chat not sent: %s", exc)
+
+    async def _lead(self, query: str) -> str:
+        if not query.strip():
+            return "Напишите /lead и номер лида, телефон или e-mail."
+        card = await self.desk.card_for(query, phone_region=self.funnel.phone_region)
+        if card is None:
+            return f"Лид «{query[:64]}» не найден."
+        lead_id, text, buttons = card
+        reference = await self.sender.post_to_managers(text, buttons)
+        if reference is not None:
+            await self.desk.remember(CHANNEL, reference, lead_id, "card")
+        return ""
+
+    async def _answer(self, event_id: str, user_id: int, peer: int, text: str | None) -> None:
+        try:
+            await self.sender.answer_event(event_id, user_id, peer, snackbar=text)
+        except (RetryLater, TemporaryFailure, Blocked) as exc:
+            log.info("VK event %s not answered: %s", event_id, exc)
+
+
+def message_fields(message: dict[str, Any]) -> dict[str, Any]:
+    """What a private message is for the engine: a start (VK's "Начать" button, a deep
+    link's `ref` on the first message, /start), a button of a keyboard under the input
+    field, a command, text, or something that is not text."""
+    text = (message.get("text") or "").strip()
+    payload = parse_payload(message.get("payload"))
+    ref = message.get("ref")
+    if isinstance(ref, str) and ref:
+        return {"kind": Kind.START, "payload": ref[:64]}
+    command, _, argument = text.partition(" ")
+    if payload == START_COMMAND or command.lower() in START_WORDS:
+        return {"kind": Kind.START, "payload": argument.strip() or None}
+    if payload is not None:
+        return {"kind": Kind.BUTTON, "payload": action_of(payload) or ""}
+    if command.lower() in COMMANDS:
+        return {"kind": COMMANDS[command.lower()]}
+    if text:
+        return {"kind": Kind.TEXT, "text": text}
+    return {"kind": Kind.UNSUPPORTED}

@@ -1,0 +1,182 @@
+"""Running the VK channel: Bots Long Poll for development, the Callback API for production
+(on the bot's web server, beside the Telegram webhook and the events API)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from contextlib import suppress
+
+from aiohttp import web
+from vkbottle import API, Bot
+
+from bot.app import App, crm_exporter
+from bot.engine.funnel import Funnel
+from bot.handoff import ManagerDesk, remind_unclaimed
+from bot.heartbeat import start_heartbeat
+from bot.outside import OutsideEvents
+from bot.redemption import Redemptions
+from bot.scenario.reload import ScenarioReloader
+from bot.settings import Settings
+from handlers.vk.router import VkHandlers
+from handlers.vk.sender import VkSender
+from handlers.web.api import MAX_BODY, add_api_routes
+
+log = logging.getLogger(__name__)
+
+CALLBACK_PATH = "/vk/callback"
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+def create_api(settings: Settings) -> API:
+    """vkbottle's API with the community token, pointed at `VK_API_URL`."""
+    assert settings.vk_group_token is not None
+    api = API(token=settings.vk_group_token.get_secret_value())
+    api.API_URL = settings.vk_api_url.rstrip("/") + "/"
+    return api
+
+
+def create_sender(settings: Settings) -> VkSender:
+    return VkSender(
+        create_api(settings),
+        group_id=settings.vk_group_id,
+        managers_peer_id=settings.managers_vk_peer_id,
+    )
+
+
+class VkChannel:
+    """The handlers behind vkbottle's router, fed by long polling or by the Callback API."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        funnel: Funnel,
+        sender: VkSender,
+        desk: ManagerDesk,
+        redemptions: Redemptions,
+        reloader: ScenarioReloader | None,
+    ) -> None:
+        self.settings = settings
+        self.funnel = funnel
+        self.sender = sender
+        self.handlers = VkHandlers(funnel, sender, desk, redemptions, reloader)
+        self.bot = Bot(api=sender.api, labeler=self.handlers.labeler())
+
+    @property
+    def callback_mode(self) -> bool:
+        return self.settings.vk_callback_secret is not None
+
+    async def start(self) -> None:
+        """Learn the community (its id for long polling, its screen name for referral
+        links) and the managers' conversation."""
+        groups = (await self.sender.api.request("groups.getById", {}))["response"]
+        group = (groups.get("groups") if isinstance(groups, dict) else groups)[0]
+        self.sender.group_id = self.sender.group_id or group["id"]
+        self.funnel.referral_links.vk_group = group.get("screen_name") or f"club{group['id']}"
+        log.info(
+            "VK community %s started (%s)",
+            self.funnel.referral_links.vk_group,
+            "Callback API" if self.callback_mode else "long polling",
+        )
+
+    async def poll(self) -> None:
+        """Bots Long Poll until cancelled."""
+        self.bot.polling.group_id = self.sender.group_id  # type: ignore[attr-defined]
+        await self.bot.run_polling()
+
+    def add_callback_route(self, app: web.Application) -> None:
+        app.router.add_post(CALLBACK_PATH, self.callback)
+
+    async def callback(self, request: web.Request) -> web.Response:
+        """VK's Callback API: the confirmation code for VK's check, then events, each
+        answered `ok` only once handled and committed (VK sends it again otherwise). The
+        update's `event_id` is de-duplicated in the database by the engine."""
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError, web.HTTPRequestEntityTooLarge):
+            return web.Response(status=400, text="bad request")
+        if not isinstance(body, dict):
+            return web.Response(status=400, text="bad request")
+        group_id = self.sender.group_id
+        if group_id is not None and body.get("group_id") != group_id:
+            return web.Response(status=403, text="wrong community")
+        if body.get("type") == "confirmation":
+            return web.Response(text=self.settings.vk_confirmation_code or "")
+        expected = self.settings.vk_callback_secret
+        given = body.get("secret")
+        if (
+            expected is None
+            or not isinstance(given, str)
+            or not hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+        ):
+            log.warning("VK callback without the right secret refused")
+            return web.Response(status=403, text="forbidden")
+        await self.bot.process_event(body)
+        return web.Response(text="ok")
+
+
+async def run_vk(settings: Settings, app: App) -> None:
+    """VK alone: prospects and (with `MANAGERS_VK_PEER_ID`) managers in VK."""
+    sender = create_sender(settings)
+    managers = {sender.channel: sender} if settings.managers_vk_peer_id is not None else {}
+    crm = crm_exporter(settings)
+    worker = app.delivery_worker({sender.channel: sender}, managers, crm)
+    desk = ManagerDesk(app.db, app.scenarios, app.clock, managers)
+    on_refused = sender.post_to_managers if managers else None
+    reloader = ScenarioReloader(app.scenarios, on_refused=on_refused)
+    redemptions = app.redemptions()
+    channel = VkChannel(settings, app.funnel, sender, desk, redemptions, reloader)
+
+    async def reminders() -> None:
+        await remind_unclaimed(app.db, app.scenarios, app.clock, app.funnel.routes.managers)
+
+    await channel.start()
+    heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader, reminders=reminders)
+    api_token = settings.api_token.get_secret_value() if settings.api_token else None
+    http: web.AppRunner | None = None
+    poller: asyncio.Task[None] | None = None
+    try:
+        if channel.callback_mode or api_token:
+            web_app = web.Application(client_max_size=MAX_BODY)
+            add_api_routes(web_app, OutsideEvents(app.funnel), api_token, redemptions)
+            if channel.callback_mode:
+                channel.add_callback_route(web_app)
+            http = web.AppRunner(web_app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+            await http.setup()
+            await web.TCPSite(http, settings.http_host, settings.http_port).start()
+        if not channel.callback_mode:
+            poller = asyncio.create_task(channel.poll())
+        await wait_for_signal(poller)
+    finally:
+        if poller is not None:
+            poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await poller
+        if http is not None:
+            await http.cleanup()
+        await heartbeat.stop()
+        await worker.pacer.aclose()
+        if crm is not None:
+            await crm.aclose()
+        await sender.api.http_client.close()
+
+
+async def wait_for_signal(task: asyncio.Task[None] | None = None) -> None:
+    """Until SIGINT or SIGTERM (or until `task` ends, which is an error: it is raised)."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.create_task(stop.wait())
+    waiting: set[asyncio.Task[object]] = {waiter}
+    if task is not None:
+        waiting.add(task)  # type: ignore[arg-type]
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task is not None and task in done:
+        task.result()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from contextlib import suppress
 
 from aiogram import Bot, Dispatcher
@@ -24,6 +23,7 @@ from bot.outside import OutsideEvents
 from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
+from handlers.signals import wait_for_signal
 from handlers.telegram.managers import setup_managers_router
 from handlers.telegram.middlewares import InFlight, Throttle
 from handlers.telegram.router import setup_fallback_router, setup_router
@@ -143,15 +143,6 @@ async def _serve_http(settings: Settings, app: web.Application) -> web.AppRunner
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     log.info("events API served on %s:%s", settings.http_host, settings.http_port)
     return runner
-
-
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 async def run_telegram(settings: Settings, app: App) -> None:
@@ -276,6 +267,6 @@ async def _serve_updates(
         url,
     )
     try:
-        await _wait_for_signal()
+        await wait_for_signal()
     finally:
         await runner.cleanup()  # lets requests in flight finish, then closes the bot session

@@ -20,6 +20,7 @@ from bot.outside import OutsideEvents
 from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
+from handlers.signals import wait_for_signal
 from handlers.vk.router import VkHandlers
 from handlers.vk.sender import VkSender
 from handlers.web.api import MAX_BODY, add_api_routes
@@ -161,22 +162,3 @@ async def run_vk(settings: Settings, app: App) -> None:
         if crm is not None:
             await crm.aclose()
         await sender.api.http_client.close()
-
-
-async def wait_for_signal(task: asyncio.Task[None] | None = None) -> None:
-    """Until SIGINT or SIGTERM (or until `task` ends, which is an error: it is raised)."""
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    waiter = asyncio.create_task(stop.wait())
-    waiting: set[asyncio.Task[object]] = {waiter}
-    if task is not None:
-        waiting.add(task)  # type: ignore[arg-type]
-    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if task is not None and task in done:
-        task.result()

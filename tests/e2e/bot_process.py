@@ -1,5 +1,6 @@
-"""`leadbot run` as a real process for end-to-end tests: started against the emulator with a
-SQLite file and the shipped scenario, stopped with SIGTERM as a service manager would."""
+"""`leadbot run` as a real process for end-to-end tests: started against the Telegram emulator
+or the VK API fake with a SQLite file and the shipped scenario, stopped with SIGTERM as a
+service manager would."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from tests.conftest import ROOT, SHIPPED_SCENARIO
 from tests.e2e.telegram import TelegramClient
+from tests.e2e.vk_api import VkApiFake
 
 MANAGERS = -1001234567890
 # Settings a developer's shell may hold that must not leak into the bot under test.
@@ -64,21 +66,35 @@ def free_port() -> int:
 
 def start_bot(client: TelegramClient, tmp_path: Path, **extra: str) -> RunningBot:
     """The bot in long-polling mode with the managers' chat; `extra` settings on top."""
+    telegram = {
+        "TELEGRAM_BOT_TOKEN": client.token,
+        "TELEGRAM_API_URL": client.api_url,
+        "MANAGERS_TELEGRAM_CHAT_ID": str(MANAGERS),
+    }
+    return _launch(tmp_path, {**telegram, **extra})
+
+
+def start_vk_bot(vk: VkApiFake, tmp_path: Path, **extra: str) -> RunningBot:
+    """The bot on VK alone, long polling the fake VK API (tests/e2e/vk_api.py); `extra`
+    settings on top: MANAGERS_VK_PEER_ID for the managers' conversation, VK_CALLBACK_SECRET
+    and VK_CONFIRMATION_CODE for the Callback API at `http_url + "/vk/callback"`."""
+    return _launch(tmp_path, {**vk.env(), **extra})
+
+
+def _launch(tmp_path: Path, settings: dict[str, str]) -> RunningBot:
+    """`leadbot run` with a SQLite file in `tmp_path`, the shipped scenario and `settings`."""
     database = tmp_path / "leads.db"
     log = tmp_path / "bot.log"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)},
         "PYTHONPATH": str(ROOT),
-        "TELEGRAM_BOT_TOKEN": client.token,
-        "TELEGRAM_API_URL": client.api_url,
-        "MANAGERS_TELEGRAM_CHAT_ID": str(MANAGERS),
         "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
         "SCENARIO_DIR": str(SHIPPED_SCENARIO),
         "LOG_LEVEL": "INFO",
         "FLOOD_BURST": "100",  # the test types faster than people; flood control has own tests
         "HTTP_HOST": "127.0.0.1",
         "HTTP_PORT": str(free_port()),
-        **extra,
+        **settings,
     }
     with log.open("w") as out:
         process = subprocess.Popen(

@@ -20,7 +20,7 @@ from bot.handoff import Manager, ManagerDesk
 from bot.redemption import Redemptions, managers_text, parse_redeem
 from bot.scenario.reload import ScenarioReloader
 from handlers.vk.payloads import START_COMMAND, action_of, parse_payload
-from handlers.vk.sender import CHANNEL, VkSender
+from handlers.vk.sender import CHANNEL, VkSender, reference
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,15 @@ class VkHandlers:
         labeler = BotLabeler()
         labeler.raw_event(GroupEventType.MESSAGE_NEW, dict)(self.on_message)
         labeler.raw_event(GroupEventType.MESSAGE_EVENT, dict)(self.on_event)
+        labeler.raw_event(GroupEventType.MESSAGE_DENY, dict)(self.on_deny)
         return labeler
+
+    async def on_deny(self, update: dict[str, Any]) -> None:
+        """The person forbade the community's messages: stop at once, as a block does; a
+        message they write later lets the bot answer again."""
+        user_id = (update.get("object") or {}).get("user_id")
+        if isinstance(user_id, int):
+            await self.funnel.mark_blocked(CHANNEL, str(user_id))
 
     # ---- prospects ----
 
@@ -156,11 +164,11 @@ class VkHandlers:
         elif command == "/reload" and self.reloader is not None:
             answer = (await self.reloader.reload())[1][:4000]
         elif (replied := message.get("reply_message")) and text:
-            reference = replied.get("conversation_message_id")
-            if reference is not None:
-                answer = await self.desk.reply(
-                    manager, str(reference), str(message.get("conversation_message_id")), text
-                )
+            number = replied.get("conversation_message_id")
+            if number is not None:
+                peer = message["peer_id"]
+                own = reference(peer, message.get("conversation_message_id") or 0)
+                answer = await self.desk.reply(manager, reference(peer, number), own, text)
         if answer:
             try:
                 await self.sender.post_to_managers(answer)

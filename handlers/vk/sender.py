@@ -84,6 +84,11 @@ def _button(button: Button, *, inline: bool) -> dict[str, Any]:
     return {"action": {"type": kind, "label": label, "payload": payload}}
 
 
+def reference(peer: int, conversation_message_id: int) -> str:
+    """How a post in a conversation is named in the database: the peer and its number."""
+    return f"{peer}:{conversation_message_id}"
+
+
 def intent_for(message: Outgoing, last_message_at: datetime | None, now: datetime) -> str | None:
     """None inside the 24-hour window after the person's last message; VK's intent for the
     message's purpose after it."""
@@ -154,8 +159,9 @@ class VkSender:
     async def post_to_managers(
         self, text: str, buttons: Rows = (), *, expect_reply: bool = False
     ) -> str | None:
-        """Post in the managers' conversation; the reference is the message's
-        conversation_message_id (what editing and replies name it by)."""
+        """Post in the managers' conversation; the reference is `<peer>:<number>`: VK
+        numbers messages per conversation, so the number alone would clash with an earlier
+        conversation's posts once `MANAGERS_VK_PEER_ID` changes."""
         if self.managers_peer_id is None:
             return None
         params = await self._params(self.managers_peer_id, Outgoing(text, buttons))
@@ -168,18 +174,19 @@ class VkSender:
         first = sent[0] if isinstance(sent, list) and sent else {}
         if "error" in first:
             raise TemporaryFailure(f"managers' chat refused the post: {first['error']}")
-        reference = first.get("conversation_message_id")
-        return str(reference) if reference is not None else None
+        number = first.get("conversation_message_id")
+        return reference(self.managers_peer_id, number) if number is not None else None
 
     async def edit_in_managers(self, reference: str, text: str, buttons: Rows = ()) -> None:
-        if self.managers_peer_id is None:
-            return
+        peer, _, number = reference.rpartition(":")
+        if self.managers_peer_id is None or peer != str(self.managers_peer_id):
+            return  # a post in a conversation the managers have left
         params = await self._params(self.managers_peer_id, Outgoing(text, buttons))
         params.setdefault("keyboard", json.dumps({"inline": True, "buttons": []}))
         await self._call(
             "messages.edit",
             peer_id=self.managers_peer_id,
-            conversation_message_id=int(reference),
+            conversation_message_id=int(number),
             **params,
         )
 

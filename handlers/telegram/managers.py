@@ -16,7 +16,7 @@ from bot.handoff import Manager, ManagerDesk
 from bot.redemption import Redemptions, managers_text, parse_redeem
 from bot.scenario.reload import ScenarioReloader
 from handlers.telegram.callbacks import Press
-from handlers.telegram.sender import inline_keyboard
+from handlers.telegram.sender import inline_keyboard, post_reference
 
 log = logging.getLogger(__name__)
 CHANNEL = "telegram"
@@ -65,7 +65,9 @@ def setup_managers_router(managers_chat_id: int | None) -> Router:
         )
         # Shown by request, it is a card like the first: kept up to date, and a reply to it
         # goes to the lead.
-        await desk.remember(CHANNEL, str(shown.message_id), lead_id, "card")
+        await desk.remember(
+            CHANNEL, post_reference(message.chat.id, shown.message_id), lead_id, "card"
+        )
 
     @router.message(Command("redeem"))
     async def redeem(message: Message, command: CommandObject, redemptions: Redemptions) -> None:
@@ -90,12 +92,12 @@ def setup_managers_router(managers_chat_id: int | None) -> Router:
     async def reply(message: Message, desk: ManagerDesk) -> None:
         assert message.reply_to_message is not None
         assert message.from_user is not None
-        answer = await desk.reply(
-            manager_of(message.from_user),
-            str(message.reply_to_message.message_id),
-            str(message.message_id),
-            message.text or "",
-        )
+        chat, replied = message.chat.id, message.reply_to_message.message_id
+        manager, text = manager_of(message.from_user), message.text or ""
+        own = post_reference(chat, message.message_id)
+        answer = await desk.reply(manager, post_reference(chat, replied), own, text)
+        if answer is None:  # a post of an earlier version, named by its bare id
+            answer = await desk.reply(manager, str(replied), own, text)
         if answer:
             await message.reply(answer)
 

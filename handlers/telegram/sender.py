@@ -44,6 +44,11 @@ Rows = tuple[tuple[Button, ...], ...]
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
 
 
+def post_reference(chat_id: int, message_id: int) -> str:
+    """How a post in a group chat is named in the database: the chat and the message."""
+    return f"{chat_id}:{message_id}"
+
+
 def inline_keyboard(message: Outgoing) -> InlineKeyboardMarkup | None:
     if not message.buttons:
         return None
@@ -115,8 +120,9 @@ class TelegramSender:
     async def post_to_managers(
         self, text: str, buttons: Rows = (), *, expect_reply: bool = False
     ) -> str | None:
-        """A message in the managers' chat; its reference (for `edit_in_managers` and for
-        routing replies), or None when no managers' chat is configured."""
+        """A message in the managers' chat; its reference `<chat>:<message>` (for
+        `edit_in_managers` and for routing replies: message ids count per chat, so a new
+        managers' chat must not meet an old one's posts), or None without a managers' chat."""
         if self.managers_chat_id is None:
             return None
         markup: InlineKeyboardMarkup | ForceReply | None = inline_keyboard(Outgoing(text, buttons))
@@ -130,17 +136,19 @@ class TelegramSender:
             raise RetryLater(exc.retry_after, str(exc)) from exc
         except (TelegramServerError, TelegramNetworkError) as exc:
             raise TemporaryFailure(str(exc)) from exc
-        return str(sent.message_id)
+        return post_reference(self.managers_chat_id, sent.message_id)
 
     async def edit_in_managers(self, reference: str, text: str, buttons: Rows = ()) -> None:
         """Rewrite a message posted with `post_to_managers` (a lead card changing state)."""
-        if self.managers_chat_id is None:
+        chat, _, message_id = reference.rpartition(":")
+        # A bare id is a post of an earlier version, made in the configured chat.
+        if self.managers_chat_id is None or chat not in ("", str(self.managers_chat_id)):
             return
         try:
             await self.bot.edit_message_text(
                 text=text,
                 chat_id=self.managers_chat_id,
-                message_id=int(reference),
+                message_id=int(message_id),
                 reply_markup=inline_keyboard(Outgoing(text, buttons)),
                 disable_web_page_preview=True,
             )

@@ -356,13 +356,18 @@ async def test_the_managers_chat_gets_posts_with_buttons_and_edits_in_place(
     [post] = [r for r in telegram.session.of(SendMessage) if int(r.chat_id) == MANAGERS_CHAT]
     assert labels(post) == ["Взял"]
     assert reference is not None
+    chat, _, message_id = reference.partition(":")
+    assert int(chat) == MANAGERS_CHAT  # named with its chat: ids count per chat
     await telegram.sender.edit_in_managers(reference, "Лид #1 — взял Олег")
     [edit] = telegram.session.of(EditMessageText)
     assert (edit.chat_id, edit.message_id, edit.text) == (
         MANAGERS_CHAT,
-        int(reference),
+        int(message_id),
         "Лид #1 — взял Олег",
     )
+    # A post of another (earlier) managers' chat is not touched.
+    await telegram.sender.edit_in_managers(f"-42:{message_id}", "чужой чат")
+    assert len(telegram.session.of(EditMessageText)) == 1
     telegram.session.fail_next(EditMessageText, 400, "Bad Request: message is not modified")
     await telegram.sender.edit_in_managers(reference, "Лид #1 — взял Олег")  # no error
 

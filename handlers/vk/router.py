@@ -200,8 +200,11 @@ def message_fields(message: dict[str, Any]) -> dict[str, Any]:
     field, a command, text, or something that is not text."""
     text = (message.get("text") or "").strip()
     payload = parse_payload(message.get("payload"))
-    ref = message.get("ref")
+    ref, ref_source = message.get("ref"), message.get("ref_source")
     if isinstance(ref, str) and ref:
+        # `ref_source` (a second link parameter) is a source unless the payload names one.
+        if isinstance(ref_source, str) and ref_source and "src_" not in ref:
+            ref = f"{ref}-src_{ref_source}"
         return {"kind": Kind.START, "payload": ref[:64]}
     command, _, argument = text.partition(" ")
     if payload == START_COMMAND or command.lower() in START_WORDS:

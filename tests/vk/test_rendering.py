@@ -98,6 +98,10 @@ def test_payloads_are_checked_like_any_input() -> None:
             {"kind": Kind.START, "payload": "src_vkads-o_guide"},
         ),
         ({"text": "/start ref_ABCD2345"}, {"kind": Kind.START, "payload": "ref_ABCD2345"}),
+        (
+            {"text": "", "ref": "ref_ABCD2345", "ref_source": "vkads"},
+            {"kind": Kind.START, "payload": "ref_ABCD2345-src_vkads"},
+        ),
         ({"text": "7", "payload": '{"a":"a:nps:7"}'}, {"kind": Kind.BUTTON, "payload": "a:nps:7"}),
         ({"text": "7", "payload": '{"evil":1}'}, {"kind": Kind.BUTTON, "payload": ""}),
         ({"text": "/stop"}, {"kind": Kind.STOP}),

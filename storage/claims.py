@@ -100,6 +100,14 @@ async def key_lock(session: AsyncSession, name: str) -> None:
         await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
 
 
+# PostgreSQL's lock_not_available: FOR UPDATE NOWAIT met a row another transaction holds.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def is_lock_unavailable(exc: BaseException) -> bool:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back
 # only because it met another one; running it again is the documented remedy.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})

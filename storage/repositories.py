@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.claims import is_lock_unavailable
 from storage.models import (
     Answer,
     Consent,
@@ -18,6 +19,7 @@ from storage.models import (
     Identity,
     InboundEvent,
     Lead,
+    ManagerMessage,
     OutboxRow,
     PromoCode,
     PromoRedemption,
@@ -25,7 +27,11 @@ from storage.models import (
     SequenceRun,
     StageChange,
     Tag,
+    TrackedLink,
 )
+
+# What follows a person from one lead to another as it is (see `LeadRepository.move_rows`).
+PERSON_ROWS = (Identity, Event, StageChange, Consent, PromoCode, PromoRedemption, ManagerMessage)
 
 
 class LeadRepository:
@@ -120,6 +126,36 @@ class LeadRepository:
             .limit(1)
         )
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def try_lock(self, lead_id: int) -> bool:
+        """Lock the lead's row if no other transaction holds it; False (nothing waited for,
+        this transaction intact) when one does. PostgreSQL: FOR UPDATE NOWAIT in a savepoint.
+        SQLite has one writer at a time and no row locks: always True. For a lead that may
+        come before one this transaction holds in the id order other lock takers follow,
+        where waiting could deadlock."""
+        query = select(Lead.id).where(Lead.id == lead_id).with_for_update(nowait=True)
+        try:
+            async with self.session.begin_nested():
+                await self.session.execute(query)
+        except DBAPIError as exc:
+            if is_lock_unavailable(exc):
+                return False
+            raise
+        return True
+
+    async def move_rows(self, from_id: int, to_id: int) -> None:
+        """Re-point the rows that follow a person unchanged when two leads become one:
+        messenger accounts, events, stage moves, consents, promo codes and their uses, posts
+        about the lead in the managers' chats. The session's objects are updated too."""
+        await self.session.flush()
+        for model in PERSON_ROWS:
+            await self.session.execute(
+                update(model).where(model.lead_id == from_id).values(lead_id=to_id)
+            )
+
+    async def tracked_links(self, lead_id: int) -> Sequence[TrackedLink]:
+        query = select(TrackedLink).where(TrackedLink.lead_id == lead_id)
+        return (await self.session.execute(query.order_by(TrackedLink.token))).scalars().all()
 
     # contacts
     async def contacts(self, lead_id: int) -> Sequence[Contact]:
@@ -399,6 +435,11 @@ class OutboxRepository:
         """When the earliest pending row is due."""
         query = select(func.min(OutboxRow.due_at)).where(OutboxRow.status == "pending")
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def for_lead(self, lead_id: int) -> Sequence[OutboxRow]:
+        """Every row of the lead, whatever its status, oldest first."""
+        query = select(OutboxRow).where(OutboxRow.lead_id == lead_id).order_by(OutboxRow.id)
+        return (await self.session.execute(query)).scalars().all()
 
     async def pending_for_lead(self, lead_id: int) -> Sequence[OutboxRow]:
         query = (

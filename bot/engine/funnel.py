@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from bot import promos, reactions, referrals, scoring, sequences
+from bot import merge, promos, reactions, referrals, scoring, sequences
 from bot.clock import Clock
 from bot.engine import stages
 from bot.engine.answers import (
@@ -74,10 +74,15 @@ class Funnel:
     async def handle(self, incoming: Incoming) -> Reply:
         """Process one event. Never raises: a failure rolls back and answers with an apology."""
         loaded = self.scenarios.current
+        lock_first: set[int] = set()
         try:
             for attempt in range(ATTEMPTS):
                 try:
-                    return await self._handle_once(incoming, loaded)
+                    return await self._handle_once(incoming, loaded, lock_first)
+                except merge.LockOrder as busy:
+                    if attempt == ATTEMPTS - 1:
+                        raise
+                    lock_first.add(busy.lead_id)
                 except DBAPIError as exc:
                     if attempt == ATTEMPTS - 1 or not is_write_conflict(exc):
                         raise
@@ -96,7 +101,9 @@ class Funnel:
             )
         return Reply([Outgoing(loaded.scenario.messages.error)])
 
-    async def _handle_once(self, incoming: Incoming, loaded: LoadedScenario) -> Reply:
+    async def _handle_once(
+        self, incoming: Incoming, loaded: LoadedScenario, lock_first: set[int]
+    ) -> Reply:
         now = self.clock.now()
         async with self.db.unit_of_work() as uow:
             if incoming.event_key and not await uow.inbound.first_time(
@@ -104,6 +111,10 @@ class Funnel:
             ):
                 log.info("update %s was handled before; skipped", incoming.event_key)
                 return Reply(duplicate=True)
+            if lock_first:  # a merge found these leads busy: all locks in id order this time
+                known = await uow.leads.find_by_identity(incoming.channel, incoming.external_id)
+                for lead_id in sorted(lock_first | ({known[0].id} if known else set())):
+                    await uow.leads.get(lead_id, lock=True)
             found = await uow.leads.find_by_identity(
                 incoming.channel, incoming.external_id, lock=True
             )
@@ -119,6 +130,7 @@ class Funnel:
                 lead, identity = found
             turn = Turn(self, uow, loaded, lead, identity, incoming, new_lead=found is None)
             await turn.run()
+            lead = turn.lead  # another lead, if a merge made this one part of it
             lead.updated_at = now
             if lead.erased_at is None:
                 identity.last_seen_at = now
@@ -734,6 +746,7 @@ class Turn:
         )
         self.record("contact_shared", kind="phone", verified=verified)
         self.advance("contact", "phone shared")
+        await self.merge_on_contact("phone", value, verified=verified)
 
     async def accept_answer(
         self,
@@ -768,11 +781,29 @@ class Turn:
             self.record("contact_shared", kind=question.type, verified=verified)
             await self.score_event("contact_shared")
             self.advance("contact", f"{question.type} given")
+            await self.merge_on_contact(question.type, parsed.value, verified=verified)
         self.lead.awaiting = None
         if offer_id in self.s.offers:
             await self.continue_offer(offer_id)  # type: ignore[arg-type]
         else:  # a question a sequence step asked: the chain goes on by itself
             self.say(self.s.messages.thanks, buttons=self.back_to_menu())
+
+    async def merge_on_contact(self, kind: str, value: str, *, verified: bool) -> None:
+        """A verified contact may show the person has a lead in another messenger: one lead
+        from now on (bot.merge), and this turn goes on with it."""
+        merged = await merge.on_contact(
+            self.uow,
+            self.s,
+            self.lead,
+            kind,
+            value,
+            verified=verified,
+            now=self.now,
+            managers=self.funnel.routes.managers,
+        )
+        if merged is not None:
+            self.lead = merged
+            await self.load_answers()
 
     async def deliver(self, offer_id: str, offer: Offer) -> None:
         self.lead.awaiting = None

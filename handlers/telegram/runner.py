@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import suppress
 
@@ -209,16 +208,13 @@ async def _serve(
         "webhook" if settings.webhook_base_url else "long polling",
     )
     await register_commands(bot)
-    vk_poller = asyncio.create_task(vk.poll()) if vk is not None and not vk.callback_mode else None
+    if vk is not None:
+        vk.start_polling()
     try:
         await _serve_updates(settings, dispatcher, bot, outside, api_token, redemptions, vk)
     finally:
-        if vk_poller is not None:
-            vk_poller.cancel()
-            with suppress(asyncio.CancelledError):
-                await vk_poller
         if vk is not None:
-            await vk.sender.api.http_client.close()
+            await vk.stop()
 
 
 async def _serve_updates(

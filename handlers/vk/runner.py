@@ -64,6 +64,7 @@ class VkChannel:
         self.sender = sender
         self.handlers = VkHandlers(funnel, sender, desk, redemptions, reloader)
         self.bot = Bot(api=sender.api, labeler=self.handlers.labeler())
+        self._poller: asyncio.Task[None] | None = None
 
     @property
     def callback_mode(self) -> bool:
@@ -82,10 +83,20 @@ class VkChannel:
             "Callback API" if self.callback_mode else "long polling",
         )
 
-    async def poll(self) -> None:
-        """Bots Long Poll until cancelled."""
+    def start_polling(self) -> asyncio.Task[None] | None:
+        """Bots Long Poll in the background, unless the Callback API brings the events."""
+        if self.callback_mode:
+            return None
         self.bot.polling.group_id = self.sender.group_id  # type: ignore[attr-defined]
-        await self.bot.run_polling()
+        self._poller = asyncio.create_task(self.bot.run_polling())
+        return self._poller
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._poller
+        await self.sender.api.http_client.close()
 
     def add_callback_route(self, app: web.Application) -> None:
         app.router.add_post(CALLBACK_PATH, self.callback)
@@ -137,7 +148,6 @@ async def run_vk(settings: Settings, app: App) -> None:
     heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader, reminders=reminders)
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
     http: web.AppRunner | None = None
-    poller: asyncio.Task[None] | None = None
     try:
         if channel.callback_mode or api_token:
             web_app = web.Application(client_max_size=MAX_BODY)
@@ -147,18 +157,12 @@ async def run_vk(settings: Settings, app: App) -> None:
             http = web.AppRunner(web_app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
             await http.setup()
             await web.TCPSite(http, settings.http_host, settings.http_port).start()
-        if not channel.callback_mode:
-            poller = asyncio.create_task(channel.poll())
-        await wait_for_signal(poller)
+        await wait_for_signal(channel.start_polling())
     finally:
-        if poller is not None:
-            poller.cancel()
-            with suppress(asyncio.CancelledError):
-                await poller
+        await channel.stop()
         if http is not None:
             await http.cleanup()
         await heartbeat.stop()
         await worker.pacer.aclose()
         if crm is not None:
             await crm.aclose()
-        await sender.api.http_client.close()

@@ -71,8 +71,8 @@ class VkChannel:
         return self.settings.vk_callback_secret is not None
 
     async def start(self) -> None:
-        """Learn the community (its id for long polling, its screen name for referral
-        links) and the managers' conversation."""
+        """Learn the community: its id (for long polling and the Callback API's check) and
+        its screen name (for referral links)."""
         groups = (await self.sender.api.request("groups.getById", {}))["response"]
         group = (groups.get("groups") if isinstance(groups, dict) else groups)[0]
         self.sender.group_id = self.sender.group_id or group["id"]

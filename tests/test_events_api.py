@@ -19,11 +19,12 @@ from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
 from bot.engine.messages import Button, Outgoing
 from bot.outside import OutsideEvents
+from bot.redemption import Redemptions
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from bot.scoring import CARD, Routes
 from bot.tracking import link_token, track_buttons
-from handlers.web.api import api_app
+from handlers.web.api import EVENTS_PATH, api_app
 from storage.database import Database
 from storage.models import OutboxRow, TrackedLink
 from tests.conftest import FIXTURE_SCENARIO
@@ -50,7 +51,7 @@ class Api:
 
     base: str
     http: aiohttp.ClientSession
-    path: str = "/api/events"
+    path: str = EVENTS_PATH
     token: str = API_TOKEN
 
     async def post(
@@ -81,15 +82,18 @@ class Api:
 
 
 @asynccontextmanager
-async def serving(funnel: Funnel) -> AsyncIterator[Api]:
-    runner = web.AppRunner(api_app(OutsideEvents(funnel), API_TOKEN))
+async def serving(
+    funnel: Funnel, redemptions: Redemptions | None = None, *, path: str = EVENTS_PATH
+) -> AsyncIterator[Api]:
+    """The API app on a free port, and a client posting to `path` with the token."""
+    runner = web.AppRunner(api_app(OutsideEvents(funnel), API_TOKEN, redemptions))
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         async with aiohttp.ClientSession() as http:
-            yield Api(f"http://127.0.0.1:{port}", http)
+            yield Api(f"http://127.0.0.1:{port}", http, path=path)
     finally:
         await runner.cleanup()
 

@@ -10,30 +10,27 @@ import json
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
-from bot.outside import LeadRef, OutsideEvents, Refused
+from bot.outside import LeadRef, Refused
 from bot.redemption import Outcome, Redemptions
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
-from handlers.web.api import api_app
+from handlers.web.api import REDEEM_PATH
 from storage.database import Database
 from storage.models import PromoCode, PromoRedemption
 from tests.conftest import ROOT
 from tests.delivery.harness import scenario_folder
 from tests.prospect import events_of, snapshot
-from tests.test_events_api import Api
+from tests.test_events_api import API_TOKEN, Api, serving
 from tests.test_promos import issue, new_lead
 
 PROMOS = """
@@ -44,7 +41,6 @@ promos:
   duo: {kind: shared, code: DUO-PAIR, discount: "20%", uses: 2}
 """
 PURCHASE_POINTS = 30
-API_TOKEN = "till-token"
 
 
 def promo_scenario(tmp_path: Path) -> Path:
@@ -465,20 +461,6 @@ async def test_the_same_request_twice_at_once_takes_one_use_and_both_are_answere
 # ---- POST /api/promo/redeem ----
 
 
-@asynccontextmanager
-async def serving(funnel: Funnel, redemptions: Redemptions) -> AsyncIterator[Api]:
-    runner = web.AppRunner(api_app(OutsideEvents(funnel), API_TOKEN, redemptions))
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        async with aiohttp.ClientSession() as http:
-            yield Api(f"http://127.0.0.1:{port}", http, path="/api/promo/redeem", token=API_TOKEN)
-    finally:
-        await runner.cleanup()
-
-
 @pytest.fixture
 def sqlite_funnel(sqlite_db: Database, clock: FakeClock, folder: Path) -> Funnel:
     return promo_funnel(sqlite_db, clock, folder)
@@ -486,7 +468,7 @@ def sqlite_funnel(sqlite_db: Database, clock: FakeClock, folder: Path) -> Funnel
 
 @pytest.fixture
 async def api(sqlite_funnel: Funnel) -> AsyncIterator[Api]:
-    async with serving(sqlite_funnel, Redemptions(sqlite_funnel)) as client:
+    async with serving(sqlite_funnel, Redemptions(sqlite_funnel), path=REDEEM_PATH) as client:
         yield client
 
 
@@ -661,7 +643,7 @@ async def test_the_api_works_on_each_database(
 ) -> None:
     anna = await new_lead(funnel.db, clock)
     code = await give(funnel, anna, "first_purchase")
-    async with serving(funnel, redemptions) as api:
+    async with serving(funnel, redemptions, path=REDEEM_PATH) as api:
         assert (await api.post({"code": code, "amount": 100}))[0] == 200
         assert (await api.post({"code": code}))[0] == 409
     assert await events_of(funnel.db, anna, "purchase") == [

@@ -17,7 +17,7 @@ from bot import broadcasts, promo_stats, stats
 from bot.app import SchemaOutdated, build_app, prepare_database
 from bot.clock import FakeClock, SystemClock
 from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleTransport
-from bot.scenario.checks import REPLY_PLACEHOLDERS, placeholders
+from bot.scenario.checks import SIMPLE_PLACEHOLDERS, placeholders
 from bot.scenario.loader import ScenarioError, load_scenario
 from bot.scenario.model import Rule, parse_local_moment
 from bot.settings import Settings, SettingsError, load_settings
@@ -171,9 +171,9 @@ async def broadcast(settings: Settings, args: argparse.Namespace) -> int:
         print("leadbot: --text needs --segment (who gets it)", file=sys.stderr)
         return 2
     codes = {f"promo.{p}{part}" for p in scenario.promos for part in ("", ".expires")}
-    unknown = [n for n in placeholders(args.text or "") if n not in REPLY_PLACEHOLDERS | codes]
+    unknown = [n for n in placeholders(args.text or "") if n not in {*SIMPLE_PLACEHOLDERS, *codes}]
     if unknown:
-        allowed = ", ".join(f"{{{n}}}" for n in sorted(REPLY_PLACEHOLDERS))
+        allowed = ", ".join(f"{{{n}}}" for n in sorted(SIMPLE_PLACEHOLDERS))
         print(
             f"leadbot: --text may use {allowed}, {{promo.<id>}} of the scenario's promos, "
             f"not {{{unknown[0]}}}",

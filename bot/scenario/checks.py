@@ -25,15 +25,14 @@ from bot.scenario.source import Path_
 
 TEXT_LIMIT = 4096  # Telegram's limit for one message
 BUTTON_LIMIT = 40  # VK's limit for a button label; Telegram allows more, VK cuts
+# Placeholders every text may use (replies sent at once, steps, broadcasts), besides
+# `{promo.<id>}` and `{promo.<id>.expires}`.
 SIMPLE_PLACEHOLDERS = ("first_name", "name", "referral_link", "policy_url")
 # Texts sent without filling placeholders: the apology must not depend on data, the erasure
 # notice has no data left, the flood answer comes before any lead is loaded.
 SENT_AS_WRITTEN = frozenset(
     {("messages", "error"), ("messages", "deleted"), ("messages", "slow_down")}
 )
-# What the engine fills in the replies it sends at once (start, offers, questions, FAQ...),
-# besides `{promo.<id>}` and `{promo.<id>.expires}`, which are allowed there too.
-REPLY_PLACEHOLDERS = frozenset({"first_name", "name", "policy_url", "referral_link"})
 # System texts that show a code or the referral counts have names of their own.
 CODE_PLACEHOLDERS = frozenset({"code", "discount", "until"})
 MESSAGE_PLACEHOLDERS = {

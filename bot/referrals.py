@@ -65,7 +65,6 @@ class Reward:
     code), and the events and stage for the caller to react to (chains that start on
     `referral_rewarded` or on the stage `advocate`)."""
 
-    referrer: Lead
     text: str | None = None
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     reached: set[str] = field(default_factory=set)
@@ -157,7 +156,7 @@ async def grant(
     referral = await uow.session.get(Referral, friend_id)
     if referral is None or referral.void_at is not None or referrer.erased_at is not None:
         return None
-    reward = Reward(referrer)
+    reward = Reward()
     if stages.advance(
         referrer, "advocate", reason=f"friend #{friend_id}", now=now, events=uow.events
     ):

@@ -8,12 +8,9 @@ code. Somebody who wrote to the bot before and then opens the link is not attrib
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
-
-from tests.e2e.bot_process import RunningBot, start_bot
+from tests.e2e.bot_process import RunningBot
 from tests.e2e.telegram import BotMessage, TelegramClient
 
 AUDIT = "Час добра: бесплатный аудит процессов"
@@ -31,21 +28,6 @@ THANKS = re.compile(
 INVITE = "Приглашайте коллег по своей ссылке"
 # The delivery worker sends the thank-you on one of its ticks; generous for a slow machine.
 DELIVERY_TIMEOUT = 30.0
-
-
-@pytest.fixture
-async def bot(telegram_emulator: TelegramClient, tmp_path: Path) -> AsyncIterator[RunningBot]:
-    """The bot in long-polling mode; getMe has told it its username by the time it drops
-    the webhook (it asks getMe first)."""
-    running = start_bot(telegram_emulator, tmp_path)
-    try:
-        await telegram_emulator.wait_for_calls("deleteWebhook", 1, timeout=30)
-        yield running
-    finally:
-        code = running.stop()
-        log = running.log.read_text()
-        assert code == 0, log
-        assert telegram_emulator.token.split(":")[1] not in log
 
 
 def matching(pattern: re.Pattern[str], messages: list[BotMessage]) -> list[re.Match[str]]:

@@ -4,32 +4,15 @@ acts as prospects through the emulator's client routes and reads what the bot se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.e2e.bot_process import MANAGERS, RunningBot, free_port, start_bot
 from tests.e2e.telegram import BotMessage, TelegramClient
 
 GUIDE = "Гайд: настройка Битрикс24 за вечер"
 AUDIT = "Час добра: бесплатный аудит процессов"
-
-
-@pytest.fixture
-async def bot(telegram_emulator: TelegramClient, tmp_path: Path) -> AsyncIterator[RunningBot]:
-    """The bot in long-polling mode, ready once it has dropped any webhook (it polls next;
-    updates sent before its first poll wait in the emulator, as in Telegram)."""
-    running = start_bot(telegram_emulator, tmp_path)
-    try:
-        await telegram_emulator.wait_for_calls("deleteWebhook", 1, timeout=30)
-        yield running
-    finally:
-        code = running.stop()
-        log = running.log.read_text()
-        assert code == 0, log
-        assert telegram_emulator.token.split(":")[1] not in log  # the token never reaches logs
 
 
 def texts(messages: list[BotMessage]) -> list[str]:

@@ -11,19 +11,17 @@ from sqlalchemy import func, select
 
 from bot.clock import FakeClock
 from bot.crm import CrmLead
-from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
 from bot.engine.messages import Button
 from bot.handoff import Manager, ManagerDesk, remind_unclaimed
 from bot.outside import LeadRef, OutsideEvents
-from bot.pacing import DEFAULT_LIMITS, MemoryPacer
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from bot.scoring import Routes
 from storage.database import Database
 from storage.models import Event, Handoff, ManagerMessage, OutboxRow
 from tests.conftest import FIXTURE_SCENARIO
-from tests.delivery.harness import RecordingTransport
+from tests.delivery.harness import RecordingTransport, fake_clock_worker
 from tests.prospect import Prospect, snapshot
 
 IVAN = Manager("telegram", "501", "Иван Петров")
@@ -86,16 +84,11 @@ class Desk:
         self.crm = FakeCrm()
         self.transport = RecordingTransport(clock)
         self.desk = ManagerDesk(db, scenarios, clock, {"telegram": self.chat})
-        self.worker = DeliveryWorker(
-            db,
-            scenarios,
-            clock,
-            {"telegram": self.transport},
-            MemoryPacer(DEFAULT_LIMITS, clock=lambda: clock.now().timestamp()),
+        self.worker = fake_clock_worker(
             self.funnel,
+            {"telegram": self.transport},
             managers={"telegram": self.chat},
-            crm=self.crm,  # type: ignore[arg-type]
-            worker_id="w1",
+            crm=self.crm,
         )
 
     async def qualified_lead(self, user: str = "1001") -> int:

@@ -20,11 +20,9 @@ from sqlalchemy import func, select
 
 from bot import merge
 from bot.clock import FakeClock
-from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
 from bot.engine.messages import Incoming, Kind
 from bot.engine.stages import RANK
-from bot.pacing import DEFAULT_LIMITS, MemoryPacer
 from bot.referrals import ReferralLinks
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
@@ -44,7 +42,7 @@ from storage.models import (
     Tag,
 )
 from storage.unit_of_work import UnitOfWork
-from tests.delivery.harness import RecordingTransport, scenario_folder
+from tests.delivery.harness import RecordingTransport, fake_clock_worker, scenario_folder
 from tests.prospect import Prospect, events_of, snapshot
 
 EXTRA = """
@@ -416,16 +414,7 @@ class Delivery:
             "telegram": RecordingTransport(clock, "telegram"),
             "vk": RecordingTransport(clock, "vk"),
         }
-        self.worker = DeliveryWorker(
-            both.db,
-            both.scenarios,
-            clock,
-            self.sent,
-            MemoryPacer(DEFAULT_LIMITS, clock=lambda: clock.now().timestamp()),
-            both.funnel,
-            worker_id="w1",
-            sleep=self.sleep,
-        )
+        self.worker = fake_clock_worker(both.funnel, self.sent, sleep=self.sleep)
 
     async def sleep(self, seconds: float) -> None:
         self.both.clock.advance(timedelta(seconds=seconds))

@@ -13,17 +13,15 @@ import pytest
 from sqlalchemy import select
 
 from bot.clock import FakeClock
-from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
 from bot.engine.messages import Kind
 from bot.outside import LeadRef, OutsideEvents
-from bot.pacing import DEFAULT_LIMITS, MemoryPacer
 from bot.referrals import REWARD, ReferralLinks
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from storage.database import Database
 from storage.models import Lead, OutboxRow
-from tests.delivery.harness import RecordingTransport, scenario_folder
+from tests.delivery.harness import RecordingTransport, fake_clock_worker, scenario_folder
 from tests.prospect import Prospect, events_of, snapshot
 
 BOT = "leadbot_test_bot"
@@ -65,15 +63,7 @@ class Programme:
         links = ReferralLinks(telegram_bot=BOT) if links is None else links
         self.funnel = Funnel(db, scenarios, clock, referral_links=links)
         self.transport = RecordingTransport(clock)
-        self.worker = DeliveryWorker(
-            db,
-            scenarios,
-            clock,
-            {"telegram": self.transport},
-            MemoryPacer(DEFAULT_LIMITS, clock=lambda: clock.now().timestamp()),
-            self.funnel,
-            worker_id="w1",
-        )
+        self.worker = fake_clock_worker(self.funnel, {"telegram": self.transport})
 
     def person(self, external_id: str, first_name: str, channel: str = "telegram") -> Prospect:
         return Prospect(self.funnel, external_id, channel=channel, first_name=first_name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +22,7 @@ from bot.clock import FakeClock
 from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
 from bot.engine.messages import Incoming, Kind, Outgoing
+from bot.engine.transport import Transport
 from bot.pacing import DEFAULT_LIMITS, MemoryPacer
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import LoadedScenario, load_scenario
@@ -125,6 +126,29 @@ class RowView:
     leased_by: str | None
 
 
+def fake_clock_worker(
+    funnel: Funnel,
+    transports: Mapping[str, Transport],
+    *,
+    worker_id: str = "w1",
+    **options: Any,
+) -> DeliveryWorker:
+    """A delivery worker for the funnel's database and scenario, on its (fake) clock, the
+    pacer too; `options` as DeliveryWorker takes them (managers, crm, sleep)."""
+    clock = funnel.clock
+    pacer = MemoryPacer(DEFAULT_LIMITS, clock=lambda: clock.now().timestamp())
+    return DeliveryWorker(
+        funnel.db,
+        funnel.scenarios,
+        clock,
+        transports,
+        pacer,
+        funnel,
+        worker_id=worker_id,
+        **options,
+    )
+
+
 class Bench:
     """The engine and a delivery worker sharing one database, scenario and fake clock."""
 
@@ -142,17 +166,8 @@ class Bench:
         transport: RecordingTransport | None = None,
     ) -> DeliveryWorker:
         """A worker with its own pacer, as a separate process (or a restart) would have."""
-        pacer = MemoryPacer(DEFAULT_LIMITS, clock=lambda: self.clock.now().timestamp())
-        return DeliveryWorker(
-            self.db,
-            self.scenarios,
-            self.clock,
-            {"telegram": transport or self.transport},
-            pacer,
-            self.funnel,
-            worker_id=worker_id,
-            sleep=self.sleep,
-        )
+        transports = {"telegram": transport or self.transport}
+        return fake_clock_worker(self.funnel, transports, worker_id=worker_id, sleep=self.sleep)
 
     async def sleep(self, seconds: float) -> None:
         """Pacing waits move the fake clock; nothing sleeps on wall time."""

@@ -20,7 +20,7 @@ from bot.handoff import Manager, ManagerDesk
 from bot.redemption import Redemptions, managers_text, parse_redeem
 from bot.scenario.reload import ScenarioReloader
 from handlers.vk.payloads import START_COMMAND, action_of, parse_payload
-from handlers.vk.sender import CHANNEL, VkSender, reference
+from handlers.vk.sender import CHANNEL, VkSender, reference, reply_key
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class VkHandlers:
         if peer >= CONVERSATIONS:
             return  # another conversation the bot was added to
         incoming = await self.incoming(update, sender_id, **message_fields(message))
-        await self.deliver(incoming)
+        await self.deliver(incoming, update_id_of(update))
 
     async def on_event(self, update: dict[str, Any]) -> None:
         event = update.get("object") or {}
@@ -103,27 +103,33 @@ class VkHandlers:
             if action is None:
                 log.info("forged or stale VK payload %r from %s", str(payload)[:64], user_id)
             incoming = await self.incoming(update, user_id, kind=Kind.BUTTON, payload=action or "")
-            await self.deliver(incoming)
+            await self.deliver(incoming, update_id_of(update))
         finally:
             await self._answer(event_id, user_id, peer, None)  # the spinner stops either way
 
     async def incoming(self, update: dict[str, Any], user_id: int, **fields: Any) -> Incoming:
-        event_id = update.get("event_id")
+        update_id = update_id_of(update)
         return Incoming(
             channel=CHANNEL,
             external_id=str(user_id),
             first_name=await self.first_name(user_id),
-            event_key=f"{CHANNEL}:{event_id}" if event_id else None,
+            event_key=f"{CHANNEL}:{update_id}" if update_id else None,
             **fields,
         )
 
-    async def deliver(self, event: Incoming) -> list[Outgoing]:
-        """Hand the event to the engine (which commits), then send its replies."""
+    async def deliver(self, event: Incoming, update_id: str | None = None) -> list[Outgoing]:
+        """Hand the event to the engine (which commits), then send its replies, each keyed by
+        the update and its place in the reply: vkbottle sends a request again when VK's
+        answer is lost on the way back, and VK drops that repeat, or any other send of the
+        same reply to the same update, instead of delivering it twice."""
         reply = await self.funnel.handle(event)
         now = self.funnel.clock.now()
         try:
-            for message in reply.messages:
-                await self.sender.send(event.external_id, message, last_message_at=now)
+            for number, message in enumerate(reply.messages):
+                key = reply_key(update_id, number) if update_id else None
+                await self.sender.send(
+                    event.external_id, message, idempotency_key=key, last_message_at=now
+                )
         except Blocked:
             await self.funnel.mark_blocked(CHANNEL, event.external_id)
         except (RetryLater, TemporaryFailure) as exc:
@@ -144,6 +150,7 @@ class VkHandlers:
 
     async def on_managers_message(self, update: dict[str, Any], message: dict[str, Any]) -> None:
         text = (message.get("text") or "").strip()
+        update_id = update_id_of(update)
         manager = await self.manager(message["from_id"])
         command, _, args = text.partition(" ")
         answer: str | None = None
@@ -152,7 +159,7 @@ class VkHandlers:
             if readings is None:
                 answer = "Напишите /redeem КОД или /redeem КОД СУММА."
             else:
-                key = f"{CHANNEL}:{update['event_id']}" if update.get("event_id") else None
+                key = f"{CHANNEL}:{update_id}" if update_id else None
                 outcome = await self.redemptions.redeem_reading(
                     readings, source=manager.key, by=f"{manager.key} {manager.name}", key=key
                 )
@@ -170,8 +177,11 @@ class VkHandlers:
                 own = reference(peer, message.get("conversation_message_id") or 0)
                 answer = await self.desk.reply(manager, reference(peer, number), own, text)
         if answer:
+            # Keyed like a prospect's reply: nothing de-duplicates a managers' update (only
+            # /redeem's redemption is keyed), so VK is what stops a second answer to it.
+            key = reply_key(update_id, 0) if update_id else None
             try:
-                await self.sender.post_to_managers(answer)
+                await self.sender.post_to_managers(answer, idempotency_key=key)
             except (RetryLater, TemporaryFailure, Blocked) as exc:
                 log.warning("answer in the VK managers' chat not sent: %s", exc)
 
@@ -182,6 +192,8 @@ class VkHandlers:
         if card is None:
             return f"Лид «{query[:64]}» не найден."
         lead_id, text, buttons = card
+        # Not keyed: handled twice, the update would get the first card's number back from
+        # VK, and `remember` refuses a reference it holds already (a second card is harmless).
         reference = await self.sender.post_to_managers(text, buttons)
         if reference is not None:
             await self.desk.remember(CHANNEL, reference, lead_id, "card")
@@ -192,6 +204,13 @@ class VkHandlers:
             await self.sender.answer_event(event_id, user_id, peer, snackbar=text)
         except (RetryLater, TemporaryFailure, Blocked) as exc:
             log.info("VK event %s not answered: %s", event_id, exc)
+
+
+def update_id_of(update: dict[str, Any]) -> str | None:
+    """VK's id of an update (`event_id` beside its `type`), the same each time VK sends it;
+    not the `event_id` inside a `message_event`, which names the press to answer."""
+    value = update.get("event_id")
+    return str(value) if value else None
 
 
 def message_fields(message: dict[str, Any]) -> dict[str, Any]:

@@ -45,12 +45,18 @@ TEMPORARY_CODES = {1, 10}  # unknown error; internal server error
 
 
 def random_id(key: str | None) -> int:
-    """VK drops a repeated random_id of one community to one person: derived from the
-    outbox row's key, a retry after a crash cannot deliver twice. 0 (no key) means no check:
-    an answer to a message is guarded by the update's de-duplication instead."""
+    """VK drops a repeated random_id of one community to one peer: derived from the outbox
+    row's key or from the update being answered (`reply_key`), a send repeated after a lost
+    answer or a crash cannot deliver twice. 0 (no key) means no check."""
     if not key:
         return 0
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def reply_key(update_id: str, number: int) -> str:
+    """The key of message `number` of the answer sent at once to the VK update `update_id`:
+    one per message, or VK would drop the second message of an answer as a repeat."""
+    return f"vk-event:{update_id}:{number}"
 
 
 def keyboard(message: Outgoing) -> str | None:
@@ -157,18 +163,24 @@ class VkSender:
     # ---- the managers' chat ----
 
     async def post_to_managers(
-        self, text: str, buttons: Rows = (), *, expect_reply: bool = False
+        self,
+        text: str,
+        buttons: Rows = (),
+        *,
+        expect_reply: bool = False,
+        idempotency_key: str | None = None,
     ) -> str | None:
         """Post in the managers' conversation; the reference is `<peer>:<number>`: VK
         numbers messages per conversation, so the number alone would clash with an earlier
-        conversation's posts once `MANAGERS_VK_PEER_ID` changes."""
+        conversation's posts once `MANAGERS_VK_PEER_ID` changes. With `idempotency_key`, VK
+        drops a repeat of the post."""
         if self.managers_peer_id is None:
             return None
         params = await self._params(self.managers_peer_id, Outgoing(text, buttons))
         sent = await self._call(
             "messages.send",
             peer_ids=str(self.managers_peer_id),
-            random_id=0,
+            random_id=random_id(idempotency_key),
             **params,
         )
         first = sent[0] if isinstance(sent, list) and sent else {}

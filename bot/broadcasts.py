@@ -9,15 +9,17 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from bot.rules import evaluate, events_in, load_facts
+from bot.engine.funnel import MARKETING
+from bot.rules import evaluate, events_in, load_facts_many
 from bot.scenario.model import Rule, Scenario
-from bot.sequences import lead_channel
+from bot.sequences import NO_CHANNEL
 from bot.timing import local_instant, out_of_quiet_hours, zone_of
 from storage.database import Database
 from storage.models import Lead
+from storage.repositories import outbox_row
 
 BROADCAST = "broadcast"  # outbox kind
-BATCH = 500  # leads queued per transaction
+BATCH = 5_000  # leads queued per transaction
 
 
 def adhoc_id(text: str, segment: str) -> str:
@@ -34,7 +36,8 @@ class Audience:
 
 async def audience(db: Database, segment: Rule) -> Audience:
     """Who a segment reaches: only leads with advertising consent, not unsubscribed, not
-    blocked, not erased. Consent is checked again when each message is sent."""
+    blocked, not erased. Consent is checked again when each message is sent. A few
+    statements per thousands of leads."""
     matched, reachable = 0, []
     wanted_events = events_in(segment)
     async with db.unit_of_work() as uow:
@@ -47,13 +50,15 @@ async def audience(db: Database, segment: Rule) -> Audience:
             .scalars()
             .all()
         )
+        facts = await load_facts_many(uow, leads, wanted_events)
+        consenting = await uow.leads.with_active_consent([lead.id for lead in leads], MARKETING)
         for lead in leads:
-            if not evaluate(segment, await load_facts(uow, lead, wanted_events)):
+            if not evaluate(segment, facts[lead.id]):
                 continue
             matched += 1
             if lead.unsubscribed_at or lead.unreachable_at:
                 continue
-            if await uow.leads.active_consent(lead.id, "marketing") is not None:
+            if lead.id in consenting:
                 reachable.append(lead.id)
     return Audience(matched, reachable)
 
@@ -70,29 +75,35 @@ async def enqueue(
 ) -> int:
     """Queue the broadcast for these leads; how many rows were new (a lead gets it once).
     `at` is a local wall time in each lead's zone; `text` is for broadcasts not in the
-    scenario (those in it are rendered from the scenario when sent, edits included)."""
+    scenario (those in it are rendered from the scenario when sent, edits included).
+    Each `BATCH` of leads is one transaction of three statements."""
     queued = 0
     settings = scenario.settings
+    payload = {"broadcast": broadcast_id, **({"text": text} if text else {})}
     for start in range(0, len(lead_ids), BATCH):
         async with db.unit_of_work() as uow:
-            for lead_id in lead_ids[start : start + BATCH]:
-                lead = await uow.leads.get(lead_id)
-                if lead is None:
+            part = lead_ids[start : start + BATCH]
+            query = select(Lead.id, Lead.timezone).where(Lead.id.in_(part))
+            zones = dict((await uow.session.execute(query)).all())  # type: ignore[arg-type]
+            channels = await uow.leads.latest_channels(part)
+            rows = []
+            for lead_id in part:
+                if lead_id not in zones:
                     continue
-                zone = zone_of(lead.timezone, settings.timezone)
+                zone = zone_of(zones[lead_id], settings.timezone)
                 due = local_instant(at.date(), at.time(), zone) if at else now
                 due = out_of_quiet_hours(max(due, now), zone, settings.quiet_hours)
-                channel = await lead_channel(uow, lead_id)
-                payload = {"broadcast": broadcast_id, **({"text": text} if text else {})}
-                row = await uow.outbox.enqueue(
-                    idempotency_key=f"{BROADCAST}:{broadcast_id}:{lead_id}",
-                    channel=channel,
-                    kind=BROADCAST,
-                    due_at=due,
-                    now=now,
-                    lead_id=lead_id,
-                    payload=payload,
+                rows.append(
+                    outbox_row(
+                        f"{BROADCAST}:{broadcast_id}:{lead_id}",
+                        channels.get(lead_id, NO_CHANNEL),
+                        BROADCAST,
+                        due,
+                        now,
+                        lead_id,
+                        payload,
+                    )
                 )
-                queued += row is not None
+            queued += len(await uow.outbox.enqueue_many(rows))
             await uow.commit()
     return queued

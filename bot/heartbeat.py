@@ -3,7 +3,6 @@ jobs; what is due lives in the outbox table, never in the scheduler."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, timedelta
@@ -32,30 +31,25 @@ async def forget_old_update_keys(db: Database, clock: Clock) -> None:
 
 
 class Heartbeat:
-    """The scheduler, and the delivery tick it is running. Stopping lets that tick finish:
-    a tick cut off between its sends and its record would leave sent rows `sending`, and
-    they would go out again after their lease."""
+    """The scheduler, and the delivery worker it keeps pumping. Stopping gives back the rows
+    waiting for a slot and lets the messages on the wire finish and be recorded: a send cut
+    off before its record would leave its row `sending`, to go out again after its lease."""
 
     def __init__(self, scheduler: AsyncIOScheduler, worker: DeliveryWorker) -> None:
         self.scheduler = scheduler
         self.worker = worker
-        self._running: asyncio.Task[Any] | None = None
 
     async def tick(self) -> None:
-        self._running = asyncio.current_task()
-        try:
-            await self.worker.tick()
-        finally:
-            self._running = None
+        # Claims what is due and returns; the worker then refills itself as sends finish,
+        # so this once-a-second beat only matters when the outbox was idle.
+        await self.worker.pump()
 
     async def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
         if not self.scheduler.running:
             return
-        self.scheduler.pause()  # no new ticks
-        running = self._running
-        if running is not None and not running.done():
-            log.info("waiting for the delivery tick in progress")
-            await asyncio.wait({running}, timeout=grace_seconds)
+        self.scheduler.pause()  # no new beats
+        log.info("stopping the delivery worker")
+        await self.worker.stop(grace_seconds)
         self.scheduler.shutdown(wait=False)
 
 

@@ -23,6 +23,14 @@ GCRA; an out-of-order booking costs one entry until the frontier reaches it. Bec
 send spends its own token from its own window, no window of sends exceeds the bucket (tokens
 are discrete, so a window may hold one send more than a continuous bucket would allow).
 
+A token bucket plans; it does not bound every window: a full bucket at the start lets
+`burst` sends through at once and the rate on top, so 60 in the first second of a Telegram
+broadcast. The platform's own window (30 in any second) is therefore kept at send time, over
+the moments sends really leave (bot/delivery/windows.py); a slot that would break it waits.
+
+`blocked_for` tells a sender, right before it sends, that a retry-after arrived after its slot
+was booked: that slot is revoked and the sender books again.
+
 `MemoryPacer` serves one process; `RedisPacer` runs the same algorithm as Lua scripts on the
 Redis server, on the server's clock, so several processes share one set of limits.
 """
@@ -36,16 +44,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from redis.asyncio import Redis
-
-__all__ = [
-    "DEFAULT_LIMITS",
-    "ChannelLimits",
-    "Limit",
-    "MemoryPacer",
-    "Pacer",
-    "RedisPacer",
-    "pacer_for",
-]
 
 
 @dataclass(frozen=True)
@@ -96,6 +94,8 @@ _EPS = 1e-6
 
 
 class Pacer(Protocol):
+    limits: Mapping[str, ChannelLimits]
+
     async def reserve(self, channel: str, chat_key: str, *, group: bool = False) -> float:
         """Book the next slot for one send to `chat_key`; return seconds to wait (0.0 = now).
 
@@ -107,6 +107,11 @@ class Pacer(Protocol):
     async def penalize(self, channel: str, chat_key: str | None, seconds: float) -> None:
         """Honour a retry-after: nothing is booked before `seconds` from now on the whole
         channel (`chat_key` None) or on that chat. Slots handed out earlier are not revoked."""
+        ...
+
+    async def blocked_for(self, channel: str, chat_key: str) -> float:
+        """Seconds until a retry-after on the channel or on that chat ends; 0.0 when none
+        holds. Asked right before a send: a slot booked before the retry-after is revoked."""
         ...
 
     async def aclose(self) -> None:
@@ -189,8 +194,7 @@ class _ChatState:
 
 
 class MemoryPacer:
-    """Limits for one process. Not thread-safe: one event loop, and no await inside a
-    booking, so each booking is atomic with respect to the other coroutines."""
+    """Limits for one process; no await inside a booking, so each is atomic in its loop."""
 
     # Chat buckets are swept this often; a swept bucket was full, so nothing is forgotten.
     SWEEP_EVERY = 60.0
@@ -201,14 +205,15 @@ class MemoryPacer:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._limits = dict(limits)
+        self.limits = dict(limits)
         self._clock = clock
         self._channels: dict[str, _Calendar] = {}
         self._chats: dict[tuple[str, str], _ChatState] = {}
+        self._channel_blocks: dict[str, float] = {}  # a channel's retry-after ends then
         self._last_sweep = clock()
 
     def _calendar(self, channel: str, now: float) -> _Calendar:
-        limit = _limits_for(self._limits, channel).overall
+        limit = _limits_for(self.limits, channel).overall
         calendar = self._channels.get(channel)
         if calendar is None:
             calendar = self._channels[channel] = _Calendar.fresh(now, limit)
@@ -225,7 +230,7 @@ class MemoryPacer:
             del self._chats[key]
 
     async def reserve(self, channel: str, chat_key: str, *, group: bool = False) -> float:
-        limits = _limits_for(self._limits, channel)
+        limits = _limits_for(self.limits, channel)
         chat_limit = limits.per_group if group else limits.per_chat
         now = self._clock()
         self._sweep(now)
@@ -243,16 +248,23 @@ class MemoryPacer:
         return moment - now
 
     async def penalize(self, channel: str, chat_key: str | None, seconds: float) -> None:
-        limits = _limits_for(self._limits, channel)
+        limits = _limits_for(self.limits, channel)
         if not seconds > 0:
             return
         now = self._clock()
         until = now + seconds
         if chat_key is None:
             self._calendar(channel, now).block_until(until, limits.overall)
+            self._channel_blocks[channel] = max(self._channel_blocks.get(channel, 0.0), until)
             return
         chat = self._chats.setdefault((channel, chat_key), _ChatState(tat=now))
         chat.blocked_until = max(chat.blocked_until, until)
+
+    async def blocked_for(self, channel: str, chat_key: str) -> float:
+        now = self._clock()
+        chat = self._chats.get((channel, chat_key))
+        until = max(self._channel_blocks.get(channel, 0.0), chat.blocked_until if chat else 0.0)
+        return max(0.0, until - now)
 
     async def aclose(self) -> None:
         return None
@@ -365,6 +377,11 @@ local o, f = load(cal, z, now, rate, burst)
 local g = math.ceil((now + seconds - o) * rate - EPS)
 if g > f then f = absorb(z, g) end
 save(cal, z, now, o, f, rate, burst)
+local b = KEYS[3]
+local old = tonumber(redis.call('GET', b)) or 0
+if now + seconds > old then
+  redis.call('SET', b, fmt(now + seconds), 'PX', math.ceil(seconds * 1000) + 1)
+end
 return 1
 """
 )
@@ -383,11 +400,22 @@ return 1
 """
 
 
+# KEYS: the channel's block, chat hash. Returns seconds until both blocks end, as a string.
+_LUA_BLOCKED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local until_ = math.max(tonumber(redis.call('GET', KEYS[1])) or 0,
+                        tonumber(redis.call('HGET', KEYS[2], 'b')) or 0)
+return string.format('%.6f', math.max(0, until_ - now))
+"""
+
+
 class RedisPacer:
     """Limits shared by every process using the same Redis; each booking is one script call.
 
     Keys: `<namespace>:{<channel>}:all` (calendar), `...:all:spent` (out-of-order bookings),
-    `...:chat:<chat_key>` (chat bucket and block); all expire once they carry no debt.
+    `...:blocked` (the channel's retry-after), `...:chat:<chat_key>` (chat bucket and block);
+    all expire once they carry no debt.
     """
 
     def __init__(
@@ -399,18 +427,19 @@ class RedisPacer:
         owns_client: bool = False,
     ) -> None:
         self._client = client
-        self._limits = dict(limits)
+        self.limits = dict(limits)
         self._namespace = namespace
         self._owns_client = owns_client
         self._reserve = client.register_script(_LUA_RESERVE)
         self._penalize_channel = client.register_script(_LUA_PENALIZE_CHANNEL)
         self._penalize_chat = client.register_script(_LUA_PENALIZE_CHAT)
+        self._blocked = client.register_script(_LUA_BLOCKED)
 
     def _prefix(self, channel: str) -> str:
         return f"{self._namespace}:{{{channel}}}"
 
     async def reserve(self, channel: str, chat_key: str, *, group: bool = False) -> float:
-        limits = _limits_for(self._limits, channel)
+        limits = _limits_for(self.limits, channel)
         chat_limit = limits.per_group if group else limits.per_chat
         prefix = self._prefix(channel)
         wait = await self._reserve(
@@ -425,19 +454,28 @@ class RedisPacer:
         return float(wait.decode() if isinstance(wait, bytes) else wait)
 
     async def penalize(self, channel: str, chat_key: str | None, seconds: float) -> None:
-        limits = _limits_for(self._limits, channel)
+        limits = _limits_for(self.limits, channel)
         if not seconds > 0:
             return
         prefix = self._prefix(channel)
         if chat_key is None:
             await self._penalize_channel(
-                keys=[f"{prefix}:all", f"{prefix}:all:spent"],
-                args=[repr(limits.overall.rate), limits.overall.burst, repr(float(seconds))],
+                keys=[f"{prefix}:all", f"{prefix}:all:spent", f"{prefix}:blocked"],
+                args=[
+                    repr(limits.overall.rate),
+                    limits.overall.burst,
+                    repr(float(seconds)),
+                ],
             )
         else:
             await self._penalize_chat(
                 keys=[f"{prefix}:chat:{chat_key}"], args=[repr(float(seconds))]
             )
+
+    async def blocked_for(self, channel: str, chat_key: str) -> float:
+        prefix = self._prefix(channel)
+        left = await self._blocked(keys=[f"{prefix}:blocked", f"{prefix}:chat:{chat_key}"])
+        return float(left.decode() if isinstance(left, bytes) else left)
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from bot.scenario.model import Scenario, Sequence, StartOn, Step
 from bot.timing import step_due, zone_of
 from storage.models import Lead, SequenceRun
+from storage.repositories import NOT_YET_SENT, outbox_row
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,78 @@ def step_text(step: Step, variant: str) -> str | None:
     return step.variants.get(variant, step.text) if variant != "a" else step.text
 
 
+NO_CHANNEL = "none"  # a lead with no messenger account (its rows are cancelled when due)
+
+
 async def lead_channel(uow: UnitOfWork, lead_id: int) -> str:
     """The messenger the lead used last: that is where their next message goes."""
     identity = await uow.leads.latest_identity(lead_id)
-    return identity.channel if identity is not None else "none"
+    return identity.channel if identity is not None else NO_CHANNEL
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """A step to queue: number `index` of the chain `sequence` (the lead's run `run_id`),
+    due `after` from `base`, to `channel` (the messenger the lead used last)."""
+
+    lead_id: int
+    timezone: str | None  # the lead's
+    run_id: int
+    sequence: str
+    index: int
+    base: datetime
+    channel: str
+
+
+async def queue_steps(
+    uow: UnitOfWork, scenario: Scenario, wanted: list[NextStep], now: datetime
+) -> list[NextStep]:
+    """Queue each wanted step; a few statements for any number of leads (the delivery worker
+    queues the next step of every lead it sent to). Returns those past their chain's last
+    step: the caller finishes their runs.
+
+    A step the lead already had (the scenario's steps were reordered) is passed over: its key
+    exists, so the step after it is tried."""
+    zone_default = scenario.settings.timezone
+    finished: list[NextStep] = []
+    while wanted:
+        rows, by_key = [], {}
+        for item in wanted:
+            sequence = scenario.sequences.get(item.sequence)
+            steps = sequence.steps if sequence is not None else []
+            if item.index >= len(steps):
+                finished.append(item)
+                continue
+            step = steps[item.index]
+            due = step_due(
+                item.base,
+                step.after,
+                step.at,
+                zone_of(item.timezone, zone_default),
+                scenario.settings.quiet_hours,
+            )
+            key = step_key(item.lead_id, item.sequence, step.id)
+            payload = {
+                "sequence": item.sequence,
+                "step": step.id,
+                "index": item.index,
+                "run": item.run_id,
+            }
+            rows.append(
+                outbox_row(key, item.channel, STEP, max(due, now), now, item.lead_id, payload)
+            )
+            by_key[key] = item
+        if not rows:
+            break
+        inserted = {key for _, key in await uow.outbox.enqueue_many(rows)}
+        existing = [key for key in by_key if key not in inserted]
+        live = await uow.outbox.keys_with_status(existing, NOT_YET_SENT) if existing else set()
+        wanted = [
+            replace(by_key[key], index=by_key[key].index + 1)
+            for key in existing
+            if key not in live
+        ]
+    return finished
 
 
 async def queue_step(
@@ -54,36 +124,13 @@ async def queue_step(
     index: int,
     base: datetime,
     now: datetime,
-) -> bool:
+) -> None:
     """Queue step `index` of the run's chain, due `after` from `base`; finish the run after
-    the last step. False when nothing was queued."""
-    sequence = scenario.sequences.get(run.sequence)
-    steps = sequence.steps if sequence is not None else []
-    # A step this lead already had (the scenario's steps were reordered) is passed over.
-    while index < len(steps):
-        step = steps[index]
-        due = step_due(
-            base,
-            step.after,
-            step.at,
-            zone_of(lead.timezone, scenario.settings.timezone),
-            scenario.settings.quiet_hours,
-        )
-        key = step_key(lead.id, run.sequence, step.id)
-        row = await uow.outbox.enqueue(
-            idempotency_key=key,
-            channel=await lead_channel(uow, lead.id),
-            kind=STEP,
-            due_at=max(due, now),
-            now=now,
-            lead_id=lead.id,
-            payload={"sequence": run.sequence, "step": step.id, "index": index, "run": run.id},
-        )
-        if row is not None or await uow.outbox.status_of(key) in ("pending", "sending"):
-            return True
-        index += 1
-    run.status, run.stopped_at = "finished", now
-    return False
+    the last step."""
+    channel = await lead_channel(uow, lead.id)
+    wanted = NextStep(lead.id, lead.timezone, run.id, run.sequence, index, base, channel)
+    if await queue_steps(uow, scenario, [wanted], now):
+        run.status, run.stopped_at = "finished", now
 
 
 async def start(
@@ -112,9 +159,20 @@ async def queue_next(
     if sequence is None:
         run.status, run.stopped_at, run.stop_reason = "stopped", now, "sequence removed"
         return
-    index = next_index(sequence, payload)
-    base = run.started_at if sequence.after_from == "start" else sent_at
-    await queue_step(uow, scenario, lead, run, index, base, now)
+    await queue_step(
+        uow,
+        scenario,
+        lead,
+        run,
+        next_index(sequence, payload),
+        next_base(sequence, run, sent_at),
+        now,
+    )
+
+
+def next_base(sequence: Sequence, run: SequenceRun, sent_at: datetime) -> datetime:
+    """What the next step's `after` counts from."""
+    return run.started_at if sequence.after_from == "start" else sent_at
 
 
 def next_index(sequence: Sequence, payload: dict[str, Any]) -> int:

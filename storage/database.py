@@ -10,14 +10,19 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from storage.unit_of_work import UnitOfWork
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
-def _prepare_sqlite(engine: AsyncEngine) -> None:
+def _prepare_sqlite(engine: AsyncEngine, *, writer: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, open transactions (see the "begin" hook below).
@@ -33,16 +38,17 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(connection: Any) -> None:
         # Take the write lock up front: a deferred transaction that reads and then writes
         # fails with "database is locked" instead of waiting when another process wrote.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reader's transaction never writes, so it takes no lock and runs beside the writer.
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, writer: bool = True, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, **kwargs)
-        _prepare_sqlite(engine)
+        _prepare_sqlite(engine, writer=writer)
         return engine
     search_path = parsed.query.get("search_path")
     if search_path:
@@ -65,6 +71,14 @@ class Database:
         # processes are still kept out by BEGIN IMMEDIATE and the busy timeout.
         self._sqlite_writer = asyncio.Lock() if self.dialect == "sqlite" else None
         self._writer_task: asyncio.Task[object] | None = None
+        # Reads that must not queue behind writes (the delivery worker's look at a row right
+        # before it sends): SQLite in WAL lets readers run beside its one writer, on
+        # connections of their own. PostgreSQL needs nothing apart.
+        self._reader_engine: AsyncEngine | None = None
+        self._readers = self._sessions
+        if self.dialect == "sqlite" and make_url(url).database not in (None, "", ":memory:"):
+            self._reader_engine = create_engine(url, writer=False, **engine_kwargs)
+            self._readers = async_sessionmaker(self._reader_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -76,6 +90,21 @@ class Database:
         async with self._writer(), self._sessions() as session:
             try:
                 yield UnitOfWork(session)
+            finally:
+                if session.in_transaction():
+                    await session.rollback()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A short read-only transaction that sees what is committed now and never waits for
+        a writer (on SQLite it runs beside the write queue)."""
+        if self._reader_engine is None and self._sqlite_writer is not None:
+            async with self.unit_of_work() as uow:  # an in-memory SQLite has one connection
+                yield uow.session
+            return
+        async with self._readers() as session:
+            try:
+                yield session
             finally:
                 if session.in_transaction():
                     await session.rollback()
@@ -97,3 +126,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._reader_engine is not None:
+            await self._reader_engine.dispose()

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.claims import is_lock_unavailable
+from storage.claims import insert_outbox_rows, is_lock_unavailable
 from storage.models import (
     Answer,
     Consent,
@@ -29,6 +29,34 @@ from storage.models import (
     Tag,
     TrackedLink,
 )
+
+# Outbox statuses of a row whose message has not gone out: queued, or claimed by a worker.
+NOT_YET_SENT = ("pending", "sending")
+
+
+def outbox_row(
+    idempotency_key: str,
+    channel: str,
+    kind: str,
+    due_at: datetime,
+    now: datetime,
+    lead_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The values of a new outbox row, for `OutboxRepository.enqueue_many`."""
+    return {
+        "lead_id": lead_id,
+        "channel": channel,
+        "kind": kind,
+        "payload": payload or {},
+        "idempotency_key": idempotency_key,
+        "due_at": due_at,
+        "status": "pending",
+        "attempts": 0,
+        "parts_sent": 0,
+        "created_at": now,
+    }
+
 
 # What follows a person from one lead to another as it is (see `LeadRepository.move_rows`).
 PERSON_ROWS = (Identity, Event, StageChange, Consent, PromoCode, PromoRedemption, ManagerMessage)
@@ -127,6 +155,15 @@ class LeadRepository:
         )
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def latest_channels(self, lead_ids: Sequence[int]) -> dict[int, str]:
+        """The messenger each lead used last, in one statement."""
+        query = (
+            select(Identity.lead_id, Identity.channel)
+            .where(Identity.lead_id.in_(lead_ids))
+            .order_by(Identity.lead_id, Identity.last_seen_at, Identity.id)
+        )
+        return dict((await self.session.execute(query)).all())  # type: ignore[arg-type]
+
     async def try_lock(self, lead_id: int) -> bool:
         """Lock the lead's row if no other transaction holds it; False (nothing waited for,
         this transaction intact) when one does. PostgreSQL: FOR UPDATE NOWAIT in a savepoint.
@@ -213,6 +250,18 @@ class LeadRepository:
             .limit(1)
         )
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def with_active_consent(self, lead_ids: Sequence[int], kind: str) -> set[int]:
+        """Which of these leads have an active consent of `kind`: one statement per chunk."""
+        found: set[int] = set()
+        for start in range(0, len(lead_ids), 5_000):
+            query = select(Consent.lead_id).where(
+                Consent.lead_id.in_(lead_ids[start : start + 5_000]),
+                Consent.kind == kind,
+                Consent.withdrawn_at.is_(None),
+            )
+            found.update((await self.session.execute(query)).scalars())
+        return found
 
     async def give_consent(
         self, lead_id: int, kind: str, *, text_version: str, channel: str, now: datetime
@@ -374,52 +423,42 @@ class OutboxRepository:
         now: datetime,
         lead_id: int | None = None,
         payload: dict[str, Any] | None = None,
-    ) -> OutboxRow | None:
-        """Add a row unless one with this key exists (then None: nothing is queued twice)."""
-        existing = (
-            await self.session.execute(
-                select(OutboxRow.id).where(OutboxRow.idempotency_key == idempotency_key)
-            )
-        ).scalar_one_or_none()
-        if existing is not None:
-            return None
-        row = OutboxRow(
-            lead_id=lead_id,
-            channel=channel,
-            kind=kind,
-            payload=payload or {},
-            idempotency_key=idempotency_key,
-            due_at=due_at,
-            status="pending",
-            attempts=0,
-            created_at=now,
+    ) -> int | None:
+        """Add a row unless one with this key exists (then None: nothing is queued twice);
+        the new row's id. One statement."""
+        inserted = await self.enqueue_many(
+            [outbox_row(idempotency_key, channel, kind, due_at, now, lead_id, payload)]
         )
-        self.session.add(row)
-        return row
+        return inserted[0][0] if inserted else None
+
+    async def enqueue_many(self, rows: Sequence[dict[str, Any]]) -> list[tuple[int, str]]:
+        """Add the rows (made by `outbox_row`) whose keys are new, a statement per thousands
+        of rows: a broadcast or a chain start for many leads. The (id, key) of those added."""
+        return await insert_outbox_rows(self.session, rows)
 
     async def cancel_pending(
         self, lead_id: int, *, reason: str, keep: tuple[str, ...] = ()
     ) -> int:
         """Cancel everything still queued for a lead (blocked the bot, erased, ...) but the
-        kinds in `keep`."""
+        kinds in `keep`. Rows a worker is sending are cancelled too: the worker reads the row
+        right before it goes on the wire and sends nothing."""
+        query = update(OutboxRow).where(
+            OutboxRow.lead_id == lead_id,
+            OutboxRow.status.in_(NOT_YET_SENT),
+            OutboxRow.kind.not_in(keep),
+        )
         result = await self.session.execute(
-            update(OutboxRow)
-            .where(
-                OutboxRow.lead_id == lead_id,
-                OutboxRow.status == "pending",
-                OutboxRow.kind.not_in(keep),
-            )
-            .values(status="cancelled", last_error=reason)
+            query.values(status="cancelled", last_error=reason[:500])
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def cancel_steps(self, lead_id: int, sequences: list[str], *, reason: str) -> int:
-        """Cancel the queued steps of these chains for a lead."""
+        """Cancel the queued (or being sent) steps of these chains for a lead."""
         result = await self.session.execute(
             update(OutboxRow)
             .where(
                 OutboxRow.lead_id == lead_id,
-                OutboxRow.status == "pending",
+                OutboxRow.status.in_(NOT_YET_SENT),
                 OutboxRow.kind == "step",
                 OutboxRow.payload["sequence"].as_string().in_(sequences),
             )
@@ -427,9 +466,14 @@ class OutboxRepository:
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def status_of(self, idempotency_key: str) -> str | None:
-        query = select(OutboxRow.status).where(OutboxRow.idempotency_key == idempotency_key)
-        return (await self.session.execute(query)).scalar_one_or_none()
+    async def keys_with_status(self, keys: Sequence[str], statuses: Sequence[str]) -> set[str]:
+        """Which of these keys have a row in one of `statuses`. Found by key alone, so the
+        unique key's index serves (with the status in the query, SQLite chose the status
+        index and read every pending row)."""
+        query = select(OutboxRow.idempotency_key, OutboxRow.status).where(
+            OutboxRow.idempotency_key.in_(keys)
+        )
+        return {key for key, status in await self.session.execute(query) if status in statuses}
 
     async def next_due(self) -> datetime | None:
         """When the earliest pending row is due."""

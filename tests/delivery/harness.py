@@ -134,9 +134,15 @@ def fake_clock_worker(
     **options: Any,
 ) -> DeliveryWorker:
     """A delivery worker for the funnel's database and scenario, on its (fake) clock, the
-    pacer too; `options` as DeliveryWorker takes them (managers, crm, sleep)."""
+    pacer and the waits too (a wait moves the clock); `options` as DeliveryWorker takes them
+    (managers, crm, sleep)."""
     clock = funnel.clock
     pacer = MemoryPacer(DEFAULT_LIMITS, clock=lambda: clock.now().timestamp())
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(timedelta(seconds=seconds))
+
+    options.setdefault("sleep", sleep)
     return DeliveryWorker(
         funnel.db,
         funnel.scenarios,

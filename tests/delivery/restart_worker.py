@@ -1,10 +1,10 @@
-"""One delivery worker process for the restart test: the real DeliveryWorker, ticked by the real
-APScheduler heartbeat, sending through a transport that POSTs every message to the test's
+"""One delivery worker process for the restart test: the real DeliveryWorker, pumped by the
+real APScheduler heartbeat, sending through a transport that POSTs every message to the test's
 platform receiver. It runs until SIGTERM (stopping as the production runner stops) or SIGKILL
 (the crash under test).
 
     python -m tests.delivery.restart_worker --database URL --scenario DIR \
-        --receiver http://127.0.0.1:PORT/send --worker-id w1-0 --lease 3
+        --receiver http://127.0.0.1:PORT/send --worker-id w1-0 --lease 15
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ log = logging.getLogger("restart_worker")
 
 
 class ReceiverTransport:
-    """The fake channel: every send is an HTTP POST to the platform, carrying the idempotency
-    key the way VK's messages.send carries random_id."""
+    """The fake channel: every send is an HTTP POST to the platform. It carries the row's
+    idempotency key so the test can tell the messages apart; the platform, like Telegram,
+    does not drop a repeated one."""
 
     channel = CHANNEL
 
@@ -67,14 +68,16 @@ class ReceiverTransport:
 
 
 class TimedWorker(DeliveryWorker):
-    """The real worker, logging how long each tick that handled rows took."""
+    """The real worker, logging each `pump` that claimed rows and how long it took (claiming
+    and preparing; the sends go on without it). The heartbeat pumps, and so does the worker
+    itself as its sends finish."""
 
-    async def tick(self) -> int:
+    async def pump(self) -> int:
         began = time.perf_counter()
-        handled = await super().tick()
-        if handled:
-            log.info("tick: %d rows in %.2fs", handled, time.perf_counter() - began)
-        return handled
+        claimed = await super().pump()
+        if claimed:
+            log.info("pump: claimed %d rows in %.2fs", claimed, time.perf_counter() - began)
+        return claimed
 
 
 def fake_limits(rate: float) -> dict[str, ChannelLimits]:
@@ -114,7 +117,8 @@ async def run(args: argparse.Namespace) -> None:
         log.info("ready")
         await stop.wait()
         log.info("stopping")
-        # As handlers/telegram/runner.py stops: the tick in progress finishes first.
+        # As handlers/telegram/runner.py stops: rows waiting for a slot are given back, the
+        # sends on the wire finish and are recorded.
         await heartbeat.stop()
         await worker.pacer.aclose()
     await db.dispose()
@@ -127,7 +131,7 @@ def main() -> None:
     parser.add_argument("--receiver", required=True, help="URL the fake transport POSTs to")
     parser.add_argument("--worker-id", required=True)
     parser.add_argument("--lease", type=float, default=3.0, help="claim lease, seconds")
-    parser.add_argument("--batch", type=int, default=BATCH, help="rows claimed per tick")
+    parser.add_argument("--batch", type=int, default=BATCH, help="rows claimed at most at once")
     parser.add_argument("--interval", type=float, default=1.0, help="heartbeat, seconds")
     parser.add_argument("--rate", type=float, default=5000.0, help="fake channel msg/s")
     args = parser.parse_args()

@@ -4,6 +4,7 @@ service manager would."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -11,7 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,23 @@ def _launch(tmp_path: Path, settings: dict[str, str]) -> RunningBot:
             text=True,
         )
     return RunningBot(process, database, log, f"http://127.0.0.1:{env['HTTP_PORT']}")
+
+
+DELIVERY_TIMEOUT = 20.0  # seconds the bot may take to send or record what falls due
+
+
+async def eventually(
+    check: Callable[[], Any],
+    what: str,
+    timeout: float = DELIVERY_TIMEOUT,  # noqa: ASYNC109 (a deadline for waiting, with a report)
+) -> Any:
+    """Poll `check` (a look at the bot's database, say) until it is truthy; its value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.bot_process import MANAGERS, RunningBot, start_bot
+from tests.e2e.bot_process import MANAGERS, RunningBot, eventually, start_bot
 from tests.e2e.telegram import BotMessage, TelegramClient
 
 AUDIT = "Час добра: бесплатный аудит процессов"
@@ -196,7 +196,11 @@ async def test_an_unknown_question_goes_to_the_managers_and_their_reply_comes_ba
             await tg.wait_for(MANAGERS, lambda ms: bool(question_posts(ms)), timeout=15)
         )
         before = len(await tg.bot_messages(chat))
-
+        # The post is recorded a moment after it is out; a manager answers seconds later.
+        await eventually(
+            lambda: bot.rows("select 1 from manager_messages where kind = 'question'"),
+            "the post to be recorded",
+        )
         await tg.send_group_text(MANAGERS, "Да, работаем", reply_to=post, **OLGA)
 
         messages = await tg.wait_for(

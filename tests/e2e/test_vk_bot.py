@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import SHIPPED_SCENARIO
-from tests.e2e.bot_process import RunningBot, free_port, start_vk_bot
+from tests.e2e.bot_process import DELIVERY_TIMEOUT, RunningBot, eventually, free_port, start_vk_bot
 from tests.e2e.vk_api import SentMessage, VkApiFake
 
 AUDIT = "Час добра: бесплатный аудит процессов"
@@ -32,7 +32,6 @@ GUIDE_FILE = SHIPPED_SCENARIO / "files" / "bitrix24-guide.pdf"
 SECRET = "vk-callback-secret-0123456789"
 CONFIRMATION = "c0nf1rm-3a7b"
 # The delivery worker sends queued messages on its ticks (every second); generous for CI.
-DELIVERY_TIMEOUT = 20.0
 
 
 @contextlib.asynccontextmanager
@@ -72,23 +71,6 @@ async def wait_for_http(bot: RunningBot) -> None:
                         f"the bot's web server at {bot.http_url} does not answer"
                     ) from None
                 await asyncio.sleep(0.1)
-
-
-async def eventually(
-    check: Callable[[], Any],
-    what: str,
-    timeout: float = DELIVERY_TIMEOUT,  # noqa: ASYNC109 (a deadline for waiting, with a report)
-) -> Any:
-    """Poll `check` (a look at the bot's database, say) until it is truthy; its value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def texts(messages: list[SentMessage]) -> list[str]:
@@ -318,6 +300,11 @@ async def test_error_901_marks_the_lead_unreachable_and_the_bot_stops_writing(
         )
         [post] = question_posts(messages)
         assert f"(лид #{lead_id}, стадия warming)" in post.text
+        # The post is recorded a moment after it is out; a manager answers seconds later.
+        await eventually(
+            lambda: bot.rows("select 1 from manager_messages where kind = 'question'"),
+            "the post to be recorded",
+        )
         # The guide's warm-up chain runs; its first step waits in the outbox.
         assert bot.rows(
             "select sequence, status from sequence_runs where lead_id = ?", lead_id

@@ -1,0 +1,173 @@
+"""The benchmarks run at a tiny size: an interface change breaks a test here, not a benchmark
+nobody runs. The figures at this size are noise, so nothing here asserts a rate or a PASS;
+what is asserted is that the report is complete (every goal line, with its figure) and
+consistent (what was queued is pending, what was sent is recorded as sent, no window over a
+pacing limit)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from bot.pacing import Limit
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTBOX = ROOT / "bench" / "outbox.py"
+FUNNEL = ROOT / "bench" / "funnel.py"
+
+LEADS, STEPS = 400, 2
+PACED = ((30, 31), (200, 201))  # RATE:ROWS, each just over one window
+TINY = [
+    *("--leads", str(LEADS), "--steps", str(STEPS)),
+    *("--enqueue-sample", "100", "--claims", "5", "--drain", "50"),
+    *(arg for rate, rows in PACED for arg in ("--paced", f"{rate}:{rows}")),
+    *("--managers", "30:31", "--memory-baseline", "100"),
+    *("--aps-add-sample", "20", "--aps-fetches", "1", "--aps-fire", "10"),
+]
+NUMBER = r"[\d,]+(?:\.\d+)?"
+GOALS = [
+    rf"GOAL drain >= 5,000/s: {NUMBER}/s per CPU second \((tick|pump)\) -> (PASS|FAIL); "
+    rf"wall {NUMBER}/s -> (PASS|FAIL)",
+    *(
+        rf"GOAL paced {rate}/s: >= 99% of the limit, 0 violations: {NUMBER}%, 0 violations "
+        rf"-> (PASS|FAIL)"
+        for rate, _ in PACED
+    ),
+    rf"GOAL paced 30/s with a post waiting: >= 99% of the limit, 0 violations: {NUMBER}%, "
+    rf"0 violations -> (PASS|FAIL)",
+    rf"GOAL a 100,000-lead broadcast queued in < 10 s \(extrapolated from {LEADS:,} leads\): "
+    rf"{NUMBER} s CPU -> (PASS|FAIL); {NUMBER} s wall -> (PASS|FAIL)",
+    rf"GOAL claim p99 < 20 ms: {NUMBER} ms CPU -> (PASS|FAIL); {NUMBER} ms wall -> (PASS|FAIL)",
+    rf"GOAL peak memory <= 1.2x the small load's \(the same claims and sends\): {NUMBER}x "
+    rf"-> (PASS|FAIL)",
+]
+APSCHEDULER_GOALS = [
+    rf"GOAL {re.escape(name)} >= 10x add_job\(\): {NUMBER}x per CPU second -> (PASS|FAIL); "
+    rf"{NUMBER}x wall -> (PASS|FAIL)"
+    for name in ("enqueue()", "broadcasts.enqueue")
+]
+
+
+def integer(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def run(script: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, f"{script.name} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def check_outbox_report(report: str, *, apscheduler: bool) -> None:
+    for goal in GOALS + (APSCHEDULER_GOALS if apscheduler else []):
+        assert re.search(goal, report), f"no goal line like {goal!r} in:\n{report}"
+    if apscheduler:
+        assert re.search(rf"APScheduler add_job\(\): 20 jobs, {NUMBER}/s wall", report)
+    else:
+        assert "GOAL enqueue >= 10x add_job(): not measured (--skip-apscheduler)" in report
+
+    load = re.search(rf"Load: ({NUMBER}) leads x (\d+) messages = ({NUMBER}) pending", report)
+    assert load, report
+    assert integer(load[1]) == LEADS
+    assert integer(load[3]) == LEADS * STEPS  # every message queued is pending
+
+    drains = re.findall(
+        rf"(tick|pump) +at ({NUMBER}) pending: ({NUMBER}) sent \(({NUMBER}) recorded sent, "
+        rf"(\d+) left sending\) in {NUMBER} s wall, {NUMBER} s CPU: {NUMBER}/s wall, "
+        rf"{NUMBER}/s per CPU second; ({NUMBER}) statements",
+        report,
+    )
+    assert [(mode, integer(pending)) for mode, pending, *_ in drains] == [
+        ("tick", LEADS * STEPS),
+        ("pump", LEADS * STEPS),
+        ("tick", 100),
+        ("pump", 100),
+    ], report
+    for _, _, sent, recorded, left, statements in drains:
+        assert integer(sent) >= 50
+        assert integer(recorded) == integer(sent)  # each message is one row, recorded sent
+        assert left == "0"
+        assert float(statements) > 0
+
+    paced = re.findall(
+        r"sent (\d+), posted (\d+), recorded sent (\d+), left sending (\d+); "
+        r"violations: overall (\d+), per chat (\d+), per group (\d+)",
+        report,
+    )
+    assert len(paced) == len(PACED) + 1, report
+    for sent, posted, recorded, left, *violations in paced:
+        assert int(sent) + int(posted) == int(recorded)
+        assert left == "0"
+        assert violations == ["0", "0", "0"]
+    post = re.search(
+        rf"the waiting post went out ({NUMBER}) s after the group's last post "
+        rf"\(its slot: ({NUMBER}) s\).*posts recorded: sent, sent",
+        report,
+    )
+    assert post, report
+    assert float(post[1]) >= float(post[2])  # never before its slot
+
+    # `enqueue()` is one statement a row.
+    assert re.search(r"enqueue\(\), 1,000 a transaction: 100 rows, .*; 1\.00 statements", report)
+    assert re.search(rf"a {LEADS:,}-lead broadcast queued in {NUMBER} s wall", report)
+    assert re.search(rf"claim_due of \d+ with {LEADS * STEPS:,} pending: p50 {NUMBER} ms", report)
+    assert re.search(
+        rf"{NUMBER} MB at {LEADS * STEPS:,} pending, {NUMBER} MB at 100 pending", report
+    )
+
+
+def test_outbox_bench_on_sqlite() -> None:
+    check_outbox_report(run(OUTBOX, *TINY), apscheduler=True)
+
+
+@pytest.mark.postgres
+def test_outbox_bench_on_postgresql(postgres_url: str) -> None:
+    # APScheduler's store is a SQLite file whatever the database: measured once, above.
+    report = run(OUTBOX, *TINY, "--database", postgres_url, "--skip-apscheduler")
+    check_outbox_report(report, apscheduler=False)
+
+
+def test_funnel_bench() -> None:
+    report = run(FUNNEL, "--prospects", "10", "--concurrency", "2")
+    engine = re.search(r"engine \(shipped funnel\) +(\d+) events", report)
+    baseline = re.search(r"baseline \(1 insert/commit\) +(\d+) events", report)
+    assert engine, report
+    assert baseline, report
+    assert int(engine[1]) == int(baseline[1]) == 10 * 6  # six events a prospect, and as many
+    assert re.search(rf"engine / baseline +throughput x{NUMBER}, p50 x{NUMBER}", report)
+
+
+def bench_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_outbox", OUTBOX)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_window_check_sees_a_window_over_the_limit() -> None:
+    """The bench's '0 violations' means something: its check finds one send too many."""
+    bench = bench_module()
+    limit = Limit(rate=30.0, burst=30)
+    waves = [n / 1024 for n in range(30)] + [1 + n / 1024 for n in range(30)]  # exact floats
+    assert bench.violations(waves, limit) == 0
+    assert bench.achieved(waves, limit) == (1.0, 1)
+    assert bench.violations([*waves[:30], 0.99, *waves[31:]], limit) == 1  # 10 ms early
+    assert bench.violations([*waves[:30], 0.9995, *waves[31:]], limit) == 0  # clocks' slack
+    assert bench.violations([0.0, 0.5], Limit(rate=1.0, burst=1)) == 1
+    assert bench.violations([0.0, 1.0], Limit(rate=1.0, burst=1)) == 0
+    assert bench.achieved([0.0, 0.5], limit) == (None, 0)  # within one window: no share

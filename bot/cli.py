@@ -288,15 +288,17 @@ async def run(settings: Settings) -> int:
             settings.database_url,
         )
         return await converse(settings, None, settings.database_url, "Гость")
-    # The composition root is the one place that imports a channel to start it.
-    from handlers.telegram.runner import run_telegram
-    from handlers.vk.runner import run_vk
-
+    # The composition root is the one place that imports a channel to start it (only the
+    # channels configured: vkbottle alone takes seconds to import).
     app = await build_app(settings)
     try:
         if settings.telegram_bot_token is not None:
+            from handlers.telegram.runner import run_telegram
+
             await run_telegram(settings, app)  # and VK beside it when configured
         else:
+            from handlers.vk.runner import run_vk
+
             await run_vk(settings, app)
     finally:
         await app.close()

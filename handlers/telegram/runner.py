@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.telegram import TelegramAPIServer
@@ -28,8 +29,10 @@ from handlers.telegram.middlewares import InFlight, Throttle
 from handlers.telegram.router import setup_fallback_router, setup_router
 from handlers.telegram.sender import TelegramSender
 from handlers.telegram.session import TolerantSession
-from handlers.vk.runner import VkChannel, create_sender
 from handlers.web.api import MAX_BODY, add_api_routes, api_app
+
+if TYPE_CHECKING:
+    from handlers.vk.runner import VkChannel
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +156,12 @@ async def run_telegram(settings: Settings, app: App) -> None:
     reloader = ScenarioReloader(app.scenarios, on_refused=sender.post_to_managers)
     transports: dict[str, Transport] = {sender.channel: sender}
     managers: dict[str, ManagersChat] = {sender.channel: sender}
-    vk_sender = create_sender(settings) if settings.vk_group_token else None
+    vk_sender = None
+    if settings.vk_group_token:
+        # Imported only when VK is configured: vkbottle takes seconds to import.
+        from handlers.vk.runner import VkChannel, create_sender
+
+        vk_sender = create_sender(settings)
     if vk_sender is not None:
         transports[vk_sender.channel] = vk_sender
         if settings.managers_vk_peer_id is not None:

@@ -154,7 +154,8 @@ class DeliveryWorker:
 
     async def _claim(self, limit: int) -> int:
         """Claim up to `limit` due rows, prepare them in one transaction and start their
-        deliveries; how many were claimed. Three statements claim, a handful prepare."""
+        deliveries; how many were claimed. Two statements claim (three on PostgreSQL), a
+        handful prepare."""
         async with self._claiming:
             if self._stopping:
                 return 0

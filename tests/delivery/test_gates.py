@@ -1,21 +1,25 @@
 """Gates hold up to the moment a message goes on the wire: 200 messages are being paced out
 when 50 of their leads send /stop, withdraw advertising consent, block the bot or leave the
-chain; none of those leads gets a message after that is committed. A retry-after holds every
-send until it has elapsed; after a block nothing more is tried for that person.
+chain; once that is committed, no read of their gates lets a message out (only a message
+whose gate was read before the commit, already in flight, may still go). A retry-after holds
+every send until it has elapsed; after a block nothing more is tried for that person.
 
 Real time at a modest rate (100 msg/s), a real database and the real engine functions that
-close each gate. Nothing here measures time: sends are ordered against the commits by a
-counter, and against a retry-after by the moments they were made.
+close each gate. Nothing here measures time: sends, the gates' reads and the commits are
+ordered on one counter, and sends against a retry-after by the moments they were made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -77,6 +81,8 @@ class Wire:
     # the test closes its gates while the batch is still being paced.
     pause_after: int | None = None
     resume: asyncio.Event = field(default_factory=asyncio.Event)
+    moment: Iterator[int] = field(default_factory=itertools.count)  # numbers each attempt
+    numbered: list[tuple[str, int]] = field(default_factory=list)  # (to, moment)
 
     channel = "telegram"
 
@@ -89,6 +95,7 @@ class Wire:
         last_message_at: datetime | None = None,
     ) -> None:
         self.attempts.append((external_id, message.text, time.monotonic()))
+        self.numbered.append((external_id, next(self.moment)))
         if len(self.attempts) >= self.wanted:
             self.sent.set()
         if self.pause_after is not None and len(self.attempts) > self.pause_after:
@@ -103,6 +110,10 @@ class Wire:
         if len(self.attempts) >= count:
             self.sent.set()
         return self.sent.wait()
+
+    def moments(self, external_id: str) -> list[int]:
+        """The moments of the attempts to this person."""
+        return [at for to, at in self.numbered if to == external_id]
 
     def to(self, external_id: str) -> list[int]:
         """The positions of the attempts to this person."""
@@ -222,18 +233,37 @@ async def test_a_gate_closed_mid_batch_stops_every_message_not_yet_sent(
     # the gated leads' slots come after those.
     assert 5 + CONCURRENCY < LEADS - GATED
     s.wire.pause_after = 5
+    # A gate is read for every send of a moment at once, right before they go out; a read
+    # that began before a commit may still let that send out (it was in flight). So the
+    # order that counts is that of the reads: one must never let a send out once the gate
+    # it read had closed. Reads, attempts and commits are numbered on one timeline.
+    moment = itertools.count()
+    reads: dict[str, list[int]] = defaultdict(list)
+    read = s.worker.sender._gates._handle
+
+    async def numbered_read(items: list[Any]) -> list[bool]:
+        at = next(moment)
+        for item in items:
+            reads[item.external_id].append(at)
+        return await read(items)
+
+    s.worker.sender._gates._handle = numbered_read
+    s.wire.moment = moment
     sending = asyncio.create_task(s.worker.tick())
     await asyncio.wait_for(s.wire.after(6), 30)
-    closed_at: dict[str, int] = {}  # the count of attempts when the gate's commit returned
+    closed_at: dict[str, int] = {}  # the moment each gate's commit returned
     for external_id in gated:
         await close(s, external_id)
-        closed_at[external_id] = len(s.wire.attempts)
+        closed_at[external_id] = next(moment)
     s.wire.resume.set()
     assert await asyncio.wait_for(sending, 60) == LEADS
 
-    late = {e: [n for n in s.wire.to(e) if n >= closed_at[e]] for e in gated}
-    assert {e: n for e, n in late.items() if n} == {}
-    still_open = [e for e in gated if not any(n < closed_at[e] for n in s.wire.to(e))]
+    def read_before(external_id: str, attempt: int) -> int:
+        return max(r for r in reads[external_id] if r < attempt)
+
+    late = {e: [a for a in s.wire.moments(e) if read_before(e, a) > closed_at[e]] for e in gated}
+    assert {e: a for e, a in late.items() if a} == {}
+    still_open = [e for e in gated if not any(a < closed_at[e] for a in s.wire.moments(e))]
     # The gates really closed mid-batch: most of those leads were still waiting for a slot
     # (on a loaded machine the engine's commits are slower, so fewer).
     assert len(still_open) >= GATED * 2 // 5, closed_at

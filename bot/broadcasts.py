@@ -85,7 +85,7 @@ async def enqueue(
             part = lead_ids[start : start + BATCH]
             query = select(Lead.id, Lead.timezone).where(Lead.id.in_(part))
             zones = dict((await uow.session.execute(query)).all())  # type: ignore[arg-type]
-            channels = await uow.leads.latest_channels(part)
+            identities = await uow.leads.latest_identities(part)
             rows = []
             for lead_id in part:
                 if lead_id not in zones:
@@ -96,7 +96,7 @@ async def enqueue(
                 rows.append(
                     outbox_row(
                         f"{BROADCAST}:{broadcast_id}:{lead_id}",
-                        channels.get(lead_id, NO_CHANNEL),
+                        identities[lead_id].channel if lead_id in identities else NO_CHANNEL,
                         BROADCAST,
                         due,
                         now,

@@ -155,14 +155,16 @@ class LeadRepository:
         )
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def latest_channels(self, lead_ids: Sequence[int]) -> dict[int, str]:
-        """The messenger each lead used last, in one statement."""
+    async def latest_identities(self, lead_ids: Sequence[int]) -> dict[int, Any]:
+        """`latest_identity` of many leads in one statement, as plain rows (lead_id, channel,
+        external_id, last_seen_at)."""
         query = (
-            select(Identity.lead_id, Identity.channel)
+            select(Identity.lead_id, Identity.channel, Identity.external_id, Identity.last_seen_at)
             .where(Identity.lead_id.in_(lead_ids))
             .order_by(Identity.lead_id, Identity.last_seen_at, Identity.id)
         )
-        return dict((await self.session.execute(query)).all())  # type: ignore[arg-type]
+        # Oldest first, so the last one seen for a lead is its latest.
+        return {row.lead_id: row for row in await self.session.execute(query)}
 
     async def try_lock(self, lead_id: int) -> bool:
         """Lock the lead's row if no other transaction holds it; False (nothing waited for,

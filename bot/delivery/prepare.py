@@ -32,7 +32,7 @@ from bot.scenario.model import Scenario, StepButton
 from bot.scoring import CARD, CRM_EXPORT
 from bot.timing import in_quiet_hours, out_of_quiet_hours, zone_of
 from bot.tracking import link_tokens, with_link_tokens
-from storage.models import Answer, Handoff, Identity, Lead, OutboxRow, SequenceRun
+from storage.models import Answer, Handoff, Lead, OutboxRow, SequenceRun
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -94,17 +94,6 @@ async def load_runs(uow: UnitOfWork, lead_ids: Sequence[int]) -> dict[tuple[int,
     return {(r.lead_id, r.sequence): r for r in await uow.session.execute(query)}
 
 
-async def _latest_identities(uow: UnitOfWork, lead_ids: Sequence[int]) -> dict[int, Row[Any]]:
-    """The account each lead used last: where its next message goes."""
-    query = (
-        select(Identity.lead_id, Identity.channel, Identity.external_id, Identity.last_seen_at)
-        .where(Identity.lead_id.in_(lead_ids))
-        .order_by(Identity.lead_id, Identity.last_seen_at, Identity.id)
-    )
-    # Oldest first, so the last one seen for a lead is its latest.
-    return {row.lead_id: row for row in await uow.session.execute(query)}
-
-
 async def load_batch(uow: UnitOfWork, s: Scenario, rows: Sequence[Prepared]) -> Batch:
     lead_ids = sorted({item.lead_id for item in rows if item.lead_id})
     leads = await lock_leads(uow, lead_ids)
@@ -116,7 +105,7 @@ async def load_batch(uow: UnitOfWork, s: Scenario, rows: Sequence[Prepared]) -> 
         handoff_leads += [i.lead_id for i in steps]
     batch = Batch(
         leads=leads,
-        identities=await _latest_identities(uow, messaging) if messaging else {},
+        identities=await uow.leads.latest_identities(messaging) if messaging else {},
         consenting=(
             await uow.leads.with_active_consent(advertising, MARKETING) if advertising else set()
         ),

@@ -17,9 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.sqlite_inline import BUSY_TIMEOUT_MS, begin_immediate, connector
 from storage.unit_of_work import UnitOfWork
-
-SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
 def _prepare_sqlite(engine: AsyncEngine, *, writer: bool = True) -> None:
@@ -29,7 +28,7 @@ def _prepare_sqlite(engine: AsyncEngine, *, writer: bool = True) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -39,7 +38,10 @@ def _prepare_sqlite(engine: AsyncEngine, *, writer: bool = True) -> None:
         # Take the write lock up front: a deferred transaction that reads and then writes
         # fails with "database is locked" instead of waiting when another process wrote.
         # A reader's transaction never writes, so it takes no lock and runs beside the writer.
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+        if writer:
+            begin_immediate(connection.connection.driver_connection)
+        else:
+            connection.exec_driver_sql("BEGIN")
 
 
 def create_engine(url: str, *, writer: bool = True, **kwargs: Any) -> AsyncEngine:
@@ -47,7 +49,9 @@ def create_engine(url: str, *, writer: bool = True, **kwargs: Any) -> AsyncEngin
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, **kwargs)
+        # The calls run on the event loop's thread (see storage/sqlite_inline.py).
+        database = parsed.database if parsed.database not in (None, "") else ":memory:"
+        engine = create_async_engine(url, async_creator=connector(database), **kwargs)
         _prepare_sqlite(engine, writer=writer)
         return engine
     search_path = parsed.query.get("search_path")

@@ -72,15 +72,23 @@ async def insert_outbox_rows(
     "insertmanyvalues"), whatever the number of rows. Every row names the same columns."""
     if not rows:
         return []
-    dialect = postgresql if _is_postgresql(session) else sqlite
+    statement = _INSERT_OUTBOX["postgresql" if _is_postgresql(session) else "sqlite"]
+    result = await session.execute(statement, list(rows))
+    return [(row_id, key) for row_id, key in result.all()]
+
+
+def _insert_outbox(dialect: Any) -> Any:
     table = OutboxRow.__table__
-    statement = (
+    return (
         dialect.insert(table)
         .on_conflict_do_nothing(index_elements=[table.c.idempotency_key])
         .returning(table.c.id, table.c.idempotency_key)
     )
-    result = await session.execute(statement, list(rows))
-    return [(row_id, key) for row_id, key in result.all()]
+
+
+# Built once: constructing the statement and its cache key cost a single enqueue() more than
+# running it.
+_INSERT_OUTBOX = {"postgresql": _insert_outbox(postgresql), "sqlite": _insert_outbox(sqlite)}
 
 
 def _is_postgresql(session: AsyncSession) -> bool:

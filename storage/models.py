@@ -203,7 +203,7 @@ class OutboxRow(Base):
     """A future message or export: the database, not the scheduler, remembers what is due."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_due", "status", "due_at"),)
+    __table_args__ = (Index("ix_outbox_status_due_id", "status", "due_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     lead_id: Mapped[int | None] = mapped_column(

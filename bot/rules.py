@@ -22,6 +22,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import func, select
 
@@ -42,7 +43,7 @@ from bot.scenario.model import (
     StageRule,
     TagRule,
 )
-from storage.models import Answer, Contact, Event, Lead, Tag
+from storage.models import Answer, Contact, Event, Tag
 from storage.unit_of_work import UnitOfWork
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -160,21 +161,66 @@ def explain(rule: Rule, facts: LeadFacts) -> str | None:
 
 def events_in(rule: Rule) -> set[str]:
     """The event names the rule reads, so a caller loads only those counts."""
+    return {leaf.event.name for leaf in _leaves(rule) if isinstance(leaf, EventRule)}
+
+
+@dataclass(frozen=True)
+class Reads:
+    """Which of a lead's stored facts rules read: only those are loaded (the lead's own
+    columns, score, stage and source, come with the lead)."""
+
+    events: frozenset[str] = frozenset()  # the names whose counts are read
+    tags: bool = False
+    answers: bool = False
+    contacts: bool = False
+    offers: bool = False
+
+    def __or__(self, other: Reads) -> Reads:
+        return Reads(
+            self.events | other.events,
+            self.tags or other.tags,
+            self.answers or other.answers,
+            self.contacts or other.contacts,
+            self.offers or other.offers,
+        )
+
+
+def reads(rule: Rule) -> Reads:
+    """What evaluating (or explaining) the rule reads."""
+    kinds = {type(leaf) for leaf in _leaves(rule)}
+    return Reads(
+        events=frozenset(events_in(rule)),
+        tags=TagRule in kinds,
+        answers=AnswerRule in kinds,
+        contacts=ContactRule in kinds,
+        offers=OfferRule in kinds,
+    )
+
+
+def _leaves(rule: Rule) -> list[Rule]:
     match rule:
         case AnyRule():
-            return set().union(*(events_in(child) for child in rule.any))
+            return [leaf for child in rule.any for leaf in _leaves(child)]
         case AllRule():
-            return set().union(*(events_in(child) for child in rule.all))
+            return [leaf for child in rule.all for leaf in _leaves(child)]
         case NotRule():
-            return events_in(rule.not_)
-        case EventRule():
-            return {rule.event.name}
-    return set()
+            return _leaves(rule.not_)
+    return [rule]
 
 
-async def load_facts(uow: UnitOfWork, lead: Lead, events: set[str]) -> LeadFacts:
-    """The lead's facts from storage; `events` are the names to count (see `events_in`)."""
-    return (await load_facts_many(uow, [lead], events))[lead.id]
+class LeadColumns(Protocol):
+    """What the facts take from the lead itself: a `Lead`, or a plain row of these columns."""
+
+    id: int
+    score: int
+    stage: str
+    funnel_stage: str
+    source: str | None
+
+
+async def load_facts(uow: UnitOfWork, lead: LeadColumns, needs: Reads) -> LeadFacts:
+    """The lead's facts from storage, those `needs` says (see `reads`)."""
+    return (await load_facts_many(uow, [lead], needs))[lead.id]
 
 
 # Leads read per statement: far under both databases' bound-parameter limits.
@@ -182,30 +228,38 @@ FACTS_CHUNK = 5_000
 
 
 async def load_facts_many(
-    uow: UnitOfWork, leads: Sequence[Lead], events: set[str]
+    uow: UnitOfWork, leads: Sequence[LeadColumns], needs: Reads
 ) -> dict[int, LeadFacts]:
-    """The facts of many leads in a few statements per `FACTS_CHUNK` leads (a broadcast's
-    segment, a delivery batch's `if:`), whatever their number."""
-    await uow.session.flush()
+    """The facts of many leads (a broadcast's segment, a delivery batch's `if:`), in a
+    statement per kind of fact `needs` names per `FACTS_CHUNK` leads, whatever their number.
+    What is not needed is left empty."""
+    if needs.events or needs.tags or needs.answers or needs.contacts or needs.offers:
+        await uow.session.flush()  # rules run right after the event recorded what it did
+    events = needs.events
     facts: dict[int, LeadFacts] = {}
     for start in range(0, len(leads), FACTS_CHUNK):
         part = leads[start : start + FACTS_CHUNK]
         ids = [lead.id for lead in part]
         answers: dict[int, dict[str, str]] = defaultdict(dict)
-        for lead_id, question, value in await uow.session.execute(
-            select(Answer.lead_id, Answer.question, Answer.value).where(Answer.lead_id.in_(ids))
-        ):
-            answers[lead_id][question] = value
+        if needs.answers:
+            for lead_id, question, value in await uow.session.execute(
+                select(Answer.lead_id, Answer.question, Answer.value).where(
+                    Answer.lead_id.in_(ids)
+                )
+            ):
+                answers[lead_id][question] = value
         contacts: dict[int, set[str]] = defaultdict(set)
-        for lead_id, kind in await uow.session.execute(
-            select(Contact.lead_id, Contact.kind).where(Contact.lead_id.in_(ids)).distinct()
-        ):
-            contacts[lead_id].add(kind)
+        if needs.contacts:
+            for lead_id, kind in await uow.session.execute(
+                select(Contact.lead_id, Contact.kind).where(Contact.lead_id.in_(ids)).distinct()
+            ):
+                contacts[lead_id].add(kind)
         tags: dict[int, set[str]] = defaultdict(set)
-        for lead_id, tag in await uow.session.execute(
-            select(Tag.lead_id, Tag.tag).where(Tag.lead_id.in_(ids))
-        ):
-            tags[lead_id].add(tag)
+        if needs.tags:
+            for lead_id, tag in await uow.session.execute(
+                select(Tag.lead_id, Tag.tag).where(Tag.lead_id.in_(ids))
+            ):
+                tags[lead_id].add(tag)
         counts: dict[int, dict[str, int]] = defaultdict(dict)
         if events:
             for lead_id, name, number in await uow.session.execute(
@@ -215,13 +269,14 @@ async def load_facts_many(
             ):
                 counts[lead_id][name] = number
         offers: dict[int, set[str]] = defaultdict(set)
-        for lead_id, offer in await uow.session.execute(
-            select(Event.lead_id, Event.payload["offer"].as_string())
-            .where(Event.lead_id.in_(ids), Event.name == "offer_taken")
-            .distinct()
-        ):
-            if offer:
-                offers[lead_id].add(offer)
+        if needs.offers:
+            for lead_id, offer in await uow.session.execute(
+                select(Event.lead_id, Event.payload["offer"].as_string())
+                .where(Event.lead_id.in_(ids), Event.name == "offer_taken")
+                .distinct()
+            ):
+                if offer:
+                    offers[lead_id].add(offer)
         for lead in part:
             facts[lead.id] = LeadFacts(
                 score=lead.score,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.engine import stages
-from bot.rules import events_in, explain, load_facts
+from bot.rules import explain, load_facts, reads
 from bot.scenario.model import Scenario
 from storage.models import Handoff, Lead
 from storage.unit_of_work import UnitOfWork
@@ -71,7 +71,7 @@ async def qualify(
         return None  # handed over before, or a customer already
     if await uow.session.get(Handoff, lead.id) is not None:
         return None
-    why = explain(rule, await load_facts(uow, lead, events_in(rule)))
+    why = explain(rule, await load_facts(uow, lead, reads(rule)))
     if why is None:
         return None
     uow.session.add(Handoff(lead_id=lead.id, status="open", rule=why[:256], qualified_at=now))

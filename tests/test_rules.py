@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from bot.rules import LeadFacts, evaluate, events_in, explain, load_facts
+from bot.rules import LeadFacts, Reads, evaluate, events_in, explain, load_facts, reads
 from bot.scenario.loader import load_scenario
 from bot.scenario.model import (
     FUNNEL_STAGES,
@@ -27,8 +27,10 @@ from bot.scenario.model import (
     EventCount,
     EventRule,
     NotRule,
+    OfferRule,
     Rule,
     ScoreRule,
+    SourceRule,
     StageRule,
     TagRule,
 )
@@ -318,6 +320,8 @@ def test_shipped_scenario_rules_evaluate() -> None:
 PROPERTY = settings(max_examples=200, deadline=None)
 TAGS = ("wants_audit", "enterprise", "has_telephony")
 EVENTS = ("case_read", "webinar_registered", "pricing_viewed")
+OFFERS = ("guide", "audit")
+SOURCES = ("vkads", "site")
 QUESTIONS = ("nps", "role")
 OPERATORS = (">=", "<=", "==", "!=", ">", "<")
 NUMBERS = (-3, 0, 1, 7, 9, 9.5, 10, 40, 60)
@@ -353,6 +357,8 @@ leaf_rules = st.one_of(
         ),
     ),
     st.builds(ContactRule, contact=st.sampled_from(("phone", "email", "any"))),
+    st.builds(OfferRule, offer=st.sampled_from(OFFERS)),
+    st.builds(SourceRule, source=st.sampled_from(SOURCES)),
 )
 rules: st.SearchStrategy[Rule] = st.recursive(
     leaf_rules,
@@ -381,6 +387,8 @@ def _facts(
     answers: dict[str, str],
     counts: dict[str, int],
     contacts: dict[str, bool],
+    offers: dict[str, bool],
+    source: str | None,
 ) -> LeadFacts:
     funnel_stage, stage = stages
     return LeadFacts(
@@ -391,6 +399,8 @@ def _facts(
         funnel_stage=funnel_stage,
         event_counts=counts,
         contacts=frozenset(contacts),
+        source=source,
+        offers=frozenset(offers),
     )
 
 
@@ -403,6 +413,8 @@ lead_facts = st.builds(
     some(QUESTIONS, st.sampled_from(ANSWERS)),
     some(EVENTS, st.integers(0, 4)),
     some(("phone", "email"), st.just(True)),
+    some(OFFERS, st.just(True)),
+    st.sampled_from((None, *SOURCES)),
 )
 
 
@@ -507,6 +519,33 @@ def test_unrelated_facts_change_nothing(rule: Rule, facts: LeadFacts, times: int
     assert evaluate(rule, noisier) == expected
 
 
+@PROPERTY
+@given(rules, lead_facts)
+def test_a_rule_needs_only_what_reads_names(rule: Rule, facts: LeadFacts) -> None:
+    """Loading only what `reads` names (the rest left empty) changes no verdict or reason."""
+    needs = reads(rule)
+    only = dataclasses.replace(
+        facts,
+        event_counts={k: v for k, v in facts.event_counts.items() if k in needs.events},
+        tags=facts.tags if needs.tags else frozenset(),
+        answers=facts.answers if needs.answers else {},
+        contacts=facts.contacts if needs.contacts else frozenset(),
+        offers=facts.offers if needs.offers else frozenset(),
+    )
+    assert evaluate(rule, only) == evaluate(rule, facts)
+    assert explain(rule, only) == explain(rule, facts)
+
+
+async def test_only_the_facts_a_rule_reads_are_loaded(sqlite_db: Database) -> None:
+    async with sqlite_db.unit_of_work() as uow:
+        row, _ = await uow.leads.create(channel="telegram", external_id="8", now=NOW)
+        await uow.leads.add_tag(row.id, "enterprise", now=NOW)
+        await uow.leads.set_answer(row.id, "nps", "9", score=0, now=NOW)
+        facts = await load_facts(uow, row, reads(parse({"tag": "enterprise"})))
+    assert facts.tags == {"enterprise"}
+    assert facts.answers == {}  # not read by the rule, not loaded
+
+
 # ---- loading a lead's facts from storage ----
 
 
@@ -526,7 +565,14 @@ async def test_load_facts_from_sqlite(sqlite_db: Database) -> None:
     async with sqlite_db.unit_of_work() as uow:
         stored = await uow.leads.get(row.id)
         assert stored is not None
-        facts = await load_facts(uow, stored, {"case_read", "pricing_viewed", "never_happened"})
+        everything = Reads(
+            frozenset({"case_read", "pricing_viewed", "never_happened"}),
+            tags=True,
+            answers=True,
+            contacts=True,
+            offers=True,
+        )
+        facts = await load_facts(uow, stored, everything)
 
     assert facts == LeadFacts(
         score=45,
@@ -547,7 +593,7 @@ async def test_load_facts_counts_events_not_yet_flushed(sqlite_db: Database) -> 
     async with sqlite_db.unit_of_work() as uow:
         row, _ = await uow.leads.create(channel="telegram", external_id="2", now=NOW)
         uow.events.add(row.id, "case_read", now=NOW)
-        facts = await load_facts(uow, row, events_in(parse(QUALIFY)))
+        facts = await load_facts(uow, row, reads(parse(QUALIFY)))
     assert facts.event_counts == {"case_read": 1, "pricing_viewed": 0, "webinar_registered": 0}
     assert (facts.tags, facts.answers, facts.contacts) == (frozenset(), {}, frozenset())
     assert not evaluate(parse(QUALIFY), facts)
@@ -568,6 +614,6 @@ async def test_load_facts_knows_the_source_and_the_offers_taken(sqlite_db: Datab
         row.source = "vkads"
         uow.events.add(row.id, "offer_taken", now=NOW, payload={"offer": "guide"})
         uow.events.add(row.id, "offer_taken", now=NOW, payload={"offer": "audit"})
-        facts = await load_facts(uow, row, set())
+        facts = await load_facts(uow, row, reads(parse({"offer": "guide"})))
     assert facts.source == "vkads"
     assert facts.offers == {"guide", "audit"}

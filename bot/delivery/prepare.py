@@ -25,7 +25,7 @@ from bot.engine.messages import Button, FileRef, Outgoing
 from bot.engine.render import render
 from bot.handoff import MANAGERS_POST, RELAY
 from bot.lead_card import crm_lead, render_card
-from bot.rules import LeadFacts, evaluate, events_in, load_facts_many
+from bot.rules import LeadFacts, Reads, evaluate, load_facts_many, reads
 from bot.scenario.checks import placeholders
 from bot.scenario.loader import LoadedScenario
 from bot.scenario.model import Scenario, StepButton
@@ -114,17 +114,17 @@ async def load_batch(uow: UnitOfWork, s: Scenario, rows: Sequence[Prepared]) -> 
         answers=await _names(uow, s, advertising) if advertising else {},
     )
     conditional = {i.lead_id: _step_of(s, i) for i in steps}
-    wanted_events: set[str] = set()
+    needs = Reads()
     for step in conditional.values():
         if step is not None and step.if_ is not None:
-            wanted_events |= events_in(step.if_)
+            needs |= reads(step.if_)
     needing = [
         leads[lead_id]
         for lead_id, step in conditional.items()
         if step is not None and step.if_ is not None and lead_id in leads
     ]
     if needing:
-        batch.facts = await load_facts_many(uow, needing, wanted_events)
+        batch.facts = await load_facts_many(uow, needing, needs)
     return batch
 
 

@@ -62,6 +62,12 @@ class InPlaceConnection(Connection):
     def __await__(self) -> Any:
         return self._connect().__await__()
 
+    def __del__(self) -> None:
+        # No thread to leak (aiosqlite warns of its own): an unclosed connection just closes.
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
     def stop(self) -> None:  # type: ignore[override]
         self._running = False
         if self._connection is not None:

@@ -139,14 +139,50 @@ def test_outbox_bench_on_postgresql(postgres_url: str) -> None:
     check_outbox_report(report, apscheduler=False)
 
 
-def test_funnel_bench() -> None:
-    report = run(FUNNEL, "--prospects", "10", "--concurrency", "2")
-    engine = re.search(r"engine \(shipped funnel\) +(\d+) events", report)
-    baseline = re.search(r"baseline \(1 insert/commit\) +(\d+) events", report)
-    assert engine, report
-    assert baseline, report
-    assert int(engine[1]) == int(baseline[1]) == 10 * 6  # six events a prospect, and as many
-    assert re.search(rf"engine / baseline +throughput x{NUMBER}, p50 x{NUMBER}", report)
+def test_funnel_bench_on_sqlite() -> None:
+    check_funnel_report(run(FUNNEL, "--prospects", str(PROSPECTS)), goal=500)
+
+
+@pytest.mark.postgres
+def test_funnel_bench_on_postgresql(postgres_url: str) -> None:
+    report = run(FUNNEL, "--prospects", str(PROSPECTS), "--database", postgres_url)
+    check_funnel_report(report, goal=1_000)
+
+
+PROSPECTS = 3
+
+
+def check_funnel_report(report: str, *, goal: int) -> None:
+    modes = re.findall(
+        rf"^  (echo|baseline|engine|dispatcher) +x(\d+) +({NUMBER}) updates: +{NUMBER} ms CPU, "
+        rf"+({NUMBER}) statements an update; +{NUMBER} updates/s wall, p50 +{NUMBER} ms, "
+        rf"p99 +{NUMBER} ms$",
+        report,
+        re.MULTILINE,
+    )
+    assert {(mode, int(at_once)) for mode, at_once, _, _ in modes} == {
+        (mode, at_once)
+        for mode in ("echo", "baseline", "engine", "dispatcher")
+        for at_once in (1, 20)
+    }, report
+    for mode, _, updates, statements in modes:
+        assert integer(updates) == PROSPECTS * 6, report  # six updates a prospect, every way
+        if mode == "echo":
+            assert float(statements) == 0, report  # no database
+        elif mode == "baseline":
+            assert float(statements) == 2, report  # find the prospect, insert the event
+        else:
+            assert float(statements) > 2, report  # a turn reads and writes more
+    assert re.search(
+        rf"GOAL CPU per update through the dispatcher <= 3x the echo and <= 2 ms: {NUMBER} ms, "
+        rf"{NUMBER}x the echo \({NUMBER} ms\) -> (PASS|FAIL)",
+        report,
+    ), report
+    assert re.search(
+        rf"GOAL 20 prospects at once >= {goal:,} updates/s, p99 < 50 ms: {NUMBER} updates/s, "
+        rf"p99 {NUMBER} ms -> (PASS|FAIL)",
+        report,
+    ), report
 
 
 def bench_module() -> ModuleType:

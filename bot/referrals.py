@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from bot import promos
 from bot.engine import stages
 from bot.engine.render import render
+from bot.rules import times
 from bot.scenario.model import Scenario
 from bot.sequences import lead_channel
 from storage.models import Lead, Referral
@@ -119,6 +120,10 @@ async def react(
     granted by the delivery worker under the referrer's own lock (`grant`): taking a second
     lead's lock here would invert the worker's order of locks and could deadlock."""
     if s.referral is None:
+        return
+    # A friend's referral is made with its `referral_joined` event: most leads, who came by
+    # no link, are told apart by what they keep, without reading the referrals.
+    if not await times(uow, friend, "referral_joined"):
         return
     referral = await uow.session.get(Referral, friend.id)
     if referral is None or referral.void_at is not None or referral.qualified_at is not None:

@@ -43,7 +43,8 @@ from bot.scenario.model import (
     StageRule,
     TagRule,
 )
-from storage.models import Answer, Contact, Event, Tag
+from storage import kept_facts
+from storage.models import Answer, Contact, Event, Lead, Tag
 from storage.unit_of_work import UnitOfWork
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -218,9 +219,37 @@ class LeadColumns(Protocol):
     source: str | None
 
 
-async def load_facts(uow: UnitOfWork, lead: LeadColumns, needs: Reads) -> LeadFacts:
-    """The lead's facts from storage, those `needs` says (see `reads`)."""
-    return (await load_facts_many(uow, [lead], needs))[lead.id]
+async def load_facts(uow: UnitOfWork, lead: Lead, needs: Reads) -> LeadFacts:
+    """The facts of a lead this transaction holds, those `needs` says (see `reads`): what it
+    keeps on its row (storage/kept_facts.py), computed and kept first if it is not known;
+    answers, when read, from their table."""
+    session = uow.session
+    facts = kept_facts.current(session, lead)
+    if facts is None:
+        facts = await kept_facts.compute(session, lead.id)
+        kept_facts.keep(session, lead, facts)
+    answers: dict[str, str] = {}
+    if needs.answers:
+        await session.flush()
+        query = select(Answer.question, Answer.value).where(Answer.lead_id == lead.id)
+        answers = dict((await session.execute(query)).all())  # type: ignore[arg-type]
+    counts = facts.get("events", {})
+    return LeadFacts(
+        score=lead.score,
+        tags=frozenset(facts.get("tags", ())),
+        answers=answers,
+        stage=lead.stage,
+        funnel_stage=lead.funnel_stage,
+        event_counts={name: counts.get(name, 0) for name in sorted(needs.events)},
+        contacts=frozenset(facts.get("contacts", ())),
+        source=lead.source,
+        offers=frozenset(facts.get("offers", ())),
+    )
+
+
+async def times(uow: UnitOfWork, lead: Lead, name: str) -> int:
+    """How many `name` events the lead has (those added in this transaction included)."""
+    return (await load_facts(uow, lead, Reads(events=frozenset({name})))).event_counts[name]
 
 
 # Leads read per statement: far under both databases' bound-parameter limits.

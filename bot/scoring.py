@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.engine import stages
-from bot.rules import explain, load_facts, reads
+from bot.rules import explain, load_facts, reads, times
 from bot.scenario.model import Scenario
 from storage.models import Handoff, Lead
 from storage.unit_of_work import UnitOfWork
@@ -33,7 +33,7 @@ async def score_event(uow: UnitOfWork, s: Scenario, lead: Lead, name: str) -> No
     points = s.scoring.events.get(name)
     if points is None:
         return
-    if points.max_times is not None and await uow.events.count(lead.id, name) > points.max_times:
+    if points.max_times is not None and await times(uow, lead, name) > points.max_times:
         return
     lead.score += points.points
 
@@ -69,10 +69,9 @@ async def qualify(
         return None
     if stages.RANK[lead.funnel_stage] >= stages.RANK["qualified"]:
         return None  # handed over before, or a customer already
-    if await uow.session.get(Handoff, lead.id) is not None:
-        return None
+    # The rule first: it reads only what the lead keeps, and is false after most events.
     why = explain(rule, await load_facts(uow, lead, reads(rule)))
-    if why is None:
+    if why is None or await uow.session.get(Handoff, lead.id) is not None:
         return None
     uow.session.add(Handoff(lead_id=lead.id, status="open", rule=why[:256], qualified_at=now))
     stages.advance(lead, "qualified", reason=f"qualify: {why}"[:128], now=now, events=uow.events)

@@ -83,6 +83,8 @@ class Lead(Base):
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The code in the lead's referral links (`ref_<code>`); made when first needed.
     referral_code: Mapped[str | None] = mapped_column(String(16), unique=True)
+    # What rules read, kept up to date as it happens (storage/kept_facts.py); None: not known.
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class Identity(Base):

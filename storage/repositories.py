@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import kept_facts
 from storage.claims import insert_outbox_rows, is_lock_unavailable
 from storage.models import (
     Answer,
@@ -106,6 +107,7 @@ class LeadRepository:
             funnel_stage="new",
             score=0,
             first_name=first_name,
+            facts=kept_facts.empty(),
         )
         self.session.add(lead)
         await self.session.flush()
@@ -131,6 +133,7 @@ class LeadRepository:
         so counts by stage, source and offer still add up."""
         for model in (Contact, Answer, Tag, Identity):
             await self.session.execute(delete(model).where(model.lead_id == lead_id))
+        await kept_facts.forget(self.session, [lead_id])
         await self.session.execute(
             update(Consent)
             .where(Consent.lead_id == lead_id, Consent.withdrawn_at.is_(None))
@@ -191,6 +194,7 @@ class LeadRepository:
             await self.session.execute(
                 update(model).where(model.lead_id == from_id).values(lead_id=to_id)
             )
+        await kept_facts.forget(self.session, [from_id, to_id])
 
     async def tracked_links(self, lead_id: int) -> Sequence[TrackedLink]:
         query = select(TrackedLink).where(TrackedLink.lead_id == lead_id)
@@ -224,6 +228,7 @@ class LeadRepository:
             created_at=now,
         )
         self.session.add(contact)
+        kept_facts.on_contact(self.session.sync_session, lead_id, kind)
         return contact
 
     async def find_by_contact(self, kind: str, value: str) -> Sequence[int]:
@@ -299,6 +304,7 @@ class LeadRepository:
         if await self.session.get(Tag, (lead_id, tag)) is not None:
             return False
         self.session.add(Tag(lead_id=lead_id, tag=tag, created_at=now))
+        kept_facts.on_tag(self.session.sync_session, lead_id, tag)
         return True
 
     async def answers(self, lead_id: int) -> dict[str, Answer]:
@@ -341,6 +347,7 @@ class EventRepository:
             lead_id=lead_id, name=name, payload=payload or {}, channel=channel, created_at=now
         )
         self.session.add(event)
+        kept_facts.on_event(self.session.sync_session, lead_id, name, event.payload)
         return event
 
     async def count(self, lead_id: int, name: str, **details: str) -> int:

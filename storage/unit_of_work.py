@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import kept_facts
 from storage.repositories import (
     EventRepository,
     InboundRepository,
@@ -23,8 +25,10 @@ class UnitOfWork:
         self.sequences = SequenceRepository(session)
         self.outbox = OutboxRepository(session)
         self.promos = PromoRepository(session)
+        event.listen(session.sync_session, "after_soft_rollback", kept_facts.rolled_back)
 
     async def commit(self) -> None:
+        await kept_facts.settle(self.session)
         await self.session.commit()
 
     async def rollback(self) -> None:

@@ -10,13 +10,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
-from storage import migrate
+from storage import kept_facts, migrate
 from storage.database import Database
+from storage.models import Lead
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SCENARIO = ROOT / "tests" / "fixtures" / "funnel"
@@ -78,13 +80,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         asyncio.run(sql(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
+async def check_kept_facts(db: Database) -> None:
+    """After every test on a database: each lead's kept facts are what its rows say
+    (storage/kept_facts.py), however the test got there."""
+    async with db.unit_of_work() as uow:
+        query = select(Lead.id, Lead.facts).where(Lead.facts.is_not(None))
+        for lead_id, facts in (await uow.session.execute(query)).all():
+            assert facts == await kept_facts.compute(uow.session, lead_id), f"lead {lead_id}"
+
+
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     """A migrated database (SQLite file or PostgreSQL schema)."""
     database = Database(database_url)
     await migrate.upgrade(database.engine)
     yield database
-    await database.dispose()
+    try:
+        await check_kept_facts(database)
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture
@@ -92,7 +106,10 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
     database = Database(f"sqlite+aiosqlite:///{tmp_path}/leadbot.db")
     await migrate.upgrade(database.engine)
     yield database
-    await database.dispose()
+    try:
+        await check_kept_facts(database)
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from bot.handoff import MANAGERS_POST, remember_message
 from bot.scenario.active import ActiveScenario
 from bot.scenario.model import Scenario
 from bot.scoring import CARD, CRM_EXPORT
+from storage import kept_facts
 from storage.database import Database
 from storage.models import Event, Lead, OutboxRow, SequenceRun, UTCDateTime
 from storage.unit_of_work import UnitOfWork
@@ -51,6 +52,11 @@ _DECIDED = (
 )
 
 
+_FACTS = (
+    update(Lead.__table__)
+    .where(Lead.__table__.c.id == bindparam("lead"))
+    .values(facts=bindparam("kept", type_=Lead.__table__.c.facts.type))
+)
 # A step's question is now what the lead's next text answers.
 _AWAIT = (
     update(Lead.__table__)
@@ -89,7 +95,9 @@ class Recorder:
         """The group commit: one transaction for every outcome handed in meanwhile."""
         async with self.db.unit_of_work() as uow:
             lead_ids = [item.lead_id for item, _ in outcomes]
-            leads = await lock_leads(uow, lead_ids, (Lead.id, Lead.timezone, Lead.awaiting))
+            leads = await lock_leads(
+                uow, lead_ids, (Lead.id, Lead.timezone, Lead.awaiting, Lead.facts)
+            )
             await self.apply(uow, self.scenarios.current.scenario, outcomes, leads)
             await uow.commit()
         return [None] * len(outcomes)
@@ -215,6 +223,7 @@ class Recorder:
         session = uow.session
         if events:
             await session.execute(insert(Event.__table__), events)
+            await _count_events(uow, events, leads)
         if awaiting:
             await session.execute(_AWAIT, awaiting)
         steps_sent = [i for i in sent if i.kind == sequences.STEP]
@@ -257,6 +266,26 @@ class Recorder:
             ended += [_ended(step.run_id, "finished", now, None) for step in finished]
         if ended:
             await session.execute(_RUN_ENDED, ended)
+
+
+async def _count_events(
+    uow: UnitOfWork, events: list[dict[str, Any]], leads: dict[int, Row[Any]]
+) -> None:
+    """The events inserted here counted in their leads' kept facts, one statement for all
+    (storage/kept_facts.py); a lead read without them is made to compute them again."""
+    counted: dict[int, dict[str, Any] | None] = {}
+    unknown: set[int] = set()
+    for event in events:
+        lead = leads.get(event["lead_id"])
+        if lead is None or "facts" not in lead._fields:
+            unknown.add(event["lead_id"])
+            continue
+        facts = counted.get(lead.id, lead.facts)
+        counted[lead.id] = kept_facts.counted(facts, event["name"], event["payload"])
+    changes = [{"lead": i, "kept": facts} for i, facts in counted.items() if facts is not None]
+    if changes:
+        await uow.session.execute(_FACTS, changes)
+    await kept_facts.forget(uow.session, unknown)
 
 
 def _ended(run_id: int, status: str, now: datetime, reason: str | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.rules import times
 from bot.scenario.checks import placeholders
 from bot.scenario.model import Promo, Scenario
 from bot.sequences import fired
@@ -127,7 +128,10 @@ async def issue(
         raise PromoEnded(promo_id, promo.until)
     if promo.kind == "shared":
         assert promo.code is not None  # the schema requires it
-        if not await uow.events.count(lead.id, "promo_issued", promo=promo_id):
+        issued = await times(uow, lead, "promo_issued") and await uow.events.count(
+            lead.id, "promo_issued", promo=promo_id
+        )
+        if not issued:
             # Recorded once per lead, so /promo can list the campaign code it was shown.
             uow.events.add(
                 lead.id, "promo_issued", now=now, payload={"promo": promo_id, "code": promo.code}

@@ -68,6 +68,9 @@ class LeadRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        # (lead, kind) -> the consent in force, as read or given in this transaction.
+        self._active: dict[tuple[int, str], Consent | None] = {}
+        self._consents_read: set[int] = set()
 
     async def get(self, lead_id: int, *, lock: bool = False) -> Lead | None:
         query = select(Lead).where(Lead.id == lead_id)
@@ -131,6 +134,7 @@ class LeadRepository:
         """Forget the person: contacts, answers, tags and messenger accounts go, consents are
         withdrawn, event details are scrubbed. The lead row and its events stay, anonymous,
         so counts by stage, source and offer still add up."""
+        self._forget_consents()
         for model in (Contact, Answer, Tag, Identity):
             await self.session.execute(delete(model).where(model.lead_id == lead_id))
         await kept_facts.forget(self.session, [lead_id])
@@ -190,6 +194,7 @@ class LeadRepository:
         messenger accounts, events, stage moves, consents, promo codes and their uses, posts
         about the lead in the managers' chats. The session's objects are updated too."""
         await self.session.flush()
+        self._forget_consents()
         for model in PERSON_ROWS:
             await self.session.execute(
                 update(model).where(model.lead_id == from_id).values(lead_id=to_id)
@@ -248,15 +253,23 @@ class LeadRepository:
 
     # consents
     async def active_consent(self, lead_id: int, kind: str) -> Consent | None:
-        query = (
-            select(Consent)
-            .where(
-                Consent.lead_id == lead_id, Consent.kind == kind, Consent.withdrawn_at.is_(None)
+        """The consent of `kind` in force. A lead's consents in force, of every kind, are read
+        once per transaction (a turn asks for several, several times); what this repository
+        changes is seen at once."""
+        key = (lead_id, kind)
+        if lead_id not in self._consents_read:
+            query = select(Consent).where(
+                Consent.lead_id == lead_id, Consent.withdrawn_at.is_(None)
             )
-            .order_by(Consent.id.desc())
-            .limit(1)
-        )
-        return (await self.session.execute(query)).scalar_one_or_none()
+            for consent in (await self.session.execute(query.order_by(Consent.id))).scalars():
+                self._active[(lead_id, consent.kind)] = consent  # the latest of each kind
+            self._consents_read.add(lead_id)
+        known = self._active.get(key)
+        if known is None or (known.withdrawn_at is None and known.lead_id == lead_id):
+            return known
+        del self._active[key]  # withdrawn meanwhile: look again
+        self._consents_read.discard(lead_id)
+        return await self.active_consent(lead_id, kind)
 
     async def with_active_consent(self, lead_ids: Sequence[int], kind: str) -> set[int]:
         """Which of these leads have an active consent of `kind`: one statement per chunk."""
@@ -282,11 +295,17 @@ class LeadRepository:
             lead_id=lead_id, kind=kind, text_version=text_version, channel=channel, given_at=now
         )
         self.session.add(consent)
+        self._active[(lead_id, kind)] = consent
         return consent
 
     async def consents(self, lead_id: int) -> Sequence[Consent]:
         query = select(Consent).where(Consent.lead_id == lead_id).order_by(Consent.id)
         return (await self.session.execute(query)).scalars().all()
+
+    def _forget_consents(self) -> None:
+        """Consents changed by a statement, not through these objects: read them again."""
+        self._active.clear()
+        self._consents_read.clear()
 
     async def withdraw_consent(self, lead_id: int, kind: str, *, now: datetime) -> bool:
         current = await self.active_consent(lead_id, kind)

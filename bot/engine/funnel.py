@@ -25,6 +25,7 @@ from bot.engine.messages import Button, FileRef, Incoming, Kind, Outgoing, Reply
 from bot.engine.personal_data import personal_data_document
 from bot.engine.render import render
 from bot.handoff import post_about_lead
+from bot.rules import times
 from bot.scenario.active import ActiveScenario
 from bot.scenario.checks import placeholders
 from bot.scenario.loader import LoadedScenario
@@ -529,7 +530,7 @@ class Turn:
         # Asked and declined (or /stop) once is an answer: do not ask at every offer.
         return (
             self.lead.unsubscribed_at is not None
-            or await self.uow.events.count(self.lead.id, "marketing_consent_declined") > 0
+            or await times(self.uow, self.lead, "marketing_consent_declined") > 0
         )
 
     def ask_consent(self, offer_id: str | None) -> None:
@@ -813,8 +814,9 @@ class Turn:
         elif offer.deliver.url:
             file = FileRef(url=offer.deliver.url)
         self.say(offer.deliver.text, buttons=self.back_to_menu(), file=file)
-        first_time = not await self.uow.events.count(
-            self.lead.id, "magnet_delivered", offer=offer_id
+        # What the lead keeps says most leads never had a magnet; only then ask which offer.
+        first_time = not await times(self.uow, self.lead, "magnet_delivered") or not (
+            await self.uow.events.count(self.lead.id, "magnet_delivered", offer=offer_id)
         )
         self.record("magnet_delivered", offer=offer_id)
         await self.score_event("magnet_delivered")

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import Bot
-from aiogram.client.session.base import BaseSession
 from aiogram.methods import (
     GetMe,
     SendDocument,
@@ -19,10 +18,12 @@ from aiogram.methods import (
 from aiogram.methods.base import TelegramType
 from aiogram.types import Chat, Document, PhotoSize, User
 
+from handlers.telegram.session import HeldResponseTypes
+
 BOT_USER = User(id=42, is_bot=True, first_name="Leadbot", username="leadbot_test_bot")
 
 
-class RecordingSession(BaseSession):
+class RecordingSession(HeldResponseTypes):
     def __init__(self) -> None:
         super().__init__()
         self.requests: list[TelegramMethod[Any]] = []

@@ -60,11 +60,11 @@ from bench.measure import (  # noqa: E402
 )
 from bot.clock import FakeClock  # noqa: E402
 from bot.engine.funnel import Funnel  # noqa: E402
-from bot.engine.messages import Incoming, Kind, Outgoing  # noqa: E402
+from bot.messages import Incoming, Kind, Outgoing  # noqa: E402
 from bot.scenario.active import ActiveScenario  # noqa: E402
 from bot.scenario.reload import ScenarioReloader  # noqa: E402
+from handlers.telegram.channel import create_dispatcher  # noqa: E402
 from handlers.telegram.middlewares import InFlight, Throttle  # noqa: E402
-from handlers.telegram.runner import create_dispatcher  # noqa: E402
 from handlers.telegram.sender import TelegramSender  # noqa: E402
 from storage import migrate  # noqa: E402
 from storage.database import Database  # noqa: E402

@@ -83,7 +83,7 @@ from bench.measure import (  # noqa: E402
 # start in a fraction of the time without it.
 if TYPE_CHECKING:
     from bot.delivery import DeliveryWorker
-    from bot.engine.messages import Button, Outgoing
+    from bot.messages import Button, Outgoing
     from bot.pacing import ChannelLimits, Limit
     from bot.scenario.active import ActiveScenario
     from storage.database import Database
@@ -199,9 +199,9 @@ async def load_one(
     from pydantic import TypeAdapter
 
     from bot import broadcasts, sequences
-    from bot.engine.funnel import MARKETING
+    from bot.consent import MARKETING
+    from bot.scenario.conditions import Rule
     from bot.scenario.loader import load_scenario
-    from bot.scenario.model import Rule
     from storage import migrate
     from storage.database import Database
     from storage.models import Consent, Identity, Lead, OutboxRow, SequenceRun

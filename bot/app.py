@@ -1,31 +1,49 @@
-"""The composition root: builds the database, the scenario and the engine once per process."""
+"""The composition root: builds the database, the scenario and the engine once per process,
+and runs a bot: the messengers configured, one delivery worker and one managers' desk for
+them all, and one web server (webhooks, the VK Callback API, the events API, tracked links).
+The one module that imports a channel, and only the channels configured: vkbottle alone
+takes seconds to import."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
 
 from bot.clock import Clock, SystemClock
 from bot.crm import BITRIX24, WEBHOOK, CrmExporter
 from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
-from bot.engine.transport import ManagersChat, Transport
+from bot.handoff import ManagerDesk, remind_unclaimed
+from bot.heartbeat import start_heartbeat
+from bot.outside import OutsideEvents
 from bot.pacing import DEFAULT_LIMITS, ChannelLimits, Limit, pacer_for
 from bot.redemption import Redemptions
 from bot.referrals import ReferralLinks
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
+from bot.scenario.reload import ScenarioReloader
 from bot.scoring import Routes
 from bot.settings import Settings
+from bot.transport import ManagersChat, Transport
+from handlers.web.api import MAX_BODY, add_api_routes
 from storage import migrate
 from storage.database import Database
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 25.0  # for the web requests in flight
 
 
 class SchemaOutdated(Exception):
@@ -164,3 +182,107 @@ async def build_app(
         db.engine.url.render_as_string(hide_password=True),
     )
     return App(settings=settings, db=db, scenarios=scenarios, funnel=funnel, clock=clock)
+
+
+class Channel(Protocol):
+    """A messenger as `serve` runs it (handlers/telegram/channel.py, handlers/vk/channel.py)."""
+
+    async def start(self) -> None:
+        """Learn who the bot is there (for referral links)."""
+
+    def add_routes(self, app: web.Application) -> bool:
+        """Put its webhook on the web server, if it uses one."""
+        ...
+
+    async def receive(self) -> asyncio.Task[None] | None:
+        """Begin taking updates: set the webhook, or poll in a task (returned)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop taking updates; the ones in flight finish."""
+
+
+async def serve(settings: Settings, app: App) -> None:
+    """Run the configured messengers until SIGINT or SIGTERM."""
+    senders: dict[str, Transport] = {}
+    managers: dict[str, ManagersChat] = {}
+    # Each channel is made once every sender is known: the desk and the worker serve all.
+    makers: list[Callable[[ManagerDesk, Redemptions, ScenarioReloader], Channel]] = []
+    if settings.telegram_bot_token is not None:
+        from handlers.telegram import channel as telegram
+
+        telegram_sender = telegram.create_sender(settings)
+        senders["telegram"] = managers["telegram"] = telegram_sender
+        makers.append(partial(telegram.TelegramChannel, settings, app.funnel, telegram_sender))
+    if settings.vk_group_token is not None:
+        from handlers.vk import channel as vk
+
+        vk_sender = vk.create_sender(settings)
+        senders["vk"] = vk_sender
+        if settings.managers_vk_peer_id is not None:
+            managers["vk"] = vk_sender
+        makers.append(partial(vk.VkChannel, settings, app.funnel, vk_sender))
+    crm = crm_exporter(settings)
+    worker = app.delivery_worker(senders, managers, crm)
+    desk = ManagerDesk(app.db, app.scenarios, app.clock, managers)
+    # A scenario edit that is refused is said in the managers' chat (the first configured).
+    on_refused = next(iter(managers.values())).post_to_managers if managers else None
+    reloader = ScenarioReloader(app.scenarios, on_refused=on_refused)
+    redemptions = app.redemptions()
+    channels = [make(desk, redemptions, reloader) for make in makers]
+
+    async def reminders() -> None:
+        await remind_unclaimed(app.db, app.scenarios, app.clock, app.funnel.routes.managers)
+
+    for channel in channels:
+        await channel.start()
+    heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader, reminders=reminders)
+    http: web.AppRunner | None = None
+    try:
+        http = await _serve_http(settings, app, channels, redemptions)
+        polling = [task for channel in channels if (task := await channel.receive())]
+        await wait_for_signal(polling)
+    finally:
+        # The delivery in progress finishes and is recorded while the channels' sessions
+        # are open; then the updates in flight finish.
+        await heartbeat.stop()
+        if http is not None:
+            await http.cleanup()
+        for channel in channels:
+            await channel.stop()
+        await worker.pacer.aclose()
+        if crm is not None:
+            await crm.aclose()
+
+
+async def _serve_http(
+    settings: Settings, app: App, channels: list[Channel], redemptions: Redemptions
+) -> web.AppRunner | None:
+    """The web server, when something needs it: a webhook, the events API (a token is set)
+    or tracked links (they point at `WEBHOOK_BASE_URL`)."""
+    web_app = web.Application(client_max_size=MAX_BODY)
+    api_token = settings.api_token.get_secret_value() if settings.api_token else None
+    add_api_routes(web_app, OutsideEvents(app.funnel), api_token, redemptions)
+    webhooks = [channel.add_routes(web_app) for channel in channels]
+    if not (any(webhooks) or api_token or settings.webhook_base_url):
+        return None
+    runner = web.AppRunner(web_app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    log.info("web server on %s:%s", settings.http_host, settings.http_port)
+    return runner
+
+
+async def wait_for_signal(tasks: list[asyncio.Task[None]]) -> None:
+    """Until SIGINT or SIGTERM, or until one of `tasks` ends, which is an error: raised."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    for task in done - {waiter}:
+        task.result()
+        raise RuntimeError("a messenger stopped taking updates")

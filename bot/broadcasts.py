@@ -9,9 +9,10 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from bot.engine.funnel import MARKETING
+from bot.consent import MARKETING
 from bot.rules import evaluate, load_facts_many, reads
-from bot.scenario.model import Rule, Scenario
+from bot.scenario.conditions import Rule
+from bot.scenario.model import Scenario
 from bot.sequences import NO_CHANNEL
 from bot.timing import local_instant, out_of_quiet_hours, zone_of
 from storage.database import Database

@@ -14,12 +14,13 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from bot import broadcasts, promo_stats, stats
-from bot.app import SchemaOutdated, build_app, prepare_database
+from bot.app import SchemaOutdated, build_app, prepare_database, serve
 from bot.clock import FakeClock, SystemClock
 from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleTransport
 from bot.scenario.checks import SIMPLE_PLACEHOLDERS, placeholders
+from bot.scenario.conditions import Rule
 from bot.scenario.loader import ScenarioError, load_scenario
-from bot.scenario.model import Rule, parse_local_moment
+from bot.scenario.model import parse_local_moment
 from bot.settings import Settings, SettingsError, load_settings
 from storage import migrate
 from storage.database import Database
@@ -288,18 +289,9 @@ async def run(settings: Settings) -> int:
             settings.database_url,
         )
         return await converse(settings, None, settings.database_url, "Гость")
-    # The composition root is the one place that imports a channel to start it (only the
-    # channels configured: vkbottle alone takes seconds to import).
     app = await build_app(settings)
     try:
-        if settings.telegram_bot_token is not None:
-            from handlers.telegram.runner import run_telegram
-
-            await run_telegram(settings, app)  # and VK beside it when configured
-        else:
-            from handlers.vk.runner import run_vk
-
-            await run_vk(settings, app)
+        await serve(settings, app)
     finally:
         await app.close()
     return 0

@@ -9,7 +9,7 @@ from bot.clock import FakeClock
 from bot.delivery import DeliveryWorker
 from bot.durations import parse_duration
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Button, Incoming, Kind, Outgoing
+from bot.messages import Button, Incoming, Kind, Outgoing
 
 CHANNEL = "console"
 HELP = (

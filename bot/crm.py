@@ -2,7 +2,7 @@
 (`crm.lead.add`) or a generic signed JSON webhook.
 
 Failures are raised in the delivery worker's terms: `RetryLater` / `TemporaryFailure` from
-`bot.engine.transport` for what a later attempt can fix, `CrmRejected` for what it cannot.
+`bot.transport` for what a later attempt can fix, `CrmRejected` for what it cannot.
 Both configured URLs carry secrets (the Bitrix24 one holds the webhook token in its path), so
 no URL is ever logged or put into an exception's text.
 """
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.engine.transport import RetryLater, TemporaryFailure
+from bot.transport import RetryLater, TemporaryFailure
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,15 @@ from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select, update
 
-from bot import reactions
+from bot import reactions, stages
+from bot.answers import InvalidAnswer, normalize_email, normalize_phone
 from bot.clock import Clock
-from bot.engine import stages
-from bot.engine.answers import InvalidAnswer, normalize_email, normalize_phone
-from bot.engine.transport import ManagersChat
 from bot.lead_card import Rows, render_card
 from bot.scenario.active import ActiveScenario
 from bot.scenario.model import Scenario
 from bot.scoring import queue_cards
 from bot.stats import managers_summary
+from bot.transport import ManagersChat
 from storage.claims import singleton_lock
 from storage.database import Database
 from storage.models import Handoff, Lead, ManagerMessage

@@ -7,7 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.crm import CrmLead
-from bot.engine.messages import Button
+from bot.messages import Button
 from bot.scenario.model import Scenario
 from storage.models import Handoff, Identity, Lead
 from storage.unit_of_work import UnitOfWork

@@ -11,8 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import reactions, scoring
-from bot.engine import stages
+from bot import reactions, scoring, stages
 from bot.engine.funnel import Funnel
 from bot.handoff import lead_by_contact
 from bot.scenario.model import Scenario

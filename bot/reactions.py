@@ -8,9 +8,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from bot import promos, referrals, sequences
+from bot import promos, referrals, sequences, stages
 from bot.clock import Clock
-from bot.engine import stages
 from bot.scenario.active import ActiveScenario
 from bot.scenario.model import Scenario
 from storage.database import Database

@@ -18,9 +18,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import promos
-from bot.engine import stages
-from bot.engine.render import render
+from bot import promos, stages
+from bot.render import render
 from bot.rules import times
 from bot.scenario.model import Scenario
 from bot.sequences import lead_channel
@@ -29,6 +28,7 @@ from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
+REFERRAL_LINK = "referral_link"  # the placeholder that shows the lead's own link
 REWARD = "referral_reward"  # outbox kind: the reward, granted and sent by the worker
 # 8 characters of the promo alphabet (~40 bits): short enough for a link anybody forwards,
 # too many to find a stranger's code by trying. No "-": deep-link parts are joined by it.

@@ -26,8 +26,7 @@ from typing import Protocol
 
 from sqlalchemy import func, select
 
-from bot.engine.stages import RANK
-from bot.scenario.model import (
+from bot.scenario.conditions import (
     AllRule,
     AnswerCondition,
     AnswerRule,
@@ -43,6 +42,7 @@ from bot.scenario.model import (
     StageRule,
     TagRule,
 )
+from bot.stages import RANK
 from storage import kept_facts
 from storage.models import Answer, Contact, Event, Lead, Tag
 from storage.unit_of_work import UnitOfWork

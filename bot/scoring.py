@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.engine import stages
+from bot import stages
 from bot.rules import explain, load_facts, reads, times
 from bot.scenario.model import Scenario
 from storage.models import Handoff, Lead

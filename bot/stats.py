@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.durations import DURATION_HINT, parse_duration
-from bot.engine.stages import RANK
-from bot.scenario.model import FUNNEL_STAGES, SIDE_STAGES
+from bot.scenario.fields import FUNNEL_STAGES, SIDE_STAGES
+from bot.stages import RANK
 from storage.models import Lead
 
 GroupBy = Literal["source", "offer"]

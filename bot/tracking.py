@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select
 
-from bot.engine.messages import Button, Outgoing
+from bot.messages import Button, Outgoing
 from storage.models import TrackedLink
 from storage.unit_of_work import UnitOfWork
 

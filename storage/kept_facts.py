@@ -99,6 +99,14 @@ def on_contact(session: Session, lead_id: int, kind: str) -> None:
     _change(session, lead_id, _with("contacts", kind))
 
 
+def holds(session: Session, lead_id: int, kind: str, value: str) -> bool | None:
+    """Whether the lead has this tag (`kind` "tags") or a contact of this kind ("contacts"),
+    as far as its kept facts say; None when this transaction does not know them."""
+    lead = _loaded(session, lead_id)
+    facts = None if lead is None else current(session, lead)
+    return None if facts is None else value in facts.get(kind, [])
+
+
 def empty() -> dict[str, Any]:
     """The facts of a new lead: it has done nothing yet."""
     return {"events": {}, "tags": [], "contacts": [], "offers": []}

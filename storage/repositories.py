@@ -68,9 +68,13 @@ class LeadRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        # What this transaction read of a lead whole, and changed through this repository
+        # since: read again after a statement changed it (`forget`).
         # (lead, kind) -> the consent in force, as read or given in this transaction.
         self._active: dict[tuple[int, str], Consent | None] = {}
         self._consents_read: set[int] = set()
+        self._answers: dict[int, dict[str, Answer]] = {}  # lead -> question -> answer
+        self._latest: dict[int, Identity] = {}  # lead -> the account it writes from now
 
     async def get(self, lead_id: int, *, lock: bool = False) -> Lead | None:
         query = select(Lead).where(Lead.id == lead_id)
@@ -134,7 +138,7 @@ class LeadRepository:
         """Forget the person: contacts, answers, tags and messenger accounts go, consents are
         withdrawn, event details are scrubbed. The lead row and its events stay, anonymous,
         so counts by stage, source and offer still add up."""
-        self._forget_consents()
+        self.forget()
         for model in (Contact, Answer, Tag, Identity):
             await self.session.execute(delete(model).where(model.lead_id == lead_id))
         await kept_facts.forget(self.session, [lead_id])
@@ -152,8 +156,15 @@ class LeadRepository:
             lead.erased_at = lead.erased_at or now
             lead.unsubscribed_at = lead.unsubscribed_at or now
 
+    def seen(self, identity: Identity, now: datetime) -> None:
+        """The lead writes from this account now: it is the one its messages go to."""
+        identity.last_seen_at = now
+        self._latest[identity.lead_id] = identity
+
     async def latest_identity(self, lead_id: int) -> Identity | None:
         """The messenger account the lead used last: where their next message goes."""
+        if lead_id in self._latest:
+            return self._latest[lead_id]
         query = (
             select(Identity)
             .where(Identity.lead_id == lead_id)
@@ -194,7 +205,7 @@ class LeadRepository:
         messenger accounts, events, stage moves, consents, promo codes and their uses, posts
         about the lead in the managers' chats. The session's objects are updated too."""
         await self.session.flush()
-        self._forget_consents()
+        self.forget()
         for model in PERSON_ROWS:
             await self.session.execute(
                 update(model).where(model.lead_id == from_id).values(lead_id=to_id)
@@ -210,17 +221,23 @@ class LeadRepository:
         query = select(Contact).where(Contact.lead_id == lead_id).order_by(Contact.id)
         return (await self.session.execute(query)).scalars().all()
 
+    async def has_contact(self, lead_id: int, kind: str) -> bool:
+        """Whether the lead left a contact of this kind (what the lead keeps, when known)."""
+        kept = kept_facts.holds(self.session.sync_session, lead_id, "contacts", kind)
+        if kept is not None:
+            return kept
+        return any(c.kind == kind for c in await self.contacts(lead_id))
+
     async def add_contact(
         self, lead_id: int, kind: str, value: str, *, verified: bool, channel: str, now: datetime
     ) -> Contact:
         """Store a contact once; a later verified copy upgrades the stored one."""
-        existing = (
-            await self.session.execute(
-                select(Contact).where(
-                    Contact.lead_id == lead_id, Contact.kind == kind, Contact.value == value
-                )
+        existing = None
+        if kept_facts.holds(self.session.sync_session, lead_id, "contacts", kind) is not False:
+            query = select(Contact).where(
+                Contact.lead_id == lead_id, Contact.kind == kind, Contact.value == value
             )
-        ).scalar_one_or_none()
+            existing = (await self.session.execute(query)).scalar_one_or_none()
         if existing is not None:
             existing.verified = existing.verified or verified
             return existing
@@ -238,18 +255,17 @@ class LeadRepository:
 
     async def find_by_contact(self, kind: str, value: str) -> Sequence[int]:
         """Leads with this normalised contact, oldest first. E-mails match in any case: the
-        part before the @ keeps the case it was typed in."""
+        part before the @ keeps the case it was typed in. What this transaction added is not
+        flushed first: it is the current lead's own (a merge flushes before it moves rows)."""
         match = (
             func.lower(Contact.value) == value.lower()
             if kind == "email"
             else Contact.value == value
         )
         query = select(Contact.lead_id).where(Contact.kind == kind, match)
-        return (
-            (await self.session.execute(query.distinct().order_by(Contact.lead_id)))
-            .scalars()
-            .all()
-        )
+        with self.session.no_autoflush:
+            found = await self.session.execute(query.distinct().order_by(Contact.lead_id))
+            return found.scalars().all()
 
     # consents
     async def active_consent(self, lead_id: int, kind: str) -> Consent | None:
@@ -261,8 +277,12 @@ class LeadRepository:
             query = select(Consent).where(
                 Consent.lead_id == lead_id, Consent.withdrawn_at.is_(None)
             )
-            for consent in (await self.session.execute(query.order_by(Consent.id))).scalars():
-                self._active[(lead_id, consent.kind)] = consent  # the latest of each kind
+            # No flush first: a consent is given or withdrawn here only after this read (a
+            # merge flushes and forgets), so nothing pending can change what it finds.
+            with self.session.no_autoflush:
+                rows = (await self.session.execute(query.order_by(Consent.id))).scalars()
+                for consent in rows:
+                    self._active[(lead_id, consent.kind)] = consent  # the latest of each kind
             self._consents_read.add(lead_id)
         known = self._active.get(key)
         if known is None or (known.withdrawn_at is None and known.lead_id == lead_id):
@@ -302,10 +322,13 @@ class LeadRepository:
         query = select(Consent).where(Consent.lead_id == lead_id).order_by(Consent.id)
         return (await self.session.execute(query)).scalars().all()
 
-    def _forget_consents(self) -> None:
-        """Consents changed by a statement, not through these objects: read them again."""
+    def forget(self) -> None:
+        """Rows changed by a statement, not through this repository (an erasure, a merge):
+        read them again."""
         self._active.clear()
         self._consents_read.clear()
+        self._answers.clear()
+        self._latest.clear()
 
     async def withdraw_consent(self, lead_id: int, kind: str, *, now: datetime) -> bool:
         current = await self.active_consent(lead_id, kind)
@@ -320,23 +343,34 @@ class LeadRepository:
         return set((await self.session.execute(query)).scalars().all())
 
     async def add_tag(self, lead_id: int, tag: str, *, now: datetime) -> bool:
-        if await self.session.get(Tag, (lead_id, tag)) is not None:
+        kept = kept_facts.holds(self.session.sync_session, lead_id, "tags", tag)
+        if kept or (kept is None and await self.session.get(Tag, (lead_id, tag)) is not None):
             return False
         self.session.add(Tag(lead_id=lead_id, tag=tag, created_at=now))
         kept_facts.on_tag(self.session.sync_session, lead_id, tag)
         return True
 
     async def answers(self, lead_id: int) -> dict[str, Answer]:
-        query = select(Answer).where(Answer.lead_id == lead_id)
-        return {a.question: a for a in (await self.session.execute(query)).scalars().all()}
+        """The lead's answers by question, read once per transaction."""
+        if lead_id not in self._answers:
+            query = select(Answer).where(Answer.lead_id == lead_id)
+            rows = (await self.session.execute(query)).scalars().all()
+            self._answers[lead_id] = {a.question: a for a in rows}
+        return dict(self._answers[lead_id])
 
     async def set_answer(
         self, lead_id: int, question: str, value: str, *, score: int, now: datetime
     ) -> Answer:
-        answer = await self.session.get(Answer, (lead_id, question))
+        known = self._answers.get(lead_id)
+        if known is not None:
+            answer = known.get(question)
+        else:
+            answer = await self.session.get(Answer, (lead_id, question))
         if answer is None:
             answer = Answer(lead_id=lead_id, question=question)
             self.session.add(answer)
+            if known is not None:
+                known[question] = answer
         answer.value, answer.score, answer.created_at = value, score, now
         return answer
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Incoming, Kind, Outgoing, Reply
+from bot.messages import Incoming, Kind, Outgoing, Reply
 from storage.database import Database
 from storage.models import Event
 

@@ -18,8 +18,8 @@ from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
 from bot.pacing import MemoryPacer
 from bot.scenario.active import ActiveScenario
+from bot.scenario.conditions import Rule
 from bot.scenario.loader import load_scenario
-from bot.scenario.model import Rule
 from storage.database import Database
 from tests.conftest import FIXTURE_SCENARIO, ROOT
 from tests.prospect import Prospect, snapshot

@@ -29,7 +29,7 @@ from bot.crm import (
     sign,
     webhook_body,
 )
-from bot.engine.transport import RetryLater, TemporaryFailure
+from bot.transport import RetryLater, TemporaryFailure
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "crm"
 # The secret parts of the two URLs; no error text or log line may contain them.

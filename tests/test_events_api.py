@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Button, Outgoing
+from bot.messages import Button, Outgoing
 from bot.outside import OutsideEvents
 from bot.redemption import Redemptions
 from bot.scenario.active import ActiveScenario

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from bot.clock import FakeClock
 from bot.crm import CrmLead
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Button
 from bot.handoff import Manager, ManagerDesk, remind_unclaimed
+from bot.messages import Button
 from bot.outside import LeadRef, OutsideEvents
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario

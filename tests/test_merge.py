@@ -21,13 +21,13 @@ from sqlalchemy import func, select
 from bot import merge
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Incoming, Kind
-from bot.engine.stages import RANK
+from bot.messages import Incoming, Kind
 from bot.referrals import ReferralLinks
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from bot.scenario.model import Scenario
 from bot.scoring import Routes
+from bot.stages import RANK
 from storage.database import Database
 from storage.models import (
     Answer,

@@ -11,7 +11,7 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Kind
+from bot.messages import Kind
 from bot.reactions import remind_expiring_codes
 from bot.redemption import Redemptions
 from bot.scenario.active import ActiveScenario

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Kind
+from bot.messages import Kind
 from bot.outside import LeadRef, OutsideEvents
 from bot.referrals import REWARD, ReferralLinks
 from bot.scenario.active import ActiveScenario

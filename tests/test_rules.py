@@ -13,11 +13,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from bot.rules import LeadFacts, Reads, evaluate, events_in, explain, load_facts, reads
-from bot.scenario.loader import load_scenario
-from bot.scenario.model import (
-    FUNNEL_STAGES,
-    SIDE_STAGES,
-    STAGES,
+from bot.scenario.conditions import (
     AllRule,
     AnswerCondition,
     AnswerRule,
@@ -34,6 +30,8 @@ from bot.scenario.model import (
     StageRule,
     TagRule,
 )
+from bot.scenario.fields import FUNNEL_STAGES, SIDE_STAGES, STAGES
+from bot.scenario.loader import load_scenario
 from storage.database import Database
 from tests.conftest import SHIPPED_SCENARIO
 

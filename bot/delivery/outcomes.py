@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import broadcasts, referrals, sequences
-from bot.engine.messages import Outgoing, Purpose
 from bot.handoff import RELAY
 from bot.lead_card import Rows
+from bot.messages import Outgoing, Purpose
 from storage.models import OutboxRow
 
 MAX_ATTEMPTS = 8

@@ -19,12 +19,14 @@ from typing import Any
 from sqlalchemy import Row, select, update
 
 from bot import broadcasts, promos, reactions, referrals, sequences
+from bot.answers import question_markup
+from bot.consent import MARKETING
 from bot.delivery.outcomes import ADVERTISING, Prepared, Skip
-from bot.engine.funnel import MARKETING, REFERRAL_LINK, question_markup
-from bot.engine.messages import Button, FileRef, Outgoing
-from bot.engine.render import render
 from bot.handoff import MANAGERS_POST, RELAY
 from bot.lead_card import crm_lead, render_card
+from bot.messages import Button, FileRef, Outgoing
+from bot.referrals import REFERRAL_LINK
+from bot.render import render
 from bot.rules import LeadFacts, Reads, evaluate, load_facts_many, reads
 from bot.scenario.checks import placeholders
 from bot.scenario.loader import LoadedScenario

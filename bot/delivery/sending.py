@@ -27,16 +27,16 @@ from typing import Any
 from sqlalchemy import Row, select
 
 from bot.clock import Clock
+from bot.consent import MARKETING
 from bot.crm import CrmExporter, CrmRejected
 from bot.delivery.coalescing import Coalescer
 from bot.delivery.outcomes import ADVERTISING, PURPOSES, Prepared, Skip
 from bot.delivery.windows import SendWindows
-from bot.engine.funnel import MARKETING
-from bot.engine.transport import Blocked, ManagersChat, RetryLater, TemporaryFailure, Transport
 from bot.handoff import RELAY
 from bot.pacing import Pacer
 from bot.referrals import REWARD
 from bot.scoring import CRM_EXPORT
+from bot.transport import Blocked, ManagersChat, RetryLater, TemporaryFailure, Transport
 from storage.database import Database
 from storage.models import Consent, Lead, OutboxRow
 

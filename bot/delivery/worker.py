@@ -28,9 +28,9 @@ from bot.delivery.prepare import Preparer
 from bot.delivery.record import PROGRESS, Recorder
 from bot.delivery.sending import Sender
 from bot.engine.funnel import Funnel
-from bot.engine.transport import ManagersChat, Transport
 from bot.pacing import Pacer
 from bot.scenario.active import ActiveScenario
+from bot.transport import ManagersChat, Transport
 from storage.claims import claim_due
 from storage.database import Database
 

@@ -7,20 +7,17 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from bot.scenario.model import (
-    STAGES,
+from bot.scenario.conditions import (
     AllRule,
     AnswerRule,
     AnyRule,
     EventRule,
-    LinkButton,
-    MenuButton,
     NotRule,
-    OfferButton,
     OfferRule,
     Rule,
-    Scenario,
 )
+from bot.scenario.fields import STAGES
+from bot.scenario.model import LinkButton, MenuButton, OfferButton, Scenario
 from bot.scenario.source import Path_
 
 TEXT_LIMIT = 4096  # Telegram's limit for one message

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from bot.scenario.checks import check_scenario
-from bot.scenario.model import RULE_KINDS, Scenario
+from bot.scenario.conditions import RULE_KINDS
+from bot.scenario.model import Scenario
 from bot.scenario.source import Path_, Position, Problem, SourceMap, format_path, read_yaml
 
 # Sections whose entries are keyed by id: several files may each add entries.

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     StringConstraints,
@@ -21,123 +17,18 @@ from pydantic import (
     model_validator,
 )
 
-from bot.durations import parse_duration
-
-FUNNEL_STAGES = (
-    "new",
-    "engaged",
-    "contact",
-    "warming",
-    "qualified",
-    "handed_off",
-    "customer",
-    "advocate",
+from bot.scenario.conditions import Rule
+from bot.scenario.fields import (
+    BUILTIN_EVENTS,
+    FUNNEL_STAGES,
+    ClockTime,
+    Duration,
+    Id,
+    StageName,
+    Strict,
+    _quiet_hours,
+    _zone,
 )
-SIDE_STAGES = ("lost", "unsubscribed", "blocked")
-STAGES = FUNNEL_STAGES + SIDE_STAGES
-StageName = Literal[
-    "new",
-    "engaged",
-    "contact",
-    "warming",
-    "qualified",
-    "handed_off",
-    "customer",
-    "advocate",
-    "lost",
-    "unsubscribed",
-    "blocked",
-]
-
-# Events the bot records by itself; scenarios may use them without declaring them.
-BUILTIN_EVENTS = frozenset(
-    {
-        "start",
-        "offer_taken",
-        "consent_given",
-        "consent_declined",
-        "marketing_consent_given",
-        "marketing_consent_declined",
-        "contact_shared",
-        "answered",
-        "magnet_delivered",
-        "sequence_started",
-        "qualified",
-        "claimed",
-        "not_fit",
-        "lost",
-        "purchase",
-        "link_clicked",
-        "unsubscribed",
-        "unmatched_text",
-        "faq_answered",
-        "blocked",
-        "erased",
-        "step_sent",
-        "broadcast_sent",
-        "promo_issued",
-        "promo_expiring",
-        "promo_redeemed",
-        "referral_joined",
-        "referral_void",
-        "referral_rewarded",
-    }
-)
-
-# Ids travel inside deep links and button data (64 bytes in Telegram), so they stay short.
-Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,32}$")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(
-            f"bad duration {value!r}: use a whole number and a unit m, h, d or w (30m, 1h, 2d, 1w)"
-        )
-    return parse_duration(value)
-
-
-def _clock_time(value: Any) -> Any:
-    if isinstance(value, time):
-        return value
-    # YAML 1.1 reads an unquoted 11:00 as the sexagesimal number 660.
-    if isinstance(value, int):
-        raise ValueError('write times in quotes, like at: "11:00"')
-    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(value).strip())
-    if not match:
-        raise ValueError(f'bad time {value!r}: use HH:MM, like "11:00"')
-    return time(int(match[1]), int(match[2]))
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-ClockTime = Annotated[time, BeforeValidator(_clock_time)]
-
-
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}: use a name like Europe/Moscow") from None
-    return value
-
-
-def _quiet_hours(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return value
-    parts = str(value).split("-")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        return (_clock_time(parts[0]), _clock_time(parts[1]))
-    except ValueError:
-        raise ValueError(
-            f'bad quiet hours {value!r}: use "HH:MM-HH:MM" in quotes, like "21:00-10:00"'
-        ) from None
 
 
 class ScenarioSettings(Strict):
@@ -248,177 +139,6 @@ class Question(Strict):
         if self.button is not None and self.type != "phone":
             raise ValueError("button: only goes with type: phone (the share-contact button)")
         return self
-
-
-# ---- the rule language of scoring.qualify and of a step's `if:` ----
-
-_COMPARE = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
-_EVENT_COUNT = re.compile(r"^\s*([A-Za-z0-9_]{1,32})\s*(?:(>=|<=|==|!=|>|<)\s*(\d+))?\s*$")
-Operator = Literal[">=", "<=", "==", "!=", ">", "<"]
-
-
-class Comparison(Strict):
-    op: Operator
-    number: float
-
-
-def _comparison(value: Any) -> Any:
-    if isinstance(value, Comparison | dict):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return {"op": ">=", "number": value}
-    match = _COMPARE.match(str(value))
-    if not match:
-        raise ValueError(f'bad comparison {value!r}: use an operator and a number, like ">= 60"')
-    return {"op": match[1] or ">=", "number": float(match[2])}  # "60" reads as "at least 60"
-
-
-class EventCount(Strict):
-    name: Id
-    op: Operator = ">="
-    count: int = 1
-
-
-def _event_count(value: Any) -> Any:
-    if isinstance(value, EventCount | dict):
-        return value
-    match = _EVENT_COUNT.match(str(value))
-    if not match:
-        raise ValueError(f'bad event condition {value!r}: use a name or "name >= 3"')
-    return {"name": match[1], "op": match[2] or ">=", "count": int(match[3] or 1)}
-
-
-class AnswerCondition(Strict):
-    """A number comparison (">= 9") or, for anything else, the exact answer text."""
-
-    compare: Comparison | None = None
-    equals: str | None = None
-
-
-def _answer_condition(value: Any) -> Any:
-    if isinstance(value, dict | AnswerCondition):
-        return value
-    match = _COMPARE.match(str(value))
-    if match and match[1] and not isinstance(value, bool):  # an operator: compare numbers
-        return {"compare": _comparison(value)}
-    return {"equals": str(value)}  # `nps: 9` and `nps: "9"` both mean exactly 9
-
-
-class AnyRule(Strict):
-    any: list[Rule] = Field(min_length=1)
-
-
-class AllRule(Strict):
-    all: list[Rule] = Field(min_length=1)
-
-
-class NotRule(Strict):
-    not_: Rule = Field(alias="not")
-
-
-class ScoreRule(Strict):
-    score: Annotated[Comparison, BeforeValidator(_comparison)]
-
-
-class TagRule(Strict):
-    tag: Id
-
-
-class StageRule(Strict):
-    stage: StageName
-
-
-class EventRule(Strict):
-    event: Annotated[EventCount, BeforeValidator(_event_count)]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_text(cls, value: Any) -> Any:
-        return {"event": value} if isinstance(value, str) else value
-
-
-class AnswerRule(Strict):
-    answer: dict[Id, Annotated[AnswerCondition, BeforeValidator(_answer_condition)]] = Field(
-        min_length=1
-    )
-
-
-class ContactRule(Strict):
-    contact: Literal["phone", "email", "any"]
-
-
-class SourceRule(Strict):
-    """The lead's first source (the `src_` part of the deep link it came by)."""
-
-    source: str
-
-
-class OfferRule(Strict):
-    """The lead took this offer at some point."""
-
-    offer: Id
-
-
-RULE_KINDS = (
-    "any",
-    "all",
-    "not",
-    "score",
-    "tag",
-    "stage",
-    "event",
-    "answer",
-    "contact",
-    "source",
-    "offer",
-)
-
-
-def _rule_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "event"
-    if isinstance(value, dict) and len(value) == 1:
-        key = next(iter(value))
-        return key if key in RULE_KINDS else None
-    if isinstance(value, NotRule):  # its field is `not_`, as `not` is a Python keyword
-        return "not"
-    if isinstance(value, BaseModel):
-        return next((k for k in RULE_KINDS if k in type(value).model_fields), None)
-    return None
-
-
-def _split_many_keys(value: Any) -> Any:
-    # `{tag: x, score: ">= 10"}` reads as "both": the same as all: [{tag: x}, {score: ...}].
-    if isinstance(value, dict) and len(value) > 1:
-        return {"all": [{key: item} for key, item in value.items()]}
-    return value
-
-
-Rule = Annotated[
-    Annotated[AnyRule, Tag("any")]
-    | Annotated[AllRule, Tag("all")]
-    | Annotated[NotRule, Tag("not")]
-    | Annotated[ScoreRule, Tag("score")]
-    | Annotated[TagRule, Tag("tag")]
-    | Annotated[StageRule, Tag("stage")]
-    | Annotated[EventRule, Tag("event")]
-    | Annotated[AnswerRule, Tag("answer")]
-    | Annotated[ContactRule, Tag("contact")]
-    | Annotated[SourceRule, Tag("source")]
-    | Annotated[OfferRule, Tag("offer")],
-    Discriminator(
-        _rule_kind,
-        custom_error_type="rule",
-        custom_error_message=(
-            "a rule is one of any, all, not, score, tag, stage, event, answer, contact, "
-            "source, offer, "
-            'or an event name like "case_read" or "pricing_viewed >= 3"'
-        ),
-    ),
-    BeforeValidator(_split_many_keys),
-]
-for _model in (AnyRule, AllRule, NotRule):
-    _model.model_rebuild()
 
 
 # ---- sequences ----

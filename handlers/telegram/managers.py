@@ -11,8 +11,8 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message, User
 
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Outgoing
 from bot.handoff import Manager, ManagerDesk
+from bot.messages import Outgoing
 from bot.redemption import Redemptions, managers_text, parse_redeem
 from bot.scenario.reload import ScenarioReloader
 from handlers.telegram.callbacks import Press

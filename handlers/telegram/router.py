@@ -10,8 +10,8 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message, Update
 
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Incoming, Kind, Outgoing
-from bot.engine.transport import Blocked
+from bot.messages import Incoming, Kind, Outgoing
+from bot.transport import Blocked
 from handlers.telegram.callbacks import Press
 from handlers.telegram.sender import TelegramSender
 

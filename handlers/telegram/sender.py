@@ -28,8 +28,8 @@ from aiogram.types import (
     ReplyKeyboardRemove,
 )
 
-from bot.engine.messages import Button, FileRef, Outgoing
-from bot.engine.transport import Blocked, RetryLater, TemporaryFailure
+from bot.messages import Button, FileRef, Outgoing
+from bot.transport import Blocked, RetryLater, TemporaryFailure
 from handlers.telegram.callbacks import pack_action
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,11 @@ from vkbottle.bot import BotLabeler
 from vkbottle_types.events import GroupEventType
 
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Incoming, Kind, Outgoing
-from bot.engine.transport import Blocked, RetryLater, TemporaryFailure
 from bot.handoff import Manager, ManagerDesk
+from bot.messages import Incoming, Kind, Outgoing
 from bot.redemption import Redemptions, managers_text, parse_redeem
 from bot.scenario.reload import ScenarioReloader
+from bot.transport import Blocked, RetryLater, TemporaryFailure
 from handlers.vk.payloads import START_COMMAND, action_of, parse_payload
 from handlers.vk.sender import CHANNEL, VkSender, reference, reply_key
 

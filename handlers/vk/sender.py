@@ -16,8 +16,8 @@ import aiohttp
 from vkbottle import API, DocMessagesUploader
 from vkbottle.exception_factory import VKAPIError
 
-from bot.engine.messages import Button, FileRef, Outgoing
-from bot.engine.transport import Blocked, RetryLater, TemporaryFailure
+from bot.messages import Button, FileRef, Outgoing
+from bot.transport import Blocked, RetryLater, TemporaryFailure
 from handlers.vk.payloads import pack_action
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,11 @@ from bot import sequences
 from bot.clock import FakeClock
 from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Incoming, Kind, Outgoing
-from bot.engine.transport import Transport
+from bot.messages import Incoming, Kind, Outgoing
 from bot.pacing import DEFAULT_LIMITS, MemoryPacer
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import LoadedScenario, load_scenario
+from bot.transport import Transport
 from storage.database import Database
 from storage.models import OutboxRow
 from tests.conftest import FIXTURE_SCENARIO

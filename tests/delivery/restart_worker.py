@@ -23,12 +23,12 @@ import aiohttp
 from bot.clock import SystemClock
 from bot.delivery import BATCH, CONCURRENCY, DeliveryWorker
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Outgoing
-from bot.engine.transport import RetryLater
 from bot.heartbeat import start_heartbeat
+from bot.messages import Outgoing
 from bot.pacing import ChannelLimits, Limit, MemoryPacer
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
+from bot.transport import RetryLater
 from storage.database import Database
 
 CHANNEL = "fake"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from bot import sequences
 from bot.clock import FakeClock
-from bot.engine.funnel import MARKETING
-from bot.engine.messages import Kind
+from bot.consent import MARKETING
+from bot.messages import Kind
 from bot.scenario.active import ActiveScenario
 from storage.database import Database
 from tests.delivery.harness import START, Bench, load, scenario_folder, utc

@@ -26,14 +26,15 @@ import yaml
 
 from bot import broadcasts, sequences
 from bot.clock import SystemClock
+from bot.consent import MARKETING, PERSONAL_DATA
 from bot.delivery import CONCURRENCY, DeliveryWorker
-from bot.engine.funnel import MARKETING, PERSONAL_DATA, Funnel
-from bot.engine.messages import Incoming, Kind, Outgoing
-from bot.engine.transport import Blocked, RetryLater
+from bot.engine.funnel import Funnel
 from bot.handoff import post_about_lead
+from bot.messages import Incoming, Kind, Outgoing
 from bot.pacing import ChannelLimits, Limit, MemoryPacer
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
+from bot.transport import Blocked, RetryLater
 from storage.database import Database
 from storage.models import OutboxRow
 from tests.conftest import FIXTURE_SCENARIO

@@ -42,8 +42,8 @@ from aiohttp import web
 from sqlalchemy import func, insert, inspect, select, text
 
 from bot import sequences
+from bot.consent import MARKETING
 from bot.delivery import BATCH, CONCURRENCY
-from bot.engine.funnel import MARKETING
 from bot.scenario.loader import load_scenario
 from bot.scenario.model import Scenario
 from storage.claims import claim_due

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from bot.clock import FakeClock
+from bot.consent import MARKETING
 from bot.delivery import LEASE, MAX_ATTEMPTS
-from bot.engine.funnel import MARKETING
-from bot.engine.messages import Outgoing
-from bot.engine.transport import Blocked, RetryLater, TemporaryFailure
+from bot.messages import Outgoing
+from bot.transport import Blocked, RetryLater, TemporaryFailure
 from storage.claims import claim_due
 from storage.database import Database
 from tests.delivery.harness import Bench, RecordingTransport, load, scenario_folder, utc

@@ -9,7 +9,7 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Kind
+from bot.messages import Kind
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from storage.database import Database
@@ -332,7 +332,7 @@ async def test_a_failure_rolls_back_and_apologises(
     async def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    funnel_turn_offer = "bot.engine.funnel.Turn.continue_offer"
+    funnel_turn_offer = "bot.engine.offers.resume"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(funnel_turn_offer, broken)
         await anna.press("Бесплатный аудит")

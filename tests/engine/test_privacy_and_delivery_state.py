@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
-from bot.engine.messages import Incoming, Kind
 from bot.handoff import MANAGERS_POST
+from bot.messages import Incoming, Kind
 from bot.scoring import Routes
 from storage.database import Database
 from storage.models import OutboxRow

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from bot.scenario.loader import ScenarioError, load_scenario
-from bot.scenario.model import (
+from bot.scenario.conditions import (
     AllRule,
     AnswerRule,
     AnyRule,
@@ -24,6 +23,7 @@ from bot.scenario.model import (
     ScoreRule,
     TagRule,
 )
+from bot.scenario.loader import ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 Edit = Callable[[str, str], None]

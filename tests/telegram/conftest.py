@@ -17,8 +17,8 @@ from bot.pacing import DEFAULT_LIMITS, MemoryPacer
 from bot.scenario.reload import ScenarioReloader
 from bot.scoring import Routes
 from handlers.telegram.callbacks import Press
+from handlers.telegram.channel import create_dispatcher
 from handlers.telegram.middlewares import InFlight, Throttle
-from handlers.telegram.runner import create_dispatcher
 from handlers.telegram.sender import TelegramSender
 from tests.telegram.mocked_bot import BOT_USER, RecordingSession
 

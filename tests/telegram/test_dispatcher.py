@@ -22,8 +22,8 @@ from aiogram.types import (
     Update,
 )
 
+from handlers.telegram.channel import COMMANDS, register_commands
 from handlers.telegram.middlewares import InFlight
-from handlers.telegram.runner import COMMANDS, register_commands
 from handlers.telegram.session import TolerantSession
 from storage.database import Database
 from tests.prospect import snapshot
@@ -348,7 +348,7 @@ async def test_the_managers_chat_gets_posts_with_buttons_and_edits_in_place(
 ) -> None:
     from aiogram.methods import EditMessageText
 
-    from bot.engine.messages import Button
+    from bot.messages import Button
 
     reference = await telegram.sender.post_to_managers(
         "Лид #1", ((Button("Взял", action="claim:1"),),)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.engine.messages import Button, Kind, Outgoing
+from bot.messages import Button, Kind, Outgoing
 from handlers.vk.payloads import PAYLOAD_LIMIT, action_of, pack_action, parse_payload
 from handlers.vk.router import message_fields
 from handlers.vk.sender import intent_for, keyboard, random_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from bot.engine.messages import Button, Outgoing
+from bot.messages import Button, Outgoing
 
 
 class Blocked(Exception):

@@ -1,5 +1,6 @@
-"""Running the VK channel: Bots Long Poll for development, the Callback API for production
-(on the bot's web server, beside the Telegram webhook and the events API)."""
+"""The VK channel as the composition root runs it: Bots Long Poll for development, the
+Callback API for production (on the bot's web server, beside the Telegram webhook and the
+events API)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,17 @@ from contextlib import suppress
 from aiohttp import web
 from vkbottle import API, Bot
 
-from bot.app import App, crm_exporter
 from bot.engine.funnel import Funnel
-from bot.handoff import ManagerDesk, remind_unclaimed
-from bot.heartbeat import start_heartbeat
-from bot.outside import OutsideEvents
+from bot.handoff import ManagerDesk
 from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
-from handlers.signals import wait_for_signal
 from handlers.vk.router import VkHandlers
 from handlers.vk.sender import VkSender
-from handlers.web.api import MAX_BODY, add_api_routes
 
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/vk/callback"
-SHUTDOWN_GRACE_SECONDS = 30.0
 
 
 def create_api(settings: Settings) -> API:
@@ -83,8 +78,9 @@ class VkChannel:
             "Callback API" if self.callback_mode else "long polling",
         )
 
-    def start_polling(self) -> asyncio.Task[None] | None:
-        """Bots Long Poll in the background, unless the Callback API brings the events."""
+    async def receive(self) -> asyncio.Task[None] | None:
+        """Bots Long Poll in the background, unless the Callback API brings the events; the
+        polling task is returned, as its end is an error."""
         if self.callback_mode:
             return None
         self.bot.polling.group_id = self.sender.group_id  # type: ignore[attr-defined]
@@ -98,8 +94,11 @@ class VkChannel:
                 await self._poller
         await self.sender.api.http_client.close()
 
-    def add_callback_route(self, app: web.Application) -> None:
+    def add_routes(self, app: web.Application) -> bool:
+        if not self.callback_mode:
+            return False
         app.router.add_post(CALLBACK_PATH, self.callback)
+        return True
 
     async def callback(self, request: web.Request) -> web.Response:
         """VK's Callback API: the confirmation code for VK's check, then events, each
@@ -127,42 +126,3 @@ class VkChannel:
             return web.Response(status=403, text="forbidden")
         await self.bot.process_event(body)
         return web.Response(text="ok")
-
-
-async def run_vk(settings: Settings, app: App) -> None:
-    """VK alone: prospects and (with `MANAGERS_VK_PEER_ID`) managers in VK."""
-    sender = create_sender(settings)
-    managers = {sender.channel: sender} if settings.managers_vk_peer_id is not None else {}
-    crm = crm_exporter(settings)
-    worker = app.delivery_worker({sender.channel: sender}, managers, crm)
-    desk = ManagerDesk(app.db, app.scenarios, app.clock, managers)
-    on_refused = sender.post_to_managers if managers else None
-    reloader = ScenarioReloader(app.scenarios, on_refused=on_refused)
-    redemptions = app.redemptions()
-    channel = VkChannel(settings, app.funnel, sender, desk, redemptions, reloader)
-
-    async def reminders() -> None:
-        await remind_unclaimed(app.db, app.scenarios, app.clock, app.funnel.routes.managers)
-
-    await channel.start()
-    heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader, reminders=reminders)
-    api_token = settings.api_token.get_secret_value() if settings.api_token else None
-    http: web.AppRunner | None = None
-    try:
-        if channel.callback_mode or api_token:
-            web_app = web.Application(client_max_size=MAX_BODY)
-            add_api_routes(web_app, OutsideEvents(app.funnel), api_token, redemptions)
-            if channel.callback_mode:
-                channel.add_callback_route(web_app)
-            http = web.AppRunner(web_app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
-            await http.setup()
-            await web.TCPSite(http, settings.http_host, settings.http_port).start()
-        await wait_for_signal(channel.start_polling())
-    finally:
-        await channel.stop()
-        if http is not None:
-            await http.cleanup()
-        await heartbeat.stop()
-        await worker.pacer.aclose()
-        if crm is not None:
-            await crm.aclose()

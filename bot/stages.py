@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.scenario.model import FUNNEL_STAGES, SIDE_STAGES
+from bot.scenario.fields import FUNNEL_STAGES, SIDE_STAGES
 from storage.models import Lead
 from storage.repositories import EventRepository
 

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from bot.messages import Button
 from bot.scenario.model import Question
+
+CONTACT_TYPES = ("phone", "email")  # question types whose answer is also a contact
 
 
 class InvalidAnswer(Exception):
@@ -85,3 +88,25 @@ def choice_answer(question: Question, index: int) -> ParsedAnswer:
     if question.type == "scale" and 0 <= index <= 10:
         return ParsedAnswer(str(index))
     raise InvalidAnswer("stale_button")
+
+
+def question_buttons(question_id: str, question: Question) -> tuple[tuple[Button, ...], ...]:
+    """The buttons of a choice or scale question; presses come back as `a:<question>:<n>`
+    and `choice_answer` reads them."""
+    if question.type == "choice":
+        return tuple(
+            (Button(o.text, action=f"a:{question_id}:{i}"),)
+            for i, o in enumerate(question.options)
+        )
+    if question.type == "scale":
+        numbers = [Button(str(n), action=f"a:{question_id}:{n}") for n in range(11)]
+        return (tuple(numbers[:6]), tuple(numbers[6:]))
+    return ()
+
+
+def question_markup(
+    question_id: str, question: Question
+) -> tuple[tuple[tuple[Button, ...], ...], str | None]:
+    """The buttons of a question and, for a phone, the share-contact button's label."""
+    contact_request = (question.button or "📱") if question.type == "phone" else None
+    return question_buttons(question_id, question), contact_request

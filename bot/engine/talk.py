@@ -1,0 +1,41 @@
+"""Free text that answers no question: the FAQ first, and what it does not answer goes to
+the managers' chat. While a manager holds the lead, everything the lead writes follows into
+the chat: a live talk."""
+
+from __future__ import annotations
+
+from bot.engine.faq import match_faq
+from bot.engine.turn import Turn
+from bot.handoff import post_about_lead
+from storage.models import Handoff
+
+
+async def free_text(turn: Turn, text: str) -> None:
+    lead = turn.lead
+    managers = turn.funnel.routes.managers
+    handoff = await turn.uow.session.get(Handoff, lead.id) if managers else None
+    held_by = handoff.manager_name if handoff and handoff.status == "claimed" else None
+    entry = None if held_by else match_faq(turn.s.faq, text)
+    if entry is not None:
+        turn.record("faq_answered", match=entry.match[0])
+        turn.say(entry.text, buttons=turn.menu_buttons(entry.buttons) + turn.back_to_menu())
+        return
+    event = turn.record("unmatched_text", text=text[:1000])
+    if not managers:
+        turn.say(turn.s.messages.fallback, buttons=turn.menu_buttons(turn.s.start.buttons))
+        return
+    await turn.uow.session.flush()  # the event's id keys the post: one post per message
+    who = turn.name or lead.first_name or "Без имени"
+    where = f"у {held_by}" if held_by else f"стадия {lead.stage}"
+    await post_about_lead(
+        turn.uow,
+        lead.id,
+        f"💬 {who} (лид #{lead.id}, {where}):\n{text}\n\n"
+        "Ответьте на это сообщение — ответ уйдёт клиенту.",
+        purpose="question",
+        key=f"question:{event.id}",
+        managers=managers,
+        now=turn.now,
+    )
+    if not held_by:
+        turn.say(turn.s.messages.forwarded, buttons=turn.back_to_menu())

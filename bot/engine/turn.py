@@ -1,0 +1,120 @@
+"""One event of one lead: what is known, what this event did, and what is said back. The
+flows (`understand`, `offers`, `contacts`, `commands`, `talk`, `consequences`) act on it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bot import promos, referrals, scoring, stages
+from bot.answers import question_markup
+from bot.messages import Button, Incoming, Outgoing, Reply
+from bot.render import render
+from bot.scenario.checks import placeholders
+from bot.scenario.loader import LoadedScenario
+from bot.scenario.model import LinkButton, MenuButton, OfferButton, Question, Scenario
+from storage.models import Answer, Event, Identity, Lead
+from storage.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from bot.engine.funnel import Funnel
+
+
+class Turn:
+    def __init__(
+        self,
+        funnel: Funnel,
+        uow: UnitOfWork,
+        loaded: LoadedScenario,
+        lead: Lead,
+        identity: Identity,
+        incoming: Incoming,
+        *,
+        new_lead: bool = False,
+    ) -> None:
+        self.funnel = funnel
+        self.new_lead = new_lead  # this event created the lead: its very first message
+        self.uow = uow
+        self.loaded = loaded
+        self.s: Scenario = loaded.scenario
+        self.lead = lead
+        self.identity = identity
+        self.incoming = incoming
+        self.now = funnel.clock.now()
+        self.reply = Reply()
+        self.name: str | None = None  # the answer to a `name` question, once known
+        self.answers: dict[str, Answer] = {}
+        self.reached: set[str] = set()  # stages first reached in this turn
+        self.recorded: list[tuple[str, dict[str, Any]]] = []  # events of this turn
+        # Replies that show codes or the referral link, with their text and values: the
+        # codes are database writes, so they are filled at the end of the turn.
+        self.with_promos: list[tuple[Outgoing, str, dict[str, str]]] = []
+
+    async def load_answers(self) -> None:
+        self.answers = dict(await self.uow.leads.answers(self.lead.id))
+        self.name = self.s.name_answer({q: a.value for q, a in self.answers.items()})
+
+    # ---- saying ----
+
+    def say(self, text: str, *, buttons: list[list[Button]] | None = None, **kwargs: Any) -> None:
+        rows = rows_of(buttons or [])
+        values = self.values()
+        if promos.mentioned([text]) or referrals.REFERRAL_LINK in placeholders(text):
+            message = Outgoing(text, buttons=rows, **kwargs)
+            self.with_promos.append((message, text, values))
+        else:
+            message = Outgoing(render(text, values), buttons=rows, **kwargs)
+        self.reply.say(message)
+
+    def values(self) -> dict[str, str]:
+        first_name = self.lead.first_name or self.incoming.first_name
+        return self.s.placeholder_values(first_name, self.name)
+
+    def menu_buttons(self, buttons: list[MenuButton]) -> list[list[Button]]:
+        rows = []
+        for button in buttons:
+            if isinstance(button, OfferButton):
+                rows.append(
+                    [Button(self.s.offers[button.offer].title, action=f"o:{button.offer}")]
+                )
+            elif isinstance(button, LinkButton):
+                rows.append([Button(button.text, url=button.url)])
+        return rows
+
+    def show_menu(self) -> None:
+        self.say(self.s.start.text, buttons=self.menu_buttons(self.s.start.buttons))
+
+    def back_to_menu(self) -> list[list[Button]]:
+        return [[Button(self.s.messages.menu, action="menu")]]
+
+    def question_message(self, question_id: str, question: Question) -> None:
+        buttons, contact_request = question_markup(question_id, question)
+        self.say(
+            question.text, buttons=[list(row) for row in buttons], contact_request=contact_request
+        )
+
+    async def referral_link(self) -> str:
+        code = await referrals.code_of(self.uow, self.lead)
+        return self.funnel.referral_links.link(self.incoming.channel, code)
+
+    # ---- recording ----
+
+    def record(self, name: str, **payload: Any) -> Event:
+        self.recorded.append((name, payload))
+        return self.uow.events.add(
+            self.lead.id, name, now=self.now, channel=self.incoming.channel, payload=payload
+        )
+
+    async def score_event(self, name: str) -> None:
+        await scoring.score_event(self.uow, self.s, self.lead, name)
+
+    async def add_tag(self, tag: str) -> None:
+        if await self.uow.leads.add_tag(self.lead.id, tag, now=self.now):
+            self.lead.score += self.s.scoring.tags.get(tag, 0)
+
+    def advance(self, stage: str, reason: str) -> None:
+        if stages.advance(self.lead, stage, reason=reason, now=self.now, events=self.uow.events):
+            self.reached.add(stage)
+
+
+def rows_of(buttons: list[list[Button]]) -> tuple[tuple[Button, ...], ...]:
+    return tuple(tuple(row) for row in buttons)

@@ -1,0 +1,185 @@
+"""The rule language of `scoring.qualify`, a step's `if:` and a broadcast's segment."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
+
+from bot.scenario.fields import Id, StageName, Strict
+
+_COMPARE = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
+_EVENT_COUNT = re.compile(r"^\s*([A-Za-z0-9_]{1,32})\s*(?:(>=|<=|==|!=|>|<)\s*(\d+))?\s*$")
+Operator = Literal[">=", "<=", "==", "!=", ">", "<"]
+
+
+class Comparison(Strict):
+    op: Operator
+    number: float
+
+
+def _comparison(value: Any) -> Any:
+    if isinstance(value, Comparison | dict):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"op": ">=", "number": value}
+    match = _COMPARE.match(str(value))
+    if not match:
+        raise ValueError(f'bad comparison {value!r}: use an operator and a number, like ">= 60"')
+    return {"op": match[1] or ">=", "number": float(match[2])}  # "60" reads as "at least 60"
+
+
+class EventCount(Strict):
+    name: Id
+    op: Operator = ">="
+    count: int = 1
+
+
+def _event_count(value: Any) -> Any:
+    if isinstance(value, EventCount | dict):
+        return value
+    match = _EVENT_COUNT.match(str(value))
+    if not match:
+        raise ValueError(f'bad event condition {value!r}: use a name or "name >= 3"')
+    return {"name": match[1], "op": match[2] or ">=", "count": int(match[3] or 1)}
+
+
+class AnswerCondition(Strict):
+    """A number comparison (">= 9") or, for anything else, the exact answer text."""
+
+    compare: Comparison | None = None
+    equals: str | None = None
+
+
+def _answer_condition(value: Any) -> Any:
+    if isinstance(value, dict | AnswerCondition):
+        return value
+    match = _COMPARE.match(str(value))
+    if match and match[1] and not isinstance(value, bool):  # an operator: compare numbers
+        return {"compare": _comparison(value)}
+    return {"equals": str(value)}  # `nps: 9` and `nps: "9"` both mean exactly 9
+
+
+class AnyRule(Strict):
+    any: list[Rule] = Field(min_length=1)
+
+
+class AllRule(Strict):
+    all: list[Rule] = Field(min_length=1)
+
+
+class NotRule(Strict):
+    not_: Rule = Field(alias="not")
+
+
+class ScoreRule(Strict):
+    score: Annotated[Comparison, BeforeValidator(_comparison)]
+
+
+class TagRule(Strict):
+    tag: Id
+
+
+class StageRule(Strict):
+    stage: StageName
+
+
+class EventRule(Strict):
+    event: Annotated[EventCount, BeforeValidator(_event_count)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        return {"event": value} if isinstance(value, str) else value
+
+
+class AnswerRule(Strict):
+    answer: dict[Id, Annotated[AnswerCondition, BeforeValidator(_answer_condition)]] = Field(
+        min_length=1
+    )
+
+
+class ContactRule(Strict):
+    contact: Literal["phone", "email", "any"]
+
+
+class SourceRule(Strict):
+    """The lead's first source (the `src_` part of the deep link it came by)."""
+
+    source: str
+
+
+class OfferRule(Strict):
+    """The lead took this offer at some point."""
+
+    offer: Id
+
+
+RULE_KINDS = (
+    "any",
+    "all",
+    "not",
+    "score",
+    "tag",
+    "stage",
+    "event",
+    "answer",
+    "contact",
+    "source",
+    "offer",
+)
+
+
+def _rule_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "event"
+    if isinstance(value, dict) and len(value) == 1:
+        key = next(iter(value))
+        return key if key in RULE_KINDS else None
+    if isinstance(value, NotRule):  # its field is `not_`, as `not` is a Python keyword
+        return "not"
+    if isinstance(value, BaseModel):
+        return next((k for k in RULE_KINDS if k in type(value).model_fields), None)
+    return None
+
+
+def _split_many_keys(value: Any) -> Any:
+    # `{tag: x, score: ">= 10"}` reads as "both": the same as all: [{tag: x}, {score: ...}].
+    if isinstance(value, dict) and len(value) > 1:
+        return {"all": [{key: item} for key, item in value.items()]}
+    return value
+
+
+Rule = Annotated[
+    Annotated[AnyRule, Tag("any")]
+    | Annotated[AllRule, Tag("all")]
+    | Annotated[NotRule, Tag("not")]
+    | Annotated[ScoreRule, Tag("score")]
+    | Annotated[TagRule, Tag("tag")]
+    | Annotated[StageRule, Tag("stage")]
+    | Annotated[EventRule, Tag("event")]
+    | Annotated[AnswerRule, Tag("answer")]
+    | Annotated[ContactRule, Tag("contact")]
+    | Annotated[SourceRule, Tag("source")]
+    | Annotated[OfferRule, Tag("offer")],
+    Discriminator(
+        _rule_kind,
+        custom_error_type="rule",
+        custom_error_message=(
+            "a rule is one of any, all, not, score, tag, stage, event, answer, contact, "
+            "source, offer, "
+            'or an event name like "case_read" or "pricing_viewed >= 3"'
+        ),
+    ),
+    BeforeValidator(_split_many_keys),
+]
+for _model in (AnyRule, AllRule, NotRule):
+    _model.model_rebuild()

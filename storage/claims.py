@@ -1,5 +1,6 @@
-"""Claiming due outbox rows, queueing rows unless their key exists, singleton periodic jobs and
-telling a retryable write conflict: the one module with dialect-specific SQL and error codes.
+"""Claiming due outbox rows, queueing rows unless their key exists, remembering an update's
+key once, singleton periodic jobs and telling a retryable write conflict: the one module with
+dialect-specific SQL and error codes.
 
 PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several workers take disjoint batches without waiting
 for each other. SQLite: one writer at a time (BEGIN IMMEDIATE), so a conditional UPDATE ...
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import OutboxRow
+from storage.models import InboundEvent, OutboxRow
 
 # What a claim returns of each row: what sending it needs, and the lease it now has.
 CLAIMED_COLUMNS = (
@@ -89,6 +90,22 @@ def _insert_outbox(dialect: Any) -> Any:
 # Built once: constructing the statement and its cache key cost a single enqueue() more than
 # running it.
 _INSERT_OUTBOX = {"postgresql": _insert_outbox(postgresql), "sqlite": _insert_outbox(sqlite)}
+
+
+async def remember_inbound(session: AsyncSession, key: str, now: datetime) -> bool:
+    """Store an update's key unless it is there (INSERT ... ON CONFLICT DO NOTHING): False
+    when it was, one statement either way. A twin being handled concurrently holds the key
+    until it commits; PostgreSQL waits for it here, then finds it a repeat."""
+    statement = _INSERT_INBOUND["postgresql" if _is_postgresql(session) else "sqlite"]
+    result = await session.execute(statement, {"key": key, "created_at": now})
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _insert_inbound(dialect: Any) -> Any:
+    return dialect.insert(InboundEvent.__table__).on_conflict_do_nothing()
+
+
+_INSERT_INBOUND = {"postgresql": _insert_inbound(postgresql), "sqlite": _insert_inbound(sqlite)}
 
 
 def _is_postgresql(session: AsyncSession) -> bool:

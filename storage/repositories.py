@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import kept_facts
-from storage.claims import insert_outbox_rows, is_lock_unavailable
+from storage.claims import insert_outbox_rows, is_lock_unavailable, remember_inbound
 from storage.models import (
     Answer,
     Consent,
@@ -563,12 +563,8 @@ class InboundRepository:
         self.session = session
 
     async def first_time(self, key: str, *, now: datetime) -> bool:
-        """Remember `key`; False if it was remembered before (the update is a repeat).
-        A concurrent twin fails at commit on the primary key and is retried as a repeat."""
-        if await self.session.get(InboundEvent, key) is not None:
-            return False
-        self.session.add(InboundEvent(key=key, created_at=now))
-        return True
+        """Remember `key`; False if it was remembered before (the update is a repeat)."""
+        return await remember_inbound(self.session, key, now)
 
     async def forget_before(self, moment: datetime) -> int:
         result = await self.session.execute(

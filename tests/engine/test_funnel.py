@@ -9,7 +9,7 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
-from bot.messages import Kind
+from bot.messages import Incoming, Kind
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from storage.database import Database
@@ -382,3 +382,26 @@ async def test_a_choice_can_set_the_leads_time_zone(
         found = await uow.leads.find_by_identity("telegram", "1001")
         assert found is not None
         assert found[0].timezone == "Asia/Novosibirsk"
+
+
+async def test_an_update_delivered_twice_at_once_is_handled_once(
+    db: Database, clock: FakeClock
+) -> None:
+    """Telegram redelivers an update whose answer it did not get, possibly while the first
+    delivery is still being handled: the second waits for the first and is a repeat."""
+    funnel = Funnel(db, ActiveScenario(load_scenario(FIXTURE_SCENARIO)), clock)
+    update = Incoming(
+        channel="telegram",
+        external_id="1001",
+        kind=Kind.START,
+        first_name="Анна",
+        payload="src_ads",
+        event_key="telegram:update:77",
+    )
+    replies = await asyncio.gather(funnel.handle(update), funnel.handle(update))
+    assert sorted(reply.duplicate for reply in replies) == [False, True]
+    assert [m.text for r in replies for m in r.messages] == ["Привет, Анна! Выберите:"]
+    assert (await snapshot(db, "1001")).events == ["start"]
+    again = await funnel.handle(update)
+    assert again.duplicate
+    assert again.messages == []

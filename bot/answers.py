@@ -71,7 +71,7 @@ def parse_answer(question: Question, text: str, *, phone_region: str) -> ParsedA
                     return ParsedAnswer(option.text, option.score, option.tag, option.zone)
             raise InvalidAnswer("choose_option")
         case "scale":
-            if text.isdigit() and 0 <= int(text) <= 10:
+            if text.isascii() and text.isdigit() and 0 <= int(text) <= 10:
                 return ParsedAnswer(str(int(text)))
             raise InvalidAnswer("invalid_number")
         case _:

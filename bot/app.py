@@ -26,7 +26,7 @@ from bot.crm import BITRIX24, WEBHOOK, CrmExporter
 from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
 from bot.handoff import ManagerDesk, remind_unclaimed
-from bot.heartbeat import start_heartbeat
+from bot.heartbeat import Heartbeat, start_heartbeat
 from bot.outside import OutsideEvents
 from bot.pacing import DEFAULT_LIMITS, ChannelLimits, Limit, pacer_for
 from bot.redemption import Redemptions
@@ -36,14 +36,20 @@ from bot.scenario.loader import load_scenario
 from bot.scenario.reload import ScenarioReloader
 from bot.scoring import Routes
 from bot.settings import Settings
-from bot.transport import ManagersChat, Transport
-from handlers.web.api import MAX_BODY, add_api_routes
+from bot.transport import ChannelUnavailable, ManagersChat, Transport
+from handlers.web.api import add_api_routes
+from handlers.web.server import AccessLog
+from handlers.web.server import web_app as new_web_app
 from storage import migrate
 from storage.database import Database
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 25.0  # for the web requests in flight
+
+
+class StartupFailed(Exception):
+    """The bot could not start; the message is one line saying what to fix."""
 
 
 class SchemaOutdated(Exception):
@@ -234,18 +240,30 @@ async def serve(settings: Settings, app: App) -> None:
     async def reminders() -> None:
         await remind_unclaimed(app.db, app.scenarios, app.clock, app.funnel.routes.managers)
 
-    for channel in channels:
-        await channel.start()
-    heartbeat = start_heartbeat(worker, app.db, app.clock, reloader=reloader, reminders=reminders)
+    heartbeat: Heartbeat | None = None
     http: web.AppRunner | None = None
     try:
-        http = await _serve_http(settings, app, channels, redemptions)
-        polling = [task for channel in channels if (task := await channel.receive())]
+        try:
+            for channel in channels:
+                await channel.start()
+            heartbeat = start_heartbeat(
+                worker, app.db, app.clock, reloader=reloader, reminders=reminders
+            )
+            http = await _serve_http(settings, app, channels, redemptions)
+            polling = [task for channel in channels if (task := await channel.receive())]
+        except ChannelUnavailable as exc:
+            raise StartupFailed(str(exc)) from None
+        except OSError as exc:  # the web server's address
+            raise StartupFailed(
+                f"cannot listen on HTTP_HOST:HTTP_PORT {settings.http_host}:"
+                f"{settings.http_port}: {exc.strerror or exc}"
+            ) from None
         await wait_for_signal(polling)
     finally:
         # The delivery in progress finishes and is recorded while the channels' sessions
         # are open; then the updates in flight finish.
-        await heartbeat.stop()
+        if heartbeat is not None:
+            await heartbeat.stop()
         if http is not None:
             await http.cleanup()
         for channel in channels:
@@ -260,13 +278,15 @@ async def _serve_http(
 ) -> web.AppRunner | None:
     """The web server, when something needs it: a webhook, the events API (a token is set)
     or tracked links (they point at `WEBHOOK_BASE_URL`)."""
-    web_app = web.Application(client_max_size=MAX_BODY)
+    web_app = new_web_app()
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
     add_api_routes(web_app, OutsideEvents(app.funnel), api_token, redemptions)
     webhooks = [channel.add_routes(web_app) for channel in channels]
     if not (any(webhooks) or api_token or settings.webhook_base_url):
         return None
-    runner = web.AppRunner(web_app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    runner = web.AppRunner(
+        web_app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log_class=AccessLog
+    )
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     log.info("web server on %s:%s", settings.http_host, settings.http_port)

@@ -14,7 +14,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from bot import broadcasts, promo_stats, stats
-from bot.app import SchemaOutdated, build_app, prepare_database, serve
+from bot.app import SchemaOutdated, StartupFailed, build_app, prepare_database, serve
 from bot.clock import FakeClock, SystemClock
 from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleTransport
 from bot.scenario.checks import SIMPLE_PLACEHOLDERS, placeholders
@@ -23,7 +23,7 @@ from bot.scenario.loader import ScenarioError, load_scenario
 from bot.scenario.model import parse_local_moment
 from bot.settings import Settings, SettingsError, load_settings
 from storage import migrate
-from storage.database import Database
+from storage.database import Database, missing_file, shown_url
 
 log = logging.getLogger("leadbot")
 
@@ -95,7 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return check(args.folder or settings.scenario_dir)
         if args.command == "db":
-            return asyncio.run(db_command(args.db_command, args.db or settings.database_url))
+            url = args.db or settings.database_url
+            if args.db_command != "upgrade" and _missing(url, args.db):  # only upgrade makes one
+                return 2
+            return asyncio.run(db_command(args.db_command, url))
         if args.command == "broadcast":
             return asyncio.run(broadcast(settings, args))
         if args.command == "stats":
@@ -113,8 +116,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SchemaOutdated as exc:
         print(f"leadbot: {exc}", file=sys.stderr)
         return 2
+    except StartupFailed as exc:
+        print(f"leadbot: cannot start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _missing(url: str, given: str | None) -> bool:
+    """A command that reads refuses a SQLite file that is not there (opening it would make
+    an empty one, and report on nothing)."""
+    path = missing_file(url)
+    if path is not None:
+        print(
+            f"leadbot: no database at {path} ({'--db' if given else 'DATABASE_URL'}): "
+            "start the bot once, or name the right one with --db",
+            file=sys.stderr,
+        )
+    return path is not None
 
 
 def check(folder: Path) -> int:
@@ -181,6 +200,8 @@ async def broadcast(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if _missing(args.db or settings.database_url, args.db):
+        return 2
     db = Database(args.db or settings.database_url)
     try:
         await prepare_database(db)
@@ -218,6 +239,8 @@ async def funnel_stats(settings: Settings, args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"leadbot: {exc}", file=sys.stderr)
+        return 2
+    if _missing(args.db or settings.database_url, args.db):
         return 2
     db = Database(args.db or settings.database_url)
     try:
@@ -286,7 +309,7 @@ async def run(settings: Settings) -> int:
         log.warning(
             "no messenger configured (TELEGRAM_BOT_TOKEN or VK_GROUP_TOKEN in .env): "
             "talking to the bot in this terminal, on %s",
-            settings.database_url,
+            shown_url(settings.database_url),
         )
         return await converse(settings, None, settings.database_url, "Гость")
     app = await build_app(settings)

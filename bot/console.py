@@ -116,7 +116,11 @@ class ConsoleChat:
             incoming = self._incoming(Kind.CONTACT, phone=phone, contact_is_own=True)
         elif command == "/sticker":
             incoming = self._incoming(Kind.UNSUPPORTED)
-        elif line.strip().isdigit() and 1 <= int(line.strip()) <= len(self.buttons):
+        elif (
+            line.strip().isascii()
+            and line.strip().isdigit()
+            and 1 <= int(line.strip()) <= len(self.buttons)
+        ):
             button = self.buttons[int(line.strip()) - 1]
             incoming = self._incoming(Kind.BUTTON, payload=button.action)
         else:

@@ -363,8 +363,9 @@ class ManagerDesk:
 async def find_lead(uow: UnitOfWork, query: str, phone_region: str) -> Lead | None:
     """`/lead`: a lead by its number (`12`, `#12`), phone (any common spelling) or e-mail."""
     query = query.strip()
-    if query.lstrip("#").isdigit() and len(query.lstrip("#")) <= 9:
-        return await uow.leads.get(int(query.lstrip("#")))
+    number = query.lstrip("#")
+    if number.isascii() and number.isdigit() and len(number) <= 9:  # not "²": int() refuses it
+        return await uow.leads.get(int(number))
     kind = "email" if "@" in query else "phone"
     return await lead_by_contact(uow, kind, query, phone_region)
 

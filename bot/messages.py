@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -38,6 +39,27 @@ class Incoming:
     # The messenger's id of this update (Telegram update_id, VK event_id): a redelivered
     # update with the same key is recognised and not handled twice.
     event_key: str | None = None
+
+    def cleaned(self) -> Incoming:
+        """The same, with texts every database stores: NUL (PostgreSQL refuses it) and other
+        control characters dropped, a lone surrogate (not UTF-8: SQLite refuses it) replaced."""
+        changed = {
+            f.name: clean_text(value)
+            for f in fields(self)
+            if isinstance(value := getattr(self, f.name), str) and _UNSTORABLE.search(value)
+        }
+        return replace(self, **changed) if changed else self
+
+
+# C0 controls but tab, newline and carriage return; DEL; the surrogate halves (a str holds
+# one only when it came alone: a pair is decoded into its character).
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    controls_dropped = re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text)
+    return _SURROGATE.sub("\ufffd", controls_dropped)
 
 
 @dataclass(frozen=True)

@@ -80,13 +80,16 @@ class OutsideEvents:
         return Recorded(lead.id, lead.score, lead.stage, qualified)
 
     async def click(self, token: str) -> str | None:
-        """A tracked link was opened: record it; the URL to redirect to (None: unknown)."""
+        """A tracked link was opened: the URL to redirect to (None: unknown). The first click
+        is recorded, with the button's event; opening it again only redirects, so a link
+        requested over and over (a bot, a preview, a person) scores once."""
         s = self.funnel.scenarios.current.scenario
         async with self.funnel.db.unit_of_work() as uow:
             link = await uow.session.get(TrackedLink, token)
             if link is None:
                 return None
-            lead = await uow.leads.get(link.lead_id, lock=True)
+            first = await uow.leads.first_click(token, now=self.funnel.clock.now())
+            lead = await uow.leads.get(link.lead_id, lock=True) if first else None
             if lead is not None and lead.erased_at is None:
                 context = self._context()
                 await apply_event(uow, s, lead, "link_clicked", {"url": link.url}, **context)

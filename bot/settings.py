@@ -113,6 +113,22 @@ class Settings(BaseSettings):
             raise ValueError("a CRM is called over https:// (http only for 127.0.0.1)")
         return value
 
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram's own form, as aiogram checks it: the bot's number, a colon, the secret.
+        bot_id, colon, secret = (value.get_secret_value() if value else "").partition(":")
+        if value is not None and not (
+            bot_id.isascii()
+            and bot_id.isdigit()
+            and colon
+            and secret
+            and secret.isascii()
+            and not any(c.isspace() for c in secret)
+        ):
+            raise ValueError("not a bot token; @BotFather gives one like 123456789:AAE...")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:

@@ -25,6 +25,11 @@ class TemporaryFailure(Exception):
     of times."""
 
 
+class ChannelUnavailable(Exception):
+    """A messenger refused the bot or could not be reached as it started; the message is one
+    line naming the setting to look at."""
+
+
 class Transport(Protocol):
     channel: str
 

@@ -44,6 +44,20 @@ def _prepare_sqlite(engine: AsyncEngine, *, writer: bool = True) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
+def shown_url(url: str) -> str:
+    """The URL with its password masked, for logs and messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def missing_file(url: str) -> Path | None:
+    """The SQLite file the URL names, when there is none (opening it would create it)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)  # type: ignore[arg-type]
+    return None if path.exists() else path
+
+
 def create_engine(url: str, *, writer: bool = True, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

@@ -363,3 +363,4 @@ class TrackedLink(Base):
     url: Mapped[str] = mapped_column(String(2048))
     event: Mapped[str] = mapped_column(String(64), default="")  # "" when the button names none
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)  # the first

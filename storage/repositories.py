@@ -216,6 +216,16 @@ class LeadRepository:
         query = select(TrackedLink).where(TrackedLink.lead_id == lead_id)
         return (await self.session.execute(query.order_by(TrackedLink.token))).scalars().all()
 
+    async def first_click(self, token: str, *, now: datetime) -> bool:
+        """Mark the link clicked; True only for its first click (of any number at once)."""
+        statement = (
+            update(TrackedLink)
+            .where(TrackedLink.token == token, TrackedLink.clicked_at.is_(None))
+            .values(clicked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool((await self.session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
     # contacts
     async def contacts(self, lead_id: int) -> Sequence[Contact]:
         query = select(Contact).where(Contact.lead_id == lead_id).order_by(Contact.id)

@@ -100,6 +100,17 @@ def test_dry_run_counts_and_queues_nothing(tmp_path: Path) -> None:
             '    text: "Приходите на вебинар"\n    at: "2026-12-01 11:00"\n'
         )
     url = f"sqlite+aiosqlite:///{tmp_path}/b.db"
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    made = subprocess.run(  # the bot's database, with no leads yet
+        [sys.executable, "-m", "bot.cli", "db", "upgrade", "--db", url],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert made.returncode == 0, made.stderr
     result = subprocess.run(
         [
             sys.executable,

@@ -88,6 +88,8 @@ def test_chat_keeps_leads_in_the_database_given(tmp_path: Path) -> None:
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL: "),
         ("DATABASE_URL", "mysql://x", "DATABASE_URL: use sqlite+aiosqlite:///path"),
         ("MANAGERS_TELEGRAM_CHAT_ID", "group", "MANAGERS_TELEGRAM_CHAT_ID: "),
+        ("TELEGRAM_BOT_TOKEN", "my-bot-token", "TELEGRAM_BOT_TOKEN: not a bot token"),
+        ("TELEGRAM_BOT_TOKEN", "123456: spaced", "TELEGRAM_BOT_TOKEN: not a bot token"),
     ],
 )
 def test_a_wrong_setting_is_one_line_naming_the_variable(
@@ -139,3 +141,58 @@ def test_postgresql_is_not_migrated_behind_the_operators_back(
     assert upgraded.returncode == 0, upgraded.stderr
     works = leadbot(chat, tmp_path, "/start\n")
     assert "Здравствуйте, Гость!" in works.stdout
+
+
+def test_a_messenger_that_cannot_be_reached_is_one_line_and_an_exit(tmp_path: Path) -> None:
+    """Nothing listens at the API address: the bot says which setting to look at and exits
+    (the subprocess' timeout would fail the test if it hung)."""
+    result = leadbot(
+        ["run"],
+        tmp_path,
+        SCENARIO_DIR=str(SHIPPED_SCENARIO),
+        TELEGRAM_BOT_TOKEN="123456:SECRET-TOKEN-VALUE",
+        TELEGRAM_API_URL="http://127.0.0.1:9",
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "leadbot: cannot start: TELEGRAM_API_URL http://127.0.0.1:9 does not answer as "
+        "Telegram's Bot API"
+    )
+    assert "Traceback" not in result.stderr
+    assert "Unclosed" not in result.stderr  # what it opened, it closed
+    assert "SECRET-TOKEN-VALUE" not in result.stderr
+
+
+def test_a_database_password_is_masked_where_the_url_is_shown(tmp_path: Path) -> None:
+    url = "sqlite+aiosqlite:///" + str(tmp_path / "leads.db")
+    result = leadbot(["run"], tmp_path, "/quit\n", DATABASE_URL=url)
+    assert str(tmp_path / "leads.db") in result.stderr  # the URL is shown, and...
+    masked = leadbot(
+        ["run"],
+        tmp_path,
+        "/quit\n",
+        DATABASE_URL="postgresql+asyncpg://bot:pa55-w0rd-value@127.0.0.1:1/leads",
+    )
+    assert "pa55-w0rd-value" not in masked.stdout + masked.stderr
+    assert "postgresql+asyncpg://bot:***@127.0.0.1:1/leads" in masked.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["stats"],
+        ["db", "current"],
+        ["broadcast", "--segment", "stage: new", "--text", "Привет", "--dry-run"],
+    ],
+)
+def test_commands_that_read_refuse_a_missing_database_instead_of_making_one(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = leadbot(command, tmp_path, SCENARIO_DIR=str(SHIPPED_SCENARIO))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "leadbot: no database at data/leadbot.db (DATABASE_URL): start the bot once, or name "
+        "the right one with --db"
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing made

@@ -53,6 +53,7 @@ class Funnel:
 
     async def handle(self, incoming: Incoming) -> Reply:
         """Process one event. Never raises: a failure rolls back and answers with an apology."""
+        incoming = incoming.cleaned()
         loaded = self.scenarios.current
         lock_first: set[int] = set()
         try:

@@ -91,7 +91,7 @@ async def on_button(turn: Turn, action: str) -> None:
 
 async def press_answer(turn: Turn, rest: str, awaiting: dict[str, Any]) -> bool:
     question_id, _, index = rest.partition(":")
-    if awaiting.get("question") != question_id or not index.isdigit():
+    if awaiting.get("question") != question_id or not _number(index):
         return False
     question = turn.s.questions.get(question_id)
     if question is None:
@@ -174,6 +174,11 @@ async def on_contact(turn: Turn) -> None:
     await offers.accept_answer(
         turn, question_id, question, parsed, awaiting.get("offer"), verified=True
     )
+
+
+def _number(text: str) -> bool:
+    # str.isdigit() is true of "²" and "١", which int() refuses or reads as another digit.
+    return text.isascii() and text.isdigit() and len(text) <= 3
 
 
 def waits_for_step_answer(turn: Turn, awaiting: dict[str, Any]) -> bool:

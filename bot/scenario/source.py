@@ -65,6 +65,15 @@ def _position(file: str, mark: yaml.Mark) -> Position:
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# A scenario is a few hundred lines; these bounds stop a file that is not one (a "billion
+# laughs" of nested aliases is 1 KB and expands past memory) before it costs the bot.
+MAX_FILE_BYTES = 1_000_000
+MAX_VALUES = 100_000  # values read from one file, each alias counting what it repeats
+
+
+class _TooLarge(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        self.node = node
 
 
 class _Reader:
@@ -76,8 +85,12 @@ class _Reader:
         # How many leading entries of each flattened mapping came from `<<:` merges; a node
         # behind an alias is read again, after its merge keys are already gone.
         self.merged: dict[int, int] = {}
+        self.budget = MAX_VALUES
 
     def read(self, node: yaml.Node, path: Path_) -> Any:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _TooLarge(node)
         self.map.values[path] = _position(self.file, node.start_mark)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
@@ -87,8 +100,12 @@ class _Reader:
                 self.merged[id(node)] = len(node.value) - own
             from_merge: set[str] = set()
             for index, (key_node, value_node) in enumerate(node.value):
-                key = self.loader.construct_object(key_node, deep=True)
                 where = _position(self.file, key_node.start_mark)
+                key = (
+                    self.loader.construct_object(key_node, deep=True)
+                    if isinstance(key_node, yaml.ScalarNode)
+                    else None  # a list or mapping as a key (it could be an alias bomb too)
+                )
                 if not isinstance(key, str | int):
                     what = f"{format_path(path) or 'top level'}: keys must be plain words"
                     self.problems.append(Problem(where, what))
@@ -172,10 +189,14 @@ def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
 
 def read_yaml(file: Path, display_name: str) -> tuple[Any, SourceMap, list[Problem]]:
     """Parse one file into plain data plus positions; syntax errors come back as problems."""
+    start = Position(display_name, 1, 1)
     try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            what = f"the file is over {MAX_FILE_BYTES:,} bytes; a scenario file is far smaller"
+            return None, SourceMap(), [Problem(start, what)]
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return None, SourceMap(), [Problem(Position(display_name, 1, 1), f"cannot read: {exc}")]
+        return None, SourceMap(), [Problem(start, f"cannot read: {exc}")]
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -186,5 +207,11 @@ def read_yaml(file: Path, display_name: str) -> tuple[Any, SourceMap, list[Probl
         return data, reader.map, reader.problems
     except yaml.MarkedYAMLError as exc:
         return None, SourceMap(), [_syntax_problem(display_name, exc)]
+    except _TooLarge as stop:
+        what = (
+            f"over {MAX_VALUES:,} values once the aliases (*name) are written out: an alias "
+            "repeats a large part, or aliases repeat each other"
+        )
+        return None, SourceMap(), [Problem(_position(display_name, stop.node.start_mark), what)]
     finally:
         loader.dispose()

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import AiogramError, TelegramAPIError, TelegramUnauthorizedError
 from aiogram.types import BotCommand, ErrorEvent
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
-from aiohttp import web
+from aiohttp import ClientError, web
 from pydantic import ValidationError
 
 from bot.engine.funnel import Funnel
@@ -20,6 +21,7 @@ from bot.handoff import ManagerDesk
 from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
+from bot.transport import ChannelUnavailable
 from handlers.telegram.managers import setup_managers_router
 from handlers.telegram.middlewares import InFlight, Throttle
 from handlers.telegram.router import setup_fallback_router, setup_router
@@ -105,8 +107,8 @@ def create_dispatcher(
 async def register_commands(bot: Bot) -> None:
     try:
         await bot.set_my_commands(COMMANDS)
-    except TelegramAPIError as exc:  # a server without the method must not stop the bot
-        log.warning("could not register bot commands: %s", exc)
+    except AiogramError as exc:  # a server without the method (or garbled) must not stop us
+        log.warning("could not register bot commands: %s", str(exc).splitlines()[0])
 
 
 class WebhookHandler(SimpleRequestHandler):
@@ -161,9 +163,26 @@ class TelegramChannel:
     def webhook(self) -> bool:
         return bool(self.settings.webhook_base_url)
 
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Telegram's refusals and a server that is not the Bot API, as one line to act on."""
+        try:
+            yield
+        except TelegramUnauthorizedError:
+            raise ChannelUnavailable(
+                "Telegram refused TELEGRAM_BOT_TOKEN: revoked or mistyped (see @BotFather)"
+            ) from None
+        except (AiogramError, ClientError, OSError, TimeoutError) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise ChannelUnavailable(
+                f"TELEGRAM_API_URL {self.settings.telegram_api_url} does not answer as "
+                f"Telegram's Bot API: {reason}"
+            ) from None
+
     async def start(self) -> None:
         """Learn the bot's username (for referral links) and offer its commands."""
-        me = await self.bot.get_me()
+        with self._reaching():
+            me = await self.bot.get_me()
         self.funnel.referral_links.telegram_bot = me.username
         log.info(
             "Telegram bot @%s started (%s)",
@@ -187,14 +206,16 @@ class TelegramChannel:
         background; the polling task is returned, as its end is an error."""
         if self.webhook:
             url = (self.settings.webhook_base_url or "").rstrip("/") + WEBHOOK_PATH
-            await self.bot.set_webhook(
-                url,
-                secret_token=self._secret(),
-                allowed_updates=self.dispatcher.resolve_used_update_types(),
-            )
+            with self._reaching():
+                await self.bot.set_webhook(
+                    url,
+                    secret_token=self._secret(),
+                    allowed_updates=self.dispatcher.resolve_used_update_types(),
+                )
             log.info("webhook %s set", url)
             return None
-        await self.bot.delete_webhook()
+        with self._reaching():
+            await self.bot.delete_webhook()
         self._poller = asyncio.create_task(
             self.dispatcher.start_polling(
                 self.bot, handle_signals=False, tasks_concurrency_limit=64
@@ -205,10 +226,10 @@ class TelegramChannel:
     async def stop(self) -> None:
         """Stop polling: the updates in flight finish, then the bot's session closes. (With a
         webhook, stopping the web server does both.)"""
-        if self._poller is None:
-            return
-        if not self._poller.done():
-            with suppress(RuntimeError):  # polling had not begun yet
-                await self.dispatcher.stop_polling()
-        with suppress(asyncio.CancelledError):
-            await self._poller
+        if self._poller is not None:
+            if not self._poller.done():
+                with suppress(RuntimeError):  # polling had not begun yet
+                    await self.dispatcher.stop_polling()
+            with suppress(asyncio.CancelledError):
+                await self._poller
+        await self.bot.session.close()  # closed already, unless the start failed

@@ -10,14 +10,15 @@ import json
 import logging
 from contextlib import suppress
 
-from aiohttp import web
-from vkbottle import API, Bot
+from aiohttp import ClientError, web
+from vkbottle import API, Bot, VKAPIError
 
 from bot.engine.funnel import Funnel
 from bot.handoff import ManagerDesk
 from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
+from bot.transport import ChannelUnavailable
 from handlers.vk.router import VkHandlers
 from handlers.vk.sender import VkSender
 
@@ -68,10 +69,22 @@ class VkChannel:
     async def start(self) -> None:
         """Learn the community: its id (for long polling and the Callback API's check) and
         its screen name (for referral links)."""
-        groups = (await self.sender.api.request("groups.getById", {}))["response"]
-        group = (groups.get("groups") if isinstance(groups, dict) else groups)[0]
-        self.sender.group_id = self.sender.group_id or group["id"]
-        self.funnel.referral_links.vk_group = group.get("screen_name") or f"club{group['id']}"
+        try:
+            groups = (await self.sender.api.request("groups.getById", {}))["response"]
+            group = (groups.get("groups") if isinstance(groups, dict) else groups)[0]
+            group_id = int(group["id"])
+        except VKAPIError as exc:
+            raise ChannelUnavailable(
+                f"VK refused VK_GROUP_TOKEN ({exc.code}): revoked, mistyped or without "
+                "community rights"
+            ) from None
+        except (ClientError, OSError, TimeoutError, ValueError, LookupError, TypeError) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise ChannelUnavailable(
+                f"VK_API_URL {self.settings.vk_api_url} does not answer as VK's API: {reason}"
+            ) from None
+        self.sender.group_id = self.sender.group_id or group_id
+        self.funnel.referral_links.vk_group = group.get("screen_name") or f"club{group_id}"
         log.info(
             "VK community %s started (%s)",
             self.funnel.referral_links.vk_group,

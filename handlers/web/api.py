@@ -16,12 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from bot.outside import LeadRef, OutsideEvents, Refused
 from bot.redemption import Redemptions
 from bot.tracking import PATH
+from handlers.web.server import MAX_BODY, web_app
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/api/events"
 REDEEM_PATH = "/api/promo/redeem"
-MAX_BODY = 64 * 1024
 OUTSIDE = web.AppKey("outside", OutsideEvents)
 REDEMPTIONS = web.AppKey("redemptions", Redemptions)
 TOKEN = web.AppKey("api_token", str)
@@ -211,6 +211,6 @@ def add_api_routes(
 def api_app(
     outside: OutsideEvents, api_token: str | None, redemptions: Redemptions | None = None
 ) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web_app()
     add_api_routes(app, outside, api_token, redemptions)
     return app

@@ -405,3 +405,41 @@ async def test_an_update_delivered_twice_at_once_is_handled_once(
     again = await funnel.handle(update)
     assert again.duplicate
     assert again.messages == []
+
+
+async def test_digits_that_are_not_ascii_are_a_wrong_answer_not_a_failure(
+    db: Database, clock: FakeClock
+) -> None:
+    """ "²" and "٣" pass str.isdigit(); int() refuses the first and reads the second as 3."""
+    funnel = Funnel(db, ActiveScenario(load_scenario(FIXTURE_SCENARIO)), clock)
+    anna = Prospect(funnel)
+    await anna.start()
+    async with db.unit_of_work() as uow:  # a chain's step asked the NPS question
+        found = await uow.leads.find_by_identity("telegram", "1001")
+        assert found is not None
+        found[0].awaiting = {"question": "nps", "sequence": "guide_warmup", "offer": None}
+        await uow.commit()
+
+    for typed in ("²", "٣", "1²"):
+        await anna.say(typed)
+        assert anna.last[0].text == "Выберите число от 0 до 10 кнопкой или напишите его цифрой."
+        assert anna.last[1].text == "Оцените от 0 до 10"
+    await anna.send(Kind.BUTTON, payload="a:nps:²")  # forged: no such button was sent
+    assert anna.last[0].text == "Эта кнопка уже устарела. Вот актуальное меню:"
+    state = await snapshot(db, "1001")
+    assert state.answers == {}
+
+
+async def test_texts_no_database_stores_are_cleaned_not_refused(
+    db: Database, clock: FakeClock
+) -> None:
+    """U+0000 (PostgreSQL refuses it) and a lone surrogate (not UTF-8: SQLite refuses it) in
+    a name and a message: the prospect gets the answer, not the apology."""
+    funnel = Funnel(db, ActiveScenario(load_scenario(FIXTURE_SCENARIO)), clock)
+    anna = Prospect(funnel, first_name="Ан\x00на\ud800")
+    await anna.start()
+    assert anna.texts() == "Привет, Анна\ufffd! Выберите:"
+    await anna.say("сколько\x00 стоит?\udfff")
+    assert anna.last[0].text == "Внедрение от 30 000 ₽."
+    state = await snapshot(db, "1001")
+    assert state.events == ["start", "faq_answered"]

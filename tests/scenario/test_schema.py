@@ -826,3 +826,30 @@ def test_a_referral_reward_waits_for_a_funnel_stage(scenario_dir: Path) -> None:
         "sc/referral.yaml:1:25: referral.reward_when: the friend counts on reaching a funnel "
         "stage: one of engaged, contact, warming, qualified, handed_off, customer, advocate"
     ]
+
+
+def test_an_alias_bomb_is_refused_not_expanded(scenario_dir: Path) -> None:
+    """Nine levels of ten aliases each would be a billion values: refused when the count of
+    values read passes the bound, long before memory or time run out."""
+    lines = ['a0: &a0 ["ха"]']
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 10)]
+    (scenario_dir / "bomb.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    found = problems(scenario_dir)
+    assert len(found) == 1
+    assert found[0].startswith("sc/bomb.yaml:")
+    assert "over 100,000 values once the aliases (*name) are written out" in found[0]
+
+
+def test_a_file_too_large_to_be_a_scenario_is_refused_unread(scenario_dir: Path) -> None:
+    big = scenario_dir / "big.yaml"
+    big.write_text("# " + "x" * 1_000_100 + "\n", encoding="utf-8")
+
+    assert problems(scenario_dir) == [
+        "sc/big.yaml:1:1: the file is over 1,000,000 bytes; a scenario file is far smaller"
+    ]
+
+
+def test_a_mapping_as_a_key_is_a_plain_problem(scenario_dir: Path, edit: Edit) -> None:
+    edit("offers:", "? {a: 1}\n: x\noffers:")
+    assert any("keys must be plain words" in problem for problem in problems(scenario_dir))

@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from handlers.telegram.channel import WEBHOOK_PATH, add_webhook_route
-from handlers.web.api import MAX_BODY
+from handlers.web.server import web_app
 from storage.database import Database
 from tests.telegram.conftest import Harness
 
@@ -19,7 +18,7 @@ SECRET = "s3cret-webhook-token-value"
 
 @pytest.fixture
 async def client(telegram: Harness) -> AsyncIterator[TestClient[Any, Any]]:
-    app = web.Application(client_max_size=MAX_BODY)  # as the bot's web server
+    app = web_app()  # as the bot's web server
     add_webhook_route(app, telegram.dispatcher, telegram.bot, SECRET)
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
         yield test_client

@@ -17,6 +17,7 @@ from storage.models import (
     Consent,
     Contact,
     Event,
+    Handoff,
     Identity,
     InboundEvent,
     Lead,
@@ -150,9 +151,18 @@ class LeadRepository:
         events = await self.session.execute(select(Event).where(Event.lead_id == lead_id))
         for event in events.scalars():
             event.payload = {k: v for k, v in event.payload.items() if k in ANONYMOUS_EVENT_KEYS}
+        # Messages to and about the person (the managers' posts, lead cards, CRM exports,
+        # replies), sent or cancelled, keep what they were, not what they said.
+        rows = await self.session.execute(select(OutboxRow).where(OutboxRow.lead_id == lead_id))
+        for row in rows.scalars():
+            row.payload = {k: v for k, v in row.payload.items() if k in ANONYMOUS_OUTBOX_KEYS}
+            row.last_error = None  # a platform's or a CRM's error may quote the message
+        await self.session.execute(
+            update(Handoff).where(Handoff.lead_id == lead_id).values(reason=None)
+        )
         lead = await self.get(lead_id)
         if lead is not None:
-            lead.first_name = lead.awaiting = None
+            lead.first_name = lead.awaiting = lead.timezone = None
             lead.erased_at = lead.erased_at or now
             lead.unsubscribed_at = lead.unsubscribed_at or now
 
@@ -388,6 +398,12 @@ class LeadRepository:
 # Event details that say nothing about the person; the rest is dropped when a lead is erased.
 ANONYMOUS_EVENT_KEYS = frozenset(
     {"offer", "sequence", "step", "source", "question", "kind", "variant", "promo", "verified"}
+)
+
+
+# Outbox payload keys that say what a message was, not what it said or to whom.
+ANONYMOUS_OUTBOX_KEYS = frozenset(
+    {"purpose", "broadcast", "sequence", "step", "index", "run", "variant", "target", "promo"}
 )
 
 

@@ -9,13 +9,15 @@ RETURNING is already exclusive. Both take over rows whose lease expired (a crash
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, Select, func, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import InboundEvent, OutboxRow
@@ -197,3 +199,14 @@ def is_write_conflict(exc: BaseException) -> bool:
         return True
     sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
     return isinstance(exc, DBAPIError) and sqlstate in RETRYABLE_SQLSTATES
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or written now (SQLite's lock held past the timeout,
+    the server gone), as opposed to a statement that is wrong: the same work can succeed
+    later. SQLite's lock wait raises from SQLAlchemy's `begin` event, unwrapped."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    if isinstance(exc, OperationalError | InterfaceError | SQLAlchemyTimeoutError | OSError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated

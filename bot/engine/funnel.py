@@ -5,7 +5,10 @@ and what follows from it (`consequences`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
@@ -16,7 +19,7 @@ from bot.engine.turn import Turn
 from bot.messages import Incoming, Outgoing, Reply
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import LoadedScenario
-from storage.claims import is_write_conflict
+from storage.claims import is_unavailable, is_write_conflict
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,32 @@ log = logging.getLogger(__name__)
 # A new identity racing with itself (two first messages at once) loses the unique-key race
 # once, and the retry finds the lead the winner created; a PostgreSQL deadlock is retried too.
 ATTEMPTS = 3
+T = TypeVar("T")
+
+
+class StorageUnavailable(Exception):
+    """The database could not take the event (locked past its timeout, unreachable): nothing
+    of it is kept, and the messenger must not be told it was handled."""
+
+
+async def until_stored(
+    handle: Callable[[], Awaitable[T]],
+    *,
+    patience: float,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> T:
+    """`handle()`, tried again while the database is unavailable (waits of 0.5 s doubling to
+    30 s) for up to `patience` seconds; then `StorageUnavailable` for the messenger to
+    redeliver (a webhook's 5xx). Long polling is patient: its update is not sent again."""
+    waited, delay = 0.0, 0.5
+    while True:
+        try:
+            return await handle()
+        except StorageUnavailable:
+            if waited + delay > patience:
+                raise
+        await sleep(delay)
+        waited, delay = waited + delay, min(delay * 2, 30.0)
 
 
 class Funnel:
@@ -50,9 +79,24 @@ class Funnel:
         self.clock = clock
         self.phone_region = phone_region
         self.max_input_length = max_input_length
+        # How long a channel's event may wait for an unavailable database, set by the channel
+        # by how its messenger redelivers: a webhook is answered in seconds (a 5xx, and the
+        # messenger sends it again), long polling never redelivers (so it waits long).
+        self.patience: dict[str, float] = {}
+        self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+
+    async def handle_until_stored(self, incoming: Incoming) -> Reply:
+        """`handle`, tried again while the database is unavailable, within the channel's
+        patience; then `StorageUnavailable`."""
+        patience = self.patience.get(incoming.channel, 0.0)
+        return await until_stored(
+            lambda: self.handle(incoming), patience=patience, sleep=self.sleep
+        )
 
     async def handle(self, incoming: Incoming) -> Reply:
-        """Process one event. Never raises: a failure rolls back and answers with an apology."""
+        """Process one event. A failure rolls back and answers with an apology, but for the
+        database being unavailable: that raises `StorageUnavailable`, nothing kept, so the
+        channel has the messenger deliver the event again (see `until_stored`)."""
         incoming = incoming.cleaned()
         loaded = self.scenarios.current
         lock_first: set[int] = set()
@@ -73,7 +117,16 @@ class Funnel:
                         incoming.channel,
                         incoming.external_id,
                     )
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):
+                log.warning(
+                    "%s event of %s:%s not stored, the database is unavailable: %s",
+                    incoming.kind,
+                    incoming.channel,
+                    incoming.external_id,
+                    str(exc).splitlines()[0][:200],
+                )
+                raise StorageUnavailable(str(exc).splitlines()[0][:200]) from exc
             log.exception(
                 "failed to handle %s event of %s:%s",
                 incoming.kind,

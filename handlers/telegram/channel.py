@@ -16,7 +16,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import ClientError, web
 from pydantic import ValidationError
 
-from bot.engine.funnel import Funnel
+from bot.engine.funnel import Funnel, StorageUnavailable
 from bot.handoff import ManagerDesk
 from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
@@ -31,6 +31,8 @@ from handlers.telegram.session import TolerantSession
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
+WEBHOOK_PATIENCE = 5.0  # seconds an update waits for the database before a 503
+POLLING_PATIENCE = 600.0
 SHUTDOWN_GRACE_SECONDS = 25.0
 COMMANDS = [
     BotCommand(command="start", description="Начать сначала"),
@@ -52,6 +54,8 @@ def create_bot(settings: Settings) -> Bot:
 async def on_error(event: ErrorEvent, funnel: Funnel, sender: TelegramSender) -> bool:
     """Log with the update id; the prospect gets a short apology, never silence."""
     update = event.update
+    if isinstance(event.exception, StorageUnavailable):
+        raise event.exception  # the webhook answers 503 and Telegram sends it again
     log.error("update %s failed", update.update_id, exc_info=event.exception)
     chat = (
         update.message.chat
@@ -122,6 +126,8 @@ class WebhookHandler(SimpleRequestHandler):
         except (ValidationError, ValueError) as exc:
             log.warning("malformed webhook update skipped: %s", str(exc).splitlines()[0])
             return web.json_response({})
+        except StorageUnavailable:
+            return web.Response(status=503, text="storage unavailable, send again")
 
 
 def add_webhook_route(app: web.Application, dispatcher: Dispatcher, bot: Bot, secret: str) -> None:
@@ -153,6 +159,8 @@ class TelegramChannel:
         self.funnel = funnel
         self.sender = sender
         self.bot = sender.bot
+        # Telegram sends a webhook update again after a 5xx; a polled one is never sent again.
+        funnel.patience["telegram"] = WEBHOOK_PATIENCE if self.webhook else POLLING_PATIENCE
         throttle = Throttle(rate=settings.flood_rate, burst=settings.flood_burst)
         self.dispatcher = create_dispatcher(
             funnel, sender, InFlight(), throttle, reloader, desk, redemptions

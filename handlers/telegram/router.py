@@ -40,7 +40,7 @@ async def deliver(
     funnel: Funnel, sender: TelegramSender, chat_id: int, event: Incoming
 ) -> list[Outgoing]:
     """Hand the event to the engine (which commits), then send its replies."""
-    reply = await funnel.handle(event)
+    reply = await funnel.handle_until_stored(event)
     try:
         await sender.send_now(chat_id, reply.messages)
     except Blocked:

@@ -15,16 +15,19 @@ from vkbottle import API, Bot, VKAPIError
 
 from bot.engine.funnel import Funnel
 from bot.handoff import ManagerDesk
+from bot.messages import Incoming
 from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
 from bot.transport import ChannelUnavailable
-from handlers.vk.router import VkHandlers
+from handlers.vk.router import UNSTORED, VkHandlers
 from handlers.vk.sender import VkSender
 
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/vk/callback"
+CALLBACK_PATIENCE = 5.0  # seconds an event waits for the database before VK is told "again"
+POLLING_PATIENCE = 600.0
 
 
 def create_api(settings: Settings) -> API:
@@ -59,6 +62,8 @@ class VkChannel:
         self.funnel = funnel
         self.sender = sender
         self.handlers = VkHandlers(funnel, sender, desk, redemptions, reloader)
+        # VK sends a Callback API event again when not answered "ok"; long polling never does.
+        funnel.patience["vk"] = CALLBACK_PATIENCE if self.callback_mode else POLLING_PATIENCE
         self.bot = Bot(api=sender.api, labeler=self.handlers.labeler())
         self._poller: asyncio.Task[None] | None = None
 
@@ -137,5 +142,12 @@ class VkChannel:
         ):
             log.warning("VK callback without the right secret refused")
             return web.Response(status=403, text="forbidden")
-        await self.bot.process_event(body)
+        unstored: list[Incoming] = []
+        token = UNSTORED.set(unstored)
+        try:
+            await self.bot.process_event(body)
+        finally:
+            UNSTORED.reset(token)
+        if unstored:  # not "ok": VK sends the event again
+            return web.Response(status=503, text="storage unavailable, send again")
         return web.Response(text="ok")

@@ -8,12 +8,13 @@ other conversations are ignored. Every callback press is answered.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 from vkbottle.bot import BotLabeler
 from vkbottle_types.events import GroupEventType
 
-from bot.engine.funnel import Funnel
+from bot.engine.funnel import Funnel, StorageUnavailable
 from bot.handoff import Manager, ManagerDesk
 from bot.messages import Incoming, Kind, Outgoing
 from bot.redemption import Redemptions, managers_text, parse_redeem
@@ -23,6 +24,10 @@ from handlers.vk.payloads import START_COMMAND, action_of, parse_payload
 from handlers.vk.sender import CHANNEL, VkSender, reference, reply_key
 
 log = logging.getLogger(__name__)
+
+# The events of the Callback API request being handled that could not be stored: vkbottle
+# swallows a handler's exception, so the request learns it here.
+UNSTORED: ContextVar[list[Incoming] | None] = ContextVar("vk_unstored", default=None)
 
 CONVERSATIONS = 2_000_000_000  # peer ids from here on are group conversations
 COMMANDS = {
@@ -122,7 +127,12 @@ class VkHandlers:
         the update and its place in the reply: vkbottle sends a request again when VK's
         answer is lost on the way back, and VK drops that repeat, or any other send of the
         same reply to the same update, instead of delivering it twice."""
-        reply = await self.funnel.handle(event)
+        try:
+            reply = await self.funnel.handle_until_stored(event)
+        except StorageUnavailable:
+            if (unstored := UNSTORED.get()) is not None:
+                unstored.append(event)  # the Callback API answers so that VK sends it again
+            raise
         now = self.funnel.clock.now()
         try:
             for number, message in enumerate(reply.messages):

@@ -4,9 +4,6 @@ of work waits for it without stopping the loop, then goes on; it gives up after 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,18 +11,7 @@ from sqlalchemy import text
 
 from storage import sqlite_inline
 from storage.database import Database
-
-HOLDER = textwrap.dedent(
-    """
-    import sqlite3, sys, time
-    connection = sqlite3.connect(sys.argv[1], isolation_level=None)
-    connection.execute("BEGIN IMMEDIATE")
-    connection.execute("INSERT INTO notes (body) VALUES ('from the other process')")
-    print("locked", flush=True)
-    sys.stdin.readline()  # hold the write lock until told
-    connection.execute("COMMIT")
-    """
-)
+from tests.sqlite_lock import hold_write_lock
 
 
 async def _database(tmp_path: Path) -> Database:
@@ -37,17 +23,9 @@ async def _database(tmp_path: Path) -> Database:
 
 
 async def _hold_lock(path: Path) -> asyncio.subprocess.Process:
-    holder = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        HOLDER,
-        str(path),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+    return await hold_write_lock(
+        path, "INSERT INTO notes (body) VALUES ('from the other process')"
     )
-    assert holder.stdout is not None
-    assert (await holder.stdout.readline()).strip() == b"locked"
-    return holder
 
 
 async def _notes(db: Database) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from handlers.telegram.channel import WEBHOOK_PATH, add_webhook_route
 from handlers.web.server import web_app
+from storage import sqlite_inline
 from storage.database import Database
+from tests.sqlite_lock import hold_write_lock, release
 from tests.telegram.conftest import Harness
 
 SECRET = "s3cret-webhook-token-value"
@@ -82,3 +85,27 @@ async def test_a_malformed_update_is_acknowledged_and_logged(
     not_json = await client.post(WEBHOOK_PATH, data=b"{nope", headers=headers)
     assert not_json.status == 200
     assert caplog.text.count("malformed webhook update skipped") == 2
+
+
+async def test_the_webhook_answers_503_so_telegram_sends_the_update_again(
+    monkeypatch: pytest.MonkeyPatch, telegram: Harness, sqlite_db: Database, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_MS", 200)
+    app = web_app()
+    add_webhook_route(app, telegram.dispatcher, telegram.bot, SECRET)
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        holder = await hold_write_lock(tmp_path / "leadbot.db")
+        try:
+            refused = await client.post(WEBHOOK_PATH, json=start_update(31), headers=headers)
+        finally:
+            await release(holder)
+        assert refused.status == 503
+        assert telegram.session.requests == []  # no apology: the update is not over
+        again = await client.post(WEBHOOK_PATH, json=start_update(31), headers=headers)
+        assert again.status == 200
+    texts: list[Any] = [getattr(r, "text", None) for r in telegram.session.requests]
+    assert texts == ["Привет, Анна! Выберите:"]
+    async with sqlite_db.unit_of_work() as uow:
+        found = await uow.leads.find_by_identity("telegram", "1001")
+    assert found is not None

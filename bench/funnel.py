@@ -60,6 +60,7 @@ from bench.measure import (  # noqa: E402
 )
 from bot.clock import FakeClock  # noqa: E402
 from bot.engine.funnel import Funnel  # noqa: E402
+from bot.flood import FloodGate  # noqa: E402
 from bot.messages import Incoming, Kind, Outgoing  # noqa: E402
 from bot.scenario.active import ActiveScenario  # noqa: E402
 from bot.scenario.reload import ScenarioReloader  # noqa: E402
@@ -270,7 +271,7 @@ async def run_mode(mode: str, url: str, concurrency: int, prospects: int) -> Res
     else:
         sender = TelegramSender(bot)
         seconds = itertools.count()  # a person's pace: the flood limit lets every update in
-        throttle = Throttle(clock=lambda: float(next(seconds)))
+        throttle = Throttle(FloodGate(clock=lambda: float(next(seconds))))
         dispatcher = create_dispatcher(
             funnel, sender, InFlight(), throttle, ScenarioReloader(scenarios)
         )

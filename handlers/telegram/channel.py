@@ -17,6 +17,7 @@ from aiohttp import ClientError, web
 from pydantic import ValidationError
 
 from bot.engine.funnel import Funnel, StorageUnavailable
+from bot.flood import FloodGate
 from bot.handoff import ManagerDesk
 from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
@@ -161,7 +162,7 @@ class TelegramChannel:
         self.bot = sender.bot
         # Telegram sends a webhook update again after a 5xx; a polled one is never sent again.
         funnel.patience["telegram"] = WEBHOOK_PATIENCE if self.webhook else POLLING_PATIENCE
-        throttle = Throttle(rate=settings.flood_rate, burst=settings.flood_burst)
+        throttle = Throttle(FloodGate(rate=settings.flood_rate, burst=settings.flood_burst))
         self.dispatcher = create_dispatcher(
             funnel, sender, InFlight(), throttle, reloader, desk, redemptions
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,45 +11,27 @@ from aiogram import BaseMiddleware
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.engine.funnel import Funnel
+from bot.flood import FloodGate
 
 log = logging.getLogger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 class Throttle(BaseMiddleware):
-    """A token bucket per user: `burst` events at once, then `rate` a second. Extra events
-    are dropped with one polite "slow down" per burst, so a flood never reaches the engine
-    (and the database) but a person is never left wondering."""
+    """The core's flood control (bot/flood.py) in front of every message and button press:
+    what is over the limit never reaches the engine, and gets one "slow down" per burst."""
 
-    def __init__(
-        self, rate: float = 1.0, burst: int = 5, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self._buckets: dict[int, tuple[float, float, bool]] = {}  # tokens, updated, warned
-
-    def allow(self, user_id: int) -> tuple[bool, bool]:
-        """(allowed, warn now)."""
-        now = self.clock()
-        tokens, updated, warned = self._buckets.get(user_id, (float(self.burst), now, False))
-        tokens = min(float(self.burst), tokens + (now - updated) * self.rate)
-        if tokens >= 1:
-            self._buckets[user_id] = (tokens - 1, now, False)
-            return True, False
-        self._buckets[user_id] = (tokens, now, True)
-        if len(self._buckets) > 10_000:  # forget people who went quiet
-            stale = now - self.burst / self.rate
-            self._buckets = {k: v for k, v in self._buckets.items() if v[1] > stale}
-        return False, not warned
+    def __init__(self, gate: FloodGate | None = None) -> None:
+        self.gate = gate or FloodGate()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user = getattr(event, "from_user", None)
         if user is None:
             return await handler(event, data)
-        allowed, warn = self.allow(user.id)
-        if allowed:
+        verdict = self.gate.check(f"telegram:{user.id}")
+        if verdict.allowed:
             return await handler(event, data)
+        warn = verdict.warn
         log.info("throttled user %s", user.id)
         funnel: Funnel = data["funnel"]
         text = funnel.scenarios.current.scenario.messages.slow_down

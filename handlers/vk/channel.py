@@ -14,6 +14,7 @@ from aiohttp import ClientError, web
 from vkbottle import API, Bot, VKAPIError
 
 from bot.engine.funnel import Funnel
+from bot.flood import FloodGate
 from bot.handoff import ManagerDesk
 from bot.messages import Incoming
 from bot.redemption import Redemptions
@@ -61,7 +62,8 @@ class VkChannel:
         self.settings = settings
         self.funnel = funnel
         self.sender = sender
-        self.handlers = VkHandlers(funnel, sender, desk, redemptions, reloader)
+        flood = FloodGate(rate=settings.flood_rate, burst=settings.flood_burst)
+        self.handlers = VkHandlers(funnel, sender, desk, redemptions, reloader, flood)
         # VK sends a Callback API event again when not answered "ok"; long polling never does.
         funnel.patience["vk"] = CALLBACK_PATIENCE if self.callback_mode else POLLING_PATIENCE
         self.bot = Bot(api=sender.api, labeler=self.handlers.labeler())

@@ -15,6 +15,7 @@ from vkbottle.bot import BotLabeler
 from vkbottle_types.events import GroupEventType
 
 from bot.engine.funnel import Funnel, StorageUnavailable
+from bot.flood import FloodGate
 from bot.handoff import Manager, ManagerDesk
 from bot.messages import Incoming, Kind, Outgoing
 from bot.redemption import Redemptions, managers_text, parse_redeem
@@ -52,8 +53,10 @@ class VkHandlers:
         desk: ManagerDesk,
         redemptions: Redemptions,
         reloader: ScenarioReloader | None = None,
+        flood: FloodGate | None = None,
     ) -> None:
         self.funnel = funnel
+        self.flood = flood or FloodGate()
         self.sender = sender
         self.desk = desk
         self.redemptions = redemptions
@@ -86,6 +89,12 @@ class VkHandlers:
             return
         if peer >= CONVERSATIONS:
             return  # another conversation the bot was added to
+        verdict = self.flood.check(f"{CHANNEL}:{sender_id}")
+        if not verdict.allowed:
+            log.info("throttled VK user %s", sender_id)
+            if verdict.warn:
+                await self._slow_down(sender_id, update_id_of(update))
+            return
         incoming = await self.incoming(update, sender_id, **message_fields(message))
         await self.deliver(incoming, update_id_of(update))
 
@@ -102,15 +111,22 @@ class VkHandlers:
                 answer = await self.desk.press(await self.manager(user_id), action)
             await self._answer(event_id, user_id, peer, answer)
             return
+        snackbar = None
         try:
             if peer >= CONVERSATIONS:
+                return
+            verdict = self.flood.check(f"{CHANNEL}:{user_id}")
+            if not verdict.allowed:
+                log.info("throttled VK user %s", user_id)
+                if verdict.warn:
+                    snackbar = self.funnel.scenarios.current.scenario.messages.slow_down
                 return
             if action is None:
                 log.info("forged or stale VK payload %r from %s", str(payload)[:64], user_id)
             incoming = await self.incoming(update, user_id, kind=Kind.BUTTON, payload=action or "")
             await self.deliver(incoming, update_id_of(update))
         finally:
-            await self._answer(event_id, user_id, peer, None)  # the spinner stops either way
+            await self._answer(event_id, user_id, peer, snackbar)  # the spinner stops anyway
 
     async def incoming(self, update: dict[str, Any], user_id: int, **fields: Any) -> Incoming:
         update_id = update_id_of(update)
@@ -208,6 +224,14 @@ class VkHandlers:
         if reference is not None:
             await self.desk.remember(CHANNEL, reference, lead_id, "card")
         return ""
+
+    async def _slow_down(self, user_id: int, update_id: str | None) -> None:
+        text = self.funnel.scenarios.current.scenario.messages.slow_down
+        key = reply_key(update_id, 0) if update_id else None
+        try:
+            await self.sender.send(str(user_id), Outgoing(text), idempotency_key=key)
+        except (RetryLater, TemporaryFailure, Blocked) as exc:
+            log.info("VK slow-down to %s not sent: %s", user_id, exc)
 
     async def _answer(self, event_id: str, user_id: int, peer: int, text: str | None) -> None:
         try:

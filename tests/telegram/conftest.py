@@ -13,6 +13,7 @@ from aiogram.types import Update
 
 from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
+from bot.flood import FloodGate
 from bot.pacing import DEFAULT_LIMITS, MemoryPacer
 from bot.scenario.reload import ScenarioReloader
 from bot.scoring import Routes
@@ -123,7 +124,7 @@ class Harness:
         # unless a test freezes it to send a flood.
         self.seconds = 0.0
         self.frozen = False
-        throttle = Throttle(rate=1.0, burst=5, clock=lambda: self.seconds)
+        throttle = Throttle(FloodGate(rate=1.0, burst=5, clock=lambda: self.seconds))
         self.reloader = ScenarioReloader(funnel.scenarios)
         self.dispatcher: Dispatcher = create_dispatcher(
             funnel, self.sender, InFlight(), throttle, self.reloader

@@ -37,7 +37,7 @@ from bot.scenario.reload import ScenarioReloader
 from bot.scoring import Routes
 from bot.settings import Settings
 from bot.transport import ChannelUnavailable, ManagersChat, Transport
-from handlers.web.api import add_api_routes
+from handlers.web.api import Caller, add_api_routes
 from handlers.web.server import AccessLog
 from handlers.web.server import web_app as new_web_app
 from storage import migrate
@@ -276,13 +276,15 @@ async def serve(settings: Settings, app: App) -> None:
 async def _serve_http(
     settings: Settings, app: App, channels: list[Channel], redemptions: Redemptions
 ) -> web.AppRunner | None:
-    """The web server, when something needs it: a webhook, the events API (a token is set)
-    or tracked links (they point at `WEBHOOK_BASE_URL`)."""
+    """The web server, when something needs it: a webhook, the events API (a token is set),
+    promo redemption (a till's token is set) or tracked links (they point at
+    `WEBHOOK_BASE_URL`)."""
     web_app = new_web_app()
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
-    add_api_routes(web_app, OutsideEvents(app.funnel), api_token, redemptions)
+    tills = {token: Caller(*till) for token, till in settings.redeem_callers().items()}
+    add_api_routes(web_app, OutsideEvents(app.funnel), api_token, redemptions, tills)
     webhooks = [channel.add_routes(web_app) for channel in channels]
-    if not (any(webhooks) or api_token or settings.webhook_base_url):
+    if not (any(webhooks) or api_token or tills or settings.webhook_base_url):
         return None
     runner = web.AppRunner(
         web_app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log_class=AccessLog

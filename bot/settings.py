@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=1, le=65535)
 
     api_token: SecretStr | None = None
+    redeem_tokens: SecretStr | None = None
     crm_bitrix24_webhook_url: SecretStr | None = None
     crm_webhook_url: str | None = None
     crm_webhook_secret: SecretStr | None = None
@@ -74,6 +76,7 @@ class Settings(BaseSettings):
         "vk_callback_secret",
         "vk_confirmation_code",
         "api_token",
+        "redeem_tokens",
         "crm_bitrix24_webhook_url",
         "crm_webhook_url",
         "crm_webhook_secret",
@@ -129,6 +132,19 @@ class Settings(BaseSettings):
             raise ValueError("not a bot token; @BotFather gives one like 123456789:AAE...")
         return value
 
+    @field_validator("redeem_tokens")
+    @classmethod
+    def _redeem_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_redeem_tokens(value.get_secret_value())  # raises naming what is wrong
+        return value
+
+    def redeem_callers(self) -> dict[str, tuple[str, bool]]:
+        """REDEEM_TOKENS as token -> (the till's name, public)."""
+        if self.redeem_tokens is None:
+            return {}
+        return parse_redeem_tokens(self.redeem_tokens.get_secret_value())
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
@@ -137,6 +153,22 @@ class Settings(BaseSettings):
                 "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db"
             )
         return value
+
+
+def parse_redeem_tokens(text: str) -> dict[str, tuple[str, bool]]:
+    """`name:token` or `name:token:public`, comma-separated, as token -> (name, public)."""
+    found: dict[str, tuple[str, bool]] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, _, rest = entry.partition(":")
+        token, _, mode = rest.partition(":")
+        named = re.fullmatch(r"[a-z0-9_-]{1,32}", name) and name != "api"
+        if not named or len(token) < 16 or mode not in ("", "public"):
+            raise ValueError(
+                "write name:token or name:token:public, comma-separated (a name of a-z, 0-9, "
+                "_ and - other than api; a token of 16 characters or more)"
+            )
+        found[token] = (name, mode == "public")
+    return found
 
 
 def load_settings(**overrides: object) -> Settings:

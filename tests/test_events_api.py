@@ -24,7 +24,7 @@ from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from bot.scoring import CARD, Routes
 from bot.tracking import link_token, track_buttons
-from handlers.web.api import EVENTS_PATH, api_app
+from handlers.web.api import EVENTS_PATH, Caller, api_app
 from storage.database import Database
 from storage.models import OutboxRow, TrackedLink
 from tests.conftest import FIXTURE_SCENARIO
@@ -83,10 +83,14 @@ class Api:
 
 @asynccontextmanager
 async def serving(
-    funnel: Funnel, redemptions: Redemptions | None = None, *, path: str = EVENTS_PATH
+    funnel: Funnel,
+    redemptions: Redemptions | None = None,
+    *,
+    path: str = EVENTS_PATH,
+    tills: Mapping[str, Caller] | None = None,
 ) -> AsyncIterator[Api]:
     """The API app on a free port, and a client posting to `path` with the token."""
-    runner = web.AppRunner(api_app(OutsideEvents(funnel), API_TOKEN, redemptions))
+    runner = web.AppRunner(api_app(OutsideEvents(funnel), API_TOKEN, redemptions, tills))
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -24,7 +24,8 @@ from bot.outside import LeadRef, Refused
 from bot.redemption import Outcome, Redemptions
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
-from handlers.web.api import REDEEM_PATH
+from bot.settings import SettingsError, load_settings, parse_redeem_tokens
+from handlers.web.api import EVENTS_PATH, REDEEM_PATH, Caller
 from storage.database import Database
 from storage.models import PromoCode, PromoRedemption
 from tests.conftest import ROOT
@@ -521,40 +522,130 @@ async def test_the_api_answers_each_outcome_with_its_status_code(
     )
 
 
-async def test_the_api_locks_a_source_out_with_retry_after(
-    api: Api, sqlite_funnel: Funnel, clock: FakeClock
+FRONT_DESK = "front-desk-token-0123456789"
+WEB_FORM = "web-form-token-0123456789ab"
+TILLS = {FRONT_DESK: Caller("front-desk"), WEB_FORM: Caller("web-form", public=True)}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def tills_api(sqlite_funnel: Funnel) -> AsyncIterator[Api]:
+    """The redemption API with API_TOKEN and two tills of their own (REDEEM_TOKENS)."""
+    redemptions = Redemptions(sqlite_funnel)
+    async with serving(sqlite_funnel, redemptions, path=REDEEM_PATH, tills=TILLS) as client:
+        yield client
+
+
+async def test_a_guesser_is_locked_out_whatever_source_it_writes_while_a_till_redeems(
+    tills_api: Api, sqlite_funnel: Funnel, clock: FakeClock
 ) -> None:
+    api = tills_api
     anna = await new_lead(sqlite_funnel.db, clock)
     code = await give(sqlite_funnel, anna, "triple")
-    for n in range(5):
-        status, _, _ = await api.post({"code": f"NOPE-{n}", "source": "form:203.0.113.7"})
-        assert status == 404
+    # The guesser holds API_TOKEN and writes a new `source` every time: it used to be the
+    # lockout's key, so rotating it was never locked.
+    statuses = [
+        (await api.post({"code": f"NOPE-{n}", "source": f"form:203.0.113.{n}"}))[0]
+        for n in range(200)
+    ]
+    assert statuses == [404] * 5 + [429] * 195
 
-    status, answer, headers = await api.post({"code": code, "source": "form:203.0.113.7"})
+    status, answer, headers = await api.post({"code": code, "source": "somebody-new"})
     assert status == 429
     assert headers["Retry-After"] == "900"
     assert answer == {
         "status": "locked",
         "code": code,
-        "error": "too many failed attempts from this source; try again later",
+        "error": "too many failed attempts from this caller; try again later",
         "retry_after": 900,
     }
     assert await uses_left(sqlite_funnel.db, code) == 3
 
-    status, answer, _ = await api.post({"code": code, "source": "form:198.51.100.2"})
+    # The front desk has a token of its own: the guesser does not lock it out.
+    status, answer, _ = await api.post({"code": code}, headers=bearer(FRONT_DESK))
     assert (status, answer["uses_left"]) == (200, 2)
     clock.advance(timedelta(seconds=900))
-    status, answer, _ = await api.post({"code": code, "source": "form:203.0.113.7"})
+    status, answer, _ = await api.post({"code": code})
     assert (status, answer["uses_left"]) == (200, 1)
 
 
-async def test_the_api_without_a_source_locks_out_the_caller(
-    api: Api, sqlite_funnel: Funnel
+async def test_a_till_guessing_locks_out_that_till_alone(
+    tills_api: Api, sqlite_funnel: Funnel, clock: FakeClock
 ) -> None:
+    anna = await new_lead(sqlite_funnel.db, clock)
+    code = await give(sqlite_funnel, anna, "triple")
     for n in range(5):
-        assert (await api.post({"code": f"NOPE-{n}"}))[0] == 404
-    status, _, headers = await api.post({"code": "NOPE-5"})
-    assert (status, headers["Retry-After"]) == (429, "900")
+        status, _, _ = await tills_api.post({"code": f"NOPE-{n}"}, headers=bearer(FRONT_DESK))
+        assert status == 404
+    status, _, _ = await tills_api.post({"code": code}, headers=bearer(FRONT_DESK))
+    assert status == 429
+
+    status, answer, _ = await tills_api.post({"code": code})  # API_TOKEN
+    assert (status, answer["uses_left"]) == (200, 2)
+    status, answer, _ = await tills_api.post({"code": code}, headers=bearer(WEB_FORM))
+    assert (status, answer["uses_left"]) == (200, 1)
+    # Redeemed by whom the token names.
+    async with sqlite_funnel.db.unit_of_work() as uow:
+        by = (await uow.session.scalars(select(PromoRedemption.by))).all()
+    assert sorted(by) == ["api", "web-form"]
+
+
+async def test_a_public_form_hears_the_same_refusal_for_unknown_used_up_and_expired(
+    tills_api: Api, sqlite_funnel: Funnel, clock: FakeClock
+) -> None:
+    funnel = sqlite_funnel
+    anna = await new_lead(funnel.db, clock, "1001")
+    oleg = await new_lead(funnel.db, clock, "1002")
+    annas = await give(funnel, anna, "first_purchase")
+    olegs = await give(funnel, oleg, "first_purchase")
+    form = bearer(WEB_FORM)
+    status, answer, _ = await tills_api.post({"code": olegs}, headers=form)
+    assert (status, answer["status"]) == (200, "redeemed")
+
+    till = bearer(FRONT_DESK)
+
+    async def ask(code: str) -> tuple[tuple[int, dict[str, Any]], str]:
+        """What the form hears, with the code blanked, and what the till hears."""
+        status, body, _ = await tills_api.post({"code": code}, headers=form)
+        told = (await tills_api.post({"code": code}, headers=till))[1]["status"]
+        return (status, {**body, "code": "?"}), told
+
+    used_up = await ask(olegs)
+    unknown = await ask("START-22222-22222")
+    clock.advance(timedelta(days=14))  # Anna's code has expired
+    expired = await ask(annas)
+
+    # Nothing tells a guesser that a code exists: one status, one body bar the code itself.
+    refused = (404, {"status": "refused", "code": "?", "error": "the code is not accepted"})
+    assert [used_up[0], unknown[0], expired[0]] == [refused] * 3
+    # The till (not public) is told why.
+    assert [used_up[1], unknown[1], expired[1]] == ["used_up", "unknown", "expired"]
+
+
+async def test_a_till_token_redeems_but_cannot_post_events(
+    tills_api: Api, sqlite_funnel: Funnel
+) -> None:
+    tills_api.path = EVENTS_PATH
+    body = {"event": "paid", "lead_id": 1}
+    status, answer, _ = await tills_api.post(body, headers=bearer(FRONT_DESK))
+    assert (status, answer) == (401, {"error": "a valid bearer token is required"})
+
+
+def test_redeem_tokens_are_read_as_named_tills_and_a_bad_one_is_named() -> None:
+    tills = parse_redeem_tokens(f" front-desk:{FRONT_DESK}, web-form:{WEB_FORM}:public ")
+    assert tills == {FRONT_DESK: ("front-desk", False), WEB_FORM: ("web-form", True)}
+    for bad in (
+        "front-desk",
+        "front-desk:short",
+        f"Front Desk:{FRONT_DESK}",
+        f"api:{WEB_FORM}",
+        f"till:{WEB_FORM}:open",
+    ):
+        with pytest.raises(SettingsError, match="REDEEM_TOKENS"):
+            load_settings(redeem_tokens=bad)
 
 
 async def test_the_api_records_a_purchase_for_the_lead_named(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -25,6 +27,7 @@ REDEEM_PATH = "/api/promo/redeem"
 OUTSIDE = web.AppKey("outside", OutsideEvents)
 REDEMPTIONS = web.AppKey("redemptions", Redemptions)
 TOKEN = web.AppKey("api_token", str)
+TILLS = web.AppKey("tills", dict)  # token -> Caller, from REDEEM_TOKENS
 Body = TypeVar("Body", bound=BaseModel)
 # What each outcome of a redemption answers: the JSON's `status` says it in words too.
 REDEEM_STATUS = {"redeemed": 200, "unknown": 404, "used_up": 409, "expired": 410, "locked": 429}
@@ -56,9 +59,9 @@ class EventBody(BaseModel):
 
 class RedeemBody(BaseModel):
     """A code to redeem; optionally the amount paid (recorded as a purchase), the buyer
-    (needed for a shared campaign code to be counted per client), who is asking (failures
-    lock out per `source`: pass the end customer's IP or session when a public form relays
-    codes) and an id of the request's own (a retry is answered, not counted twice)."""
+    (needed for a shared campaign code to be counted per client) and an id of the request's
+    own (a retry is answered, not counted twice). `source` is still accepted and ignored:
+    failures count against the caller's token, which a guesser cannot rotate."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -83,18 +86,38 @@ def _bad_request(reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=400)
 
 
-def _authorized(request: web.Request) -> bool:
+@dataclass(frozen=True)
+class Caller:
+    """Who a bearer token says is calling: `api` (API_TOKEN) or a till of REDEEM_TOKENS. A
+    public one (a form anybody can reach) is not told why a code is refused."""
+
+    name: str
+    public: bool = False
+
+
+def _caller(request: web.Request, *, tills: bool) -> Caller | None:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    expected = request.app[TOKEN]
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode(), expected.encode()
-    )
+    if scheme.lower() != "bearer":
+        return None
+    given_bytes = given.strip().encode()
+    found = None
+    expected = request.app.get(TOKEN)
+    if expected and hmac.compare_digest(given_bytes, expected.encode()):
+        found = Caller("api")
+    for token, till in (request.app.get(TILLS) or {}).items() if tills else ():
+        if hmac.compare_digest(given_bytes, token.encode()):  # every token compared: no timing
+            found = till
+    return found
 
 
-async def _body(request: web.Request, model: type[Body]) -> Body | web.Response:
-    """The request's body as `model`, or the answer that refuses it (401 or 400)."""
-    if not _authorized(request):
+async def _body(
+    request: web.Request, model: type[Body], *, tills: bool = False
+) -> tuple[Body, Caller] | web.Response:
+    """The request's body as `model` and its caller, or the answer that refuses it (401 or
+    400)."""
+    caller = _caller(request, tills=tills)
+    if caller is None:
         return web.json_response(
             {"error": "a valid bearer token is required"},
             status=401,
@@ -107,7 +130,7 @@ async def _body(request: web.Request, model: type[Body]) -> Body | web.Response:
     except web.HTTPRequestEntityTooLarge:
         return _bad_request(f"the body is larger than {MAX_BODY} bytes")
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw), caller
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -116,9 +139,10 @@ async def _body(request: web.Request, model: type[Body]) -> Body | web.Response:
 
 
 async def post_event(request: web.Request) -> web.Response:
-    body = await _body(request, EventBody)
-    if isinstance(body, web.Response):
-        return body
+    read = await _body(request, EventBody)
+    if isinstance(read, web.Response):
+        return read
+    body, _ = read
     ref = LeadRef(body.lead_id, body.phone, body.email, body.token)
     try:
         recorded = await request.app[OUTSIDE].record(
@@ -138,22 +162,28 @@ async def post_event(request: web.Request) -> web.Response:
 
 
 async def redeem_code(request: web.Request) -> web.Response:
-    body = await _body(request, RedeemBody)
-    if isinstance(body, web.Response):
-        return body
+    read = await _body(request, RedeemBody, tills=True)
+    if isinstance(read, web.Response):
+        return read
+    body, caller = read
     given = any((body.lead_id, body.phone, body.email, body.token))
     ref = LeadRef(body.lead_id, body.phone, body.email, body.token) if given else None
     try:
+        # Failures count against the caller its token proves, never a name in the body: a
+        # guesser cannot rotate it, and one till's guesser does not lock out the others.
         outcome = await request.app[REDEMPTIONS].redeem(
             body.code,
-            source=f"api:{body.source or request.remote or 'unknown'}",
-            by="api",
+            source=f"api:{caller.name}",
+            by=caller.name,
             amount=body.amount,
             lead=ref,
             key=body.id,
         )
     except Refused as refused:
         return web.json_response({"error": refused.reason}, status=refused.status)
+    if caller.public and outcome.status in ("unknown", "used_up", "expired"):
+        refused = {"status": "refused", "code": outcome.code, "error": "the code is not accepted"}
+        return web.json_response(refused, status=404)
     answer: dict[str, Any] = {"status": outcome.status, "code": outcome.code}
     if outcome.ok:
         answer |= {
@@ -173,7 +203,7 @@ async def redeem_code(request: web.Request) -> web.Response:
     elif outcome.status == "unknown":
         answer["error"] = "no such code"
     elif outcome.status == "locked":
-        answer["error"] = "too many failed attempts from this source; try again later"
+        answer["error"] = "too many failed attempts from this caller; try again later"
         answer["retry_after"] = outcome.retry_after
         headers["Retry-After"] = str(outcome.retry_after)
     return web.json_response(answer, status=REDEEM_STATUS[outcome.status], headers=headers)
@@ -195,22 +225,28 @@ def add_api_routes(
     outside: OutsideEvents,
     api_token: str | None,
     redemptions: Redemptions | None = None,
+    tills: Mapping[str, Caller] | None = None,
 ) -> None:
-    """Tracked links always; the events and redemption API only with a token (no token, no
-    API)."""
+    """Tracked links always; the events API with API_TOKEN, redemption with it or with a
+    till's token of REDEEM_TOKENS (no token, no API)."""
     app[OUTSIDE] = outside
     # GET only: a HEAD from a link checker is not a click.
     app.router.add_get(PATH + "{token}", follow_link, allow_head=False)
     if api_token:
         app[TOKEN] = api_token
-        app[REDEMPTIONS] = redemptions or Redemptions(outside.funnel)
         app.router.add_post(EVENTS_PATH, post_event)
+    if api_token or tills:
+        app[TILLS] = dict(tills or {})
+        app[REDEMPTIONS] = redemptions or Redemptions(outside.funnel)
         app.router.add_post(REDEEM_PATH, redeem_code)
 
 
 def api_app(
-    outside: OutsideEvents, api_token: str | None, redemptions: Redemptions | None = None
+    outside: OutsideEvents,
+    api_token: str | None,
+    redemptions: Redemptions | None = None,
+    tills: Mapping[str, Caller] | None = None,
 ) -> web.Application:
     app = web_app()
-    add_api_routes(app, outside, api_token, redemptions)
+    add_api_routes(app, outside, api_token, redemptions, tills)
     return app

@@ -23,7 +23,16 @@ from tests.e2e.vk_api import VkApiFake
 
 MANAGERS = -1001234567890
 # Settings a developer's shell may hold that must not leak into the bot under test.
-NOT_INHERITED = ("TELEGRAM_", "WEBHOOK_", "HTTP_", "API_TOKEN", "CRM_", "VK_", "MANAGERS_")
+NOT_INHERITED = (
+    "TELEGRAM_",
+    "WEBHOOK_",
+    "HTTP_",
+    "API_TOKEN",
+    "REDEEM_",
+    "CRM_",
+    "VK_",
+    "MANAGERS_",
+)
 
 
 @dataclass

@@ -19,6 +19,8 @@ from tests.e2e.vk_api import VkApiFake
 TG_SECRET = "the-right-secret-0123456789"
 VK_SECRET = "vk-callback-secret-42"
 API_TOKEN = "site-events-token-0123456789abcdef"
+TILL_TOKEN = "front-desk-token-0123456789"
+FORM_TOKEN = "web-form-token-0123456789ab"
 BOMB = ("[" * 20_000 + "]" * 20_000).encode()  # 40 KB: under the size bound, not the depth one
 
 
@@ -42,6 +44,7 @@ async def test_crafted_requests_get_4xx_and_the_bot_goes_on(
         VK_CALLBACK_SECRET=VK_SECRET,
         VK_CONFIRMATION_CODE="confirm-me",
         API_TOKEN=API_TOKEN,
+        REDEEM_TOKENS=f"front-desk:{TILL_TOKEN},web-form:{FORM_TOKEN}:public",
         HTTP_PORT=str(port),
     )
     base = f"http://127.0.0.1:{port}"
@@ -49,6 +52,8 @@ async def test_crafted_requests_get_4xx_and_the_bot_goes_on(
     events, redeem = f"{base}/api/events", f"{base}/api/promo/redeem"
     tg = {"X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
     api = {"Authorization": f"Bearer {API_TOKEN}"}
+    till = {"Authorization": f"Bearer {TILL_TOKEN}"}
+    form = {"Authorization": f"Bearer {FORM_TOKEN}"}
     try:
         with running.log_on_failure():
             await telegram_emulator.wait_for_calls("setWebhook", 1, timeout=30)
@@ -60,6 +65,7 @@ async def test_crafted_requests_get_4xx_and_the_bot_goes_on(
                 ("deep update, webhook", webhook, json.dumps(nested(100)).encode(), tg),
                 ("non-ASCII secret", webhook, b"{}", {"X-Telegram-Bot-Api-Secret-Token": "сек"}),
                 ("non-ASCII token", events, b"{}", {"Authorization": "Bearer токен"}),
+                ("till token, events", events, b'{"event": "paid", "lead_id": 1}', till),
                 ("not UTF-8, webhook", webhook, b"\xff\xfe{", tg),
                 ("not UTF-8, VK", callback, b"\xff\xfe{", {}),
                 ("not UTF-8, events", events, b"\xff\xfe{", api),
@@ -83,6 +89,20 @@ async def test_crafted_requests_get_4xx_and_the_bot_goes_on(
                 assert statuses["non-ASCII secret"] == 401
                 assert statuses["non-ASCII token"] == 401
                 assert statuses["too large, VK"] == 413
+                assert statuses["till token, events"] == 401
+
+                # REDEEM_TOKENS reach the running bot: the till is told, the public form not.
+                guess = {"code": "NOPE-12345"}
+                async with http.post(redeem, json=guess, headers=till) as response:
+                    assert (response.status, (await response.json())["status"]) == (
+                        404,
+                        "unknown",
+                    )
+                async with http.post(redeem, json=guess, headers=form) as response:
+                    assert (response.status, (await response.json())["status"]) == (
+                        404,
+                        "refused",
+                    )
 
                 # An honest update after all that is handled as ever.
                 update = {
@@ -103,6 +123,8 @@ async def test_crafted_requests_get_4xx_and_the_bot_goes_on(
             assert "Traceback" not in log
             assert "GET /r/… 404" in log  # the access log keeps no link token
             assert "xxxxxxxxxx" not in log
+            assert TILL_TOKEN not in log
+            assert FORM_TOKEN not in log
     finally:
         code = await asyncio.to_thread(running.stop)
         assert code == 0, running.log.read_text()[-4000:]

@@ -217,7 +217,7 @@ async def serve(settings: Settings, app: App) -> None:
     if settings.telegram_bot_token is not None:
         from handlers.telegram import channel as telegram
 
-        telegram_sender = telegram.create_sender(settings)
+        telegram_sender = telegram.create_sender(settings, app.db, app.clock)
         senders["telegram"] = managers["telegram"] = telegram_sender
         makers.append(partial(telegram.TelegramChannel, settings, app.funnel, telegram_sender))
     if settings.vk_group_token is not None:

@@ -1,5 +1,6 @@
 """Exporting a handed-off lead to the managers' CRM: a Bitrix24 incoming webhook
-(`crm.lead.add`) or a generic signed JSON webhook.
+(`crm.lead.list`, then `crm.lead.add` if the lead is not there yet) or a generic signed JSON
+webhook.
 
 Failures are raised in the delivery worker's terms: `RetryLater` / `TemporaryFailure` from
 `bot.transport` for what a later attempt can fix, `CrmRejected` for what it cannot.
@@ -34,7 +35,8 @@ SIGNATURE_HEADER = "X-Leadbot-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 ORIGINATOR_ID = "leadbot"
 
-BITRIX24_METHOD = "crm.lead.add.json"
+BITRIX24_ADD = "crm.lead.add"
+BITRIX24_LIST = "crm.lead.list"
 # Bitrix24's leaky bucket drains two requests a second, so a short wait frees a slot.
 BITRIX24_QUERY_LIMIT_WAIT = 2.0
 # OPERATION_TIME_LIMIT blocks the method for up to ten minutes of the portal's time budget.
@@ -140,6 +142,47 @@ def bitrix24_request(lead: CrmLead) -> dict[str, Any]:
     fields["ORIGINATOR_ID"] = ORIGINATOR_ID
     fields["ORIGIN_ID"] = str(lead.lead_id)
     return {"fields": fields, "params": {"REGISTER_SONET_EVENT": "Y"}}
+
+
+def bitrix24_lookup(lead: CrmLead) -> dict[str, Any]:
+    """The JSON body of the `crm.lead.list` call that finds this lead if it was exported
+    before. The origin is selected too and checked in the answer, so a portal that ignored
+    the filter cannot pass another lead off as this one."""
+    return {
+        "filter": {"ORIGINATOR_ID": ORIGINATOR_ID, "ORIGIN_ID": str(lead.lead_id)},
+        "select": ["ID", "ORIGINATOR_ID", "ORIGIN_ID"],
+        "order": {"ID": "ASC"},
+    }
+
+
+def _exported_id(result: Any, lead: CrmLead) -> str | None:
+    """The Bitrix24 ID of the first listed lead that carries this lead's origin, if any."""
+    if not isinstance(result, list):
+        return None
+    for record in result:
+        if (
+            isinstance(record, dict)
+            and record.get("ORIGINATOR_ID") == ORIGINATOR_ID
+            and str(record.get("ORIGIN_ID")) == str(lead.lead_id)
+            and record.get("ID")
+        ):
+            return str(record["ID"])
+    return None
+
+
+def _created_id(result: Any) -> str | None:
+    """The new lead's ID from `crm.lead.add`'s result (a number; a string is taken too)."""
+    if isinstance(result, int) and not isinstance(result, bool):
+        result = str(result)
+    return result if isinstance(result, str) and result else None
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 def webhook_body(lead: CrmLead) -> bytes:
@@ -278,57 +321,80 @@ class CrmExporter:
         return self._session
 
     async def _post(
-        self, target: str, url: str, body: bytes, headers: dict[str, str]
+        self, label: str, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, Mapping[str, str], bytes]:
         """POST without following redirects: aiohttp would turn a redirected POST into a body-
-        less GET. Network failures become `TemporaryFailure` with the URL scrubbed out and no
-        chained cause, since a logged traceback of the cause would print the URL."""
+        less GET. `label` names the target (and method) in texts. Network failures become
+        `TemporaryFailure` with the URL scrubbed out and no chained cause, since a logged
+        traceback of the cause would print the URL."""
         try:
             async with self._http().post(
                 url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 return response.status, response.headers, await response.read()
         except aiohttp.InvalidURL:
-            raise CrmRejected(f"{target}: the configured URL is invalid") from None
+            raise CrmRejected(f"{label}: the configured URL is invalid") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             detail = _scrub(str(exc), self._secrets)
-            reason = f"{target}: {type(exc).__name__}" + (f": {detail}" if detail else "")
-            log.warning("crm %s: request failed: %s", target, reason)
+            reason = f"{label}: {type(exc).__name__}" + (f": {detail}" if detail else "")
+            log.warning("crm: request failed: %s", reason)
             raise TemporaryFailure(reason) from None
 
     async def _export_bitrix24(self, base_url: str, lead: CrmLead) -> str | None:
-        url = f"{base_url.rstrip('/')}/{BITRIX24_METHOD}"
-        body = json.dumps(bitrix24_request(lead), ensure_ascii=False).encode("utf-8")
-        status, headers, raw = await self._post(
-            BITRIX24, url, body, {"Content-Type": "application/json"}
+        # crm.lead.add has no idempotency key: a lead created whose answer was lost (a timeout,
+        # a dropped connection, a crash before the row was recorded) would be added again by
+        # the retry. So the lead is looked up by its origin first, on every attempt: a retry
+        # after a crash looks like a first attempt from here, and it is one more call per
+        # handed-off lead, well within the portal's two requests a second.
+        listed = await self._call_bitrix24(base_url, BITRIX24_LIST, bitrix24_lookup(lead), lead)
+        found = _exported_id(listed, lead)
+        if found is not None:
+            log.info("crm bitrix24: lead %s is already there as %s", lead.lead_id, found)
+            return found
+        created = _created_id(
+            await self._call_bitrix24(base_url, BITRIX24_ADD, bitrix24_request(lead), lead)
         )
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
-            answer = {}
+        if created is None:
+            # The call succeeded, so a retry would create a second lead; go on without an id.
+            log.warning("crm bitrix24: lead %s created, the answer has no id", lead.lead_id)
+        else:
+            log.info("crm bitrix24: lead %s created as %s", lead.lead_id, created)
+        return created
 
+    async def _call_bitrix24(
+        self, base_url: str, method: str, params: dict[str, Any], lead: CrmLead
+    ) -> Any:
+        """Call one REST method; the `result` of its answer. Errors are raised in the worker's
+        terms, each text naming the method, never the URL."""
+        url = f"{base_url.rstrip('/')}/{method}.json"
+        body = json.dumps(params, ensure_ascii=False).encode("utf-8")
+        label = f"{BITRIX24} {method}"
+        status, headers, raw = await self._post(
+            label, url, body, {"Content-Type": "application/json"}
+        )
+        answer = _json_object(raw)
         if 200 <= status < 300 and "error" not in answer:
             if "result" not in answer:
                 # An HTML page or foreign JSON: the URL points somewhere other than REST.
                 raise CrmRejected(
-                    f"bitrix24: HTTP {status} is not a REST answer: check the webhook URL"
+                    f"{label}: HTTP {status} is not a REST answer: check the webhook URL"
                 )
-            result = answer["result"]
-            if isinstance(result, int) and not isinstance(result, bool):
-                result = str(result)
-            if isinstance(result, str) and result:
-                log.info("crm bitrix24: lead %s created as %s", lead.lead_id, result)
-                return result
-            # The call succeeded, so a retry would create a second lead; go on without an id.
-            log.warning("crm bitrix24: lead %s created, the answer has no id", lead.lead_id)
-            return None
+            return answer["result"]
+        raise self._bitrix24_error(label, status, headers, answer, lead)
 
+    def _bitrix24_error(
+        self,
+        label: str,
+        status: int,
+        headers: Mapping[str, str],
+        answer: dict[str, Any],
+        lead: CrmLead,
+    ) -> Exception:
+        """What a Bitrix24 error answer means for the worker: wait, retry, or give up."""
         code = str(answer.get("error") or "")
         description = _scrub(str(answer.get("error_description") or ""), self._secrets)
         described = ": ".join(part for part in (code, description) if part) or "no details"
-        reason = f"bitrix24: HTTP {status}: {described}"
+        reason = f"{label}: HTTP {status}: {described}"
         log.warning("crm bitrix24: lead %s not exported: %s", lead.lead_id, reason)
         if code in BITRIX24_RATE_CODES or status == 429:
             seconds = (
@@ -336,16 +402,16 @@ class CrmExporter:
                 if "Retry-After" in headers
                 else BITRIX24_QUERY_LIMIT_WAIT
             )
-            raise RetryLater(seconds, reason)
+            return RetryLater(seconds, reason)
         if code in BITRIX24_BUDGET_CODES:
-            raise RetryLater(BITRIX24_OPERATION_LIMIT_WAIT, reason)
+            return RetryLater(BITRIX24_OPERATION_LIMIT_WAIT, reason)
         if code in BITRIX24_PERMANENT_CODES:
-            raise CrmRejected(reason)
+            return CrmRejected(reason)
         if status >= 500:
-            raise TemporaryFailure(reason)
+            return TemporaryFailure(reason)
         if 300 <= status < 400:
-            raise CrmRejected(f"{reason} (redirected: check the URL and use https)")
-        raise CrmRejected(reason)
+            return CrmRejected(f"{reason} (redirected: check the URL and use https)")
+        return CrmRejected(reason)
 
     async def _export_webhook(self, url: str, lead: CrmLead, idempotency_key: str) -> None:
         body = webhook_body(lead)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Literal
@@ -106,3 +107,98 @@ class Reply:
 
     def say(self, message: Outgoing) -> None:
         self.messages.append(message)
+
+
+# ---- messages too long for one ----
+
+
+@dataclass(frozen=True)
+class SizeLimits:
+    """How long one message may be in a messenger, in UTF-16 code units: Telegram counts
+    so, and counting so for VK too only ever splits a little early."""
+
+    text: int
+    caption: int  # a text sent with a file
+    link_in_text: bool = False  # a file given by URL is shown as its link under the text
+
+
+# The platforms' limits: Telegram takes 4096 for a text, 1024 for a caption; VK takes 4096
+# for a message, with a file or without.
+SIZES: dict[str, SizeLimits] = {
+    "telegram": SizeLimits(text=4096, caption=1024),
+    "vk": SizeLimits(text=4096, caption=4096, link_in_text=True),
+}
+
+# Where a long text is cut, best first: between paragraphs, lines, sentences, words.
+_BOUNDARIES = (
+    re.compile(r"\n[ \t]*\n"),
+    re.compile(r"\n"),
+    re.compile(r"(?<=[.!?…])\s"),
+    re.compile(r"\s"),
+)
+
+
+def utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fitting(text: str, limit: int) -> int:
+    """How many characters from the start of `text` fit in `limit` UTF-16 code units."""
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return index
+    return len(text)
+
+
+def _cut(window: str, shortest: int) -> int | None:
+    """Where to cut `window`: the last of its best kind of boundary past `shortest`."""
+    for boundary in _BOUNDARIES:
+        starts = [m.start() for m in boundary.finditer(window) if m.start() >= shortest]
+        if starts:
+            return starts[-1]
+    return None
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """`text` in parts of at most `limit` UTF-16 code units, cut between paragraphs, else
+    lines, else sentences, else words; a word is cut only when it alone is over the limit.
+    A better boundary counts only past half the limit, so that no part is needlessly short."""
+    if utf16_length(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    rest = text.strip()
+    while utf16_length(rest) > limit:
+        fit = max(_fitting(rest, limit), 1)
+        window = rest[: fit + 1]  # a boundary just after the last character that fits counts
+        cut = _cut(window, fit // 2) or _cut(window, 1) or fit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    parts.append(rest)
+    return [part for part in parts if part]
+
+
+def fitted(message: Outgoing, limits: SizeLimits | None) -> list[Outgoing]:
+    """`message` as the messages it takes within `limits` (None: no limit), in order. A long
+    text is split (`split_text`); the buttons and a contact request go on the last part,
+    under the whole text, and so does a file: with the last part as its caption when that
+    fits, else alone after the text."""
+    if limits is None:
+        return [message]
+    file, caption = message.file, limits.caption
+    if file is not None and file.url and limits.link_in_text and not (file.path or file.data):
+        caption = min(caption, limits.text - utf16_length(file.url) - 1)
+    if utf16_length(message.text) <= (limits.text if file is None else caption):
+        return [message]
+    texts = split_text(message.text, limits.text) or [""]  # nothing but blanks: no part
+    if file is None or utf16_length(texts[-1]) <= caption:
+        last = replace(message, text=texts.pop())
+    else:
+        last = replace(message, text="")
+    bare = replace(message, buttons=(), contact_request=None, file=None)
+    return [replace(bare, text=text) for text in texts] + [last]
+
+
+def fitted_all(messages: Iterable[Outgoing], limits: SizeLimits | None) -> list[Outgoing]:
+    return [part for message in messages for part in fitted(message, limits)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -23,6 +24,11 @@ class RetryLater(Exception):
 class TemporaryFailure(Exception):
     """The platform failed (5xx) or could not be reached: retry with backoff, a bounded number
     of times."""
+
+
+class Refused(Exception):
+    """The platform refused the message as it is (too long, say): sending the same again
+    cannot help, so it is not retried; the reason is the platform's."""
 
 
 class ChannelUnavailable(Exception):
@@ -67,3 +73,30 @@ class ManagersChat(Protocol):
     async def edit_in_managers(
         self, reference: str, text: str, buttons: tuple[tuple[Button, ...], ...] = ()
     ) -> None: ...
+
+
+async def send_waiting(
+    send: Callable[[], Awaitable[None]],
+    *,
+    sleep: Callable[[float], Awaitable[object]],
+    attempts: int = 3,
+    wait_limit: float = 60.0,
+    again_after_failure: float | None = None,
+) -> None:
+    """One send to a person who is waiting for it: a platform's "wait N seconds" up to
+    `wait_limit` is waited out and the send tried again, `attempts` times in all; with
+    `again_after_failure`, a temporary failure is tried again after that many seconds too
+    (only where the platform drops a repeat, as VK's random_id does: Telegram may have
+    delivered a send whose answer was lost). Past that the error is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await send()
+            return
+        except RetryLater as exc:
+            if attempt == attempts or exc.seconds > wait_limit:
+                raise
+            await sleep(exc.seconds)
+        except TemporaryFailure:
+            if attempt == attempts or again_after_failure is None:
+                raise
+            await sleep(again_after_failure)

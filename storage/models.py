@@ -364,3 +364,15 @@ class TrackedLink(Base):
     event: Mapped[str] = mapped_column(String(64), default="")  # "" when the button names none
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)  # the first
+
+
+class ChatMigration(Base):
+    """A managers' chat the messenger gave a new id (a Telegram group upgraded to a
+    supergroup): posts go to `to_chat` while the settings still name `from_chat`."""
+
+    __tablename__ = "chat_migrations"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    from_chat: Mapped[str] = mapped_column(String(64), primary_key=True)
+    to_chat: Mapped[str] = mapped_column(String(64))
+    migrated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,9 +1,9 @@
-"""CRM export over real HTTP: a fake Bitrix24 portal and a fake webhook receiver on 127.0.0.1
-record what the exporter sent and answer with recorded Bitrix24 REST responses."""
+"""CRM export over real HTTP: a fake Bitrix24 portal (tests/crm_fake.py) keeps the leads and
+answers as Bitrix24 does, or with recorded Bitrix24 REST responses; a fake webhook receiver on
+127.0.0.1 records what the exporter sent."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import hmac
@@ -25,11 +25,13 @@ from bot.crm import (
     CrmExporter,
     CrmLead,
     CrmRejected,
+    bitrix24_lookup,
     bitrix24_request,
     sign,
     webhook_body,
 )
 from bot.transport import RetryLater, TemporaryFailure
+from tests.crm_fake import FakeBitrix24, running
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "crm"
 # The secret parts of the two URLs; no error text or log line may contain them.
@@ -79,7 +81,8 @@ class Received:
 
 @dataclass
 class FakeServer:
-    """Records every request and answers each with the configured status, body and headers."""
+    """A webhook receiver: records every request and answers each with the configured status,
+    body and headers."""
 
     base_url: str = ""
     received: list[Received] = field(default_factory=list)
@@ -91,10 +94,6 @@ class FakeServer:
         self.status = status
         self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.headers = {"Content-Type": "application/json", **(headers or {})}
-
-    def answer_with(self, name: str) -> None:
-        recorded = fixture(name)
-        self.answer(recorded["status"], recorded["body"])
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append(
@@ -122,8 +121,15 @@ async def server() -> AsyncIterator[FakeServer]:
 
 
 @pytest.fixture
-async def bitrix(server: FakeServer) -> AsyncIterator[CrmExporter]:
-    exporter = CrmExporter(bitrix24_url=f"{server.base_url}/rest/1/{BITRIX24_TOKEN}/")
+async def portal() -> AsyncIterator[FakeBitrix24]:
+    async with running(FakeBitrix24(token=BITRIX24_TOKEN)) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def bitrix(portal: FakeBitrix24) -> AsyncIterator[CrmExporter]:
+    # A short timeout: the portal's hang outlasts it.
+    exporter = CrmExporter(bitrix24_url=portal.webhook_url, timeout=0.3)
     try:
         yield exporter
     finally:
@@ -152,33 +158,104 @@ def free_port() -> int:
 # --- Bitrix24 ---------------------------------------------------------------------------
 
 
-async def test_bitrix24_receives_the_fixture_request_and_the_lead_id_comes_back(
-    server: FakeServer, bitrix: CrmExporter
-) -> None:
-    server.answer_with("bitrix24_success.json")
+def rest_path(method: str) -> str:
+    return f"/rest/1/{BITRIX24_TOKEN}/{method}.json"
 
+
+async def test_bitrix24_looks_the_lead_up_then_adds_the_fixture_request(
+    portal: FakeBitrix24, bitrix: CrmExporter
+) -> None:
     result = await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
 
-    assert result == "3465"
-    [request] = server.received
-    assert request.method == "POST"
-    assert request.path == f"/rest/1/{BITRIX24_TOKEN}/crm.lead.add.json"
-    assert request.headers["Content-Type"] == "application/json"
-    assert json.loads(request.body) == fixture("bitrix24_request.json")
+    lookup, add = portal.calls
+    assert (lookup.verb, lookup.path) == ("POST", rest_path("crm.lead.list"))
+    assert (
+        lookup.params
+        == bitrix24_lookup(SAMPLE)
+        == {
+            "filter": {"ORIGINATOR_ID": "leadbot", "ORIGIN_ID": "42"},
+            "select": ["ID", "ORIGINATOR_ID", "ORIGIN_ID"],
+            "order": {"ID": "ASC"},
+        }
+    )
+    assert (add.verb, add.path) == ("POST", rest_path("crm.lead.add"))
+    assert add.headers["Content-Type"] == "application/json"
+    assert add.params == fixture("bitrix24_request.json")
+    [stored] = portal.leads.values()
+    assert result == stored["ID"]
+    assert (stored["ORIGINATOR_ID"], stored["ORIGIN_ID"], stored["NAME"]) == (
+        "leadbot",
+        "42",
+        "Анна",
+    )
+
+
+async def test_bitrix24_recorded_success_answer_gives_its_lead_id(
+    portal: FakeBitrix24, bitrix: CrmExporter
+) -> None:
+    recorded = fixture("bitrix24_success.json")
+    portal.answer_next(recorded["status"], recorded["body"], method="crm.lead.add")
+
+    assert await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY) == "3465"
 
 
 @pytest.mark.parametrize("suffix", ["", "/", "//"])
-async def test_bitrix24_method_is_joined_whatever_the_setting_ends_with(
-    server: FakeServer, suffix: str
+async def test_bitrix24_methods_are_joined_whatever_the_setting_ends_with(
+    portal: FakeBitrix24, suffix: str
 ) -> None:
-    server.answer_with("bitrix24_success.json")
-    exporter = CrmExporter(bitrix24_url=f"{server.base_url}/rest/1/{BITRIX24_TOKEN}{suffix}")
+    exporter = CrmExporter(bitrix24_url=f"{portal.base_url}/rest/1/{BITRIX24_TOKEN}{suffix}")
     try:
         await exporter.export(BITRIX24, SAMPLE, idempotency_key=KEY)
     finally:
         await exporter.aclose()
 
-    assert [r.path for r in server.received] == [f"/rest/1/{BITRIX24_TOKEN}/crm.lead.add.json"]
+    assert [c.path for c in portal.calls] == [
+        rest_path("crm.lead.list"),
+        rest_path("crm.lead.add"),
+    ]
+
+
+async def test_a_lead_already_in_bitrix24_is_not_added_again(
+    portal: FakeBitrix24, bitrix: CrmExporter
+) -> None:
+    first = await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
+    again = await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
+
+    assert again == first
+    assert len(portal.leads) == 1
+    assert portal.methods() == ["crm.lead.list", "crm.lead.add", "crm.lead.list"]
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["dropped", "timed-out"])
+async def test_a_lead_created_whose_answer_was_lost_is_found_by_the_retry(
+    portal: FakeBitrix24, bitrix: CrmExporter, hang: bool
+) -> None:
+    portal.lose_answer_next(hang=hang)
+
+    with pytest.raises(TemporaryFailure):
+        await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
+    [created] = portal.leads.values()
+    retried = await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
+
+    assert retried == created["ID"]
+    assert len(portal.leads) == 1
+    assert portal.methods().count("crm.lead.add") == 1
+
+
+async def test_a_listed_lead_of_another_origin_is_not_taken_for_this_one(
+    portal: FakeBitrix24, bitrix: CrmExporter
+) -> None:
+    # What a portal that ignored the filter would list.
+    others = [
+        {"ID": "7", "ORIGINATOR_ID": "another-app", "ORIGIN_ID": "42"},
+        {"ID": "8", "ORIGINATOR_ID": "leadbot", "ORIGIN_ID": "420"},
+    ]
+    portal.answer_next(200, {"result": others, "total": 2}, method="crm.lead.list")
+
+    result = await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
+
+    [created] = portal.leads.values()
+    assert result == created["ID"]
 
 
 def test_a_lead_without_contacts_or_tags_sends_no_empty_fields() -> None:
@@ -198,6 +275,7 @@ def test_a_lead_without_contacts_or_tags_sends_no_empty_fields() -> None:
     assert (fields["ORIGINATOR_ID"], fields["ORIGIN_ID"]) == ("leadbot", "42")
 
 
+@pytest.mark.parametrize("method", ["crm.lead.list", "crm.lead.add"])
 @pytest.mark.parametrize(
     ("name", "error", "text"),
     [
@@ -210,14 +288,16 @@ def test_a_lead_without_contacts_or_tags_sends_no_empty_fields() -> None:
     ],
 )
 async def test_bitrix24_errors_map_to_what_the_worker_does_next(
-    server: FakeServer,
+    portal: FakeBitrix24,
     bitrix: CrmExporter,
     caplog: pytest.LogCaptureFixture,
+    method: str,
     name: str,
     error: type[Exception],
     text: str,
 ) -> None:
-    server.answer_with(name)
+    recorded = fixture(name)
+    portal.answer_next(recorded["status"], recorded["body"], method=method)
     caplog.set_level(logging.DEBUG)
 
     with pytest.raises(error) as raised:
@@ -226,16 +306,17 @@ async def test_bitrix24_errors_map_to_what_the_worker_does_next(
     # The worker retries RetryLater and TemporaryFailure; CrmRejected must not be either.
     assert type(raised.value) is error
     assert text in str(raised.value)
-    assert str(fixture(name)["status"]) in str(raised.value)
+    assert f"{method}: HTTP {recorded['status']}" in str(raised.value)
     assert BITRIX24_TOKEN not in str(raised.value)
     assert BITRIX24_TOKEN not in caplog.text
-    assert len(server.received) == 1
+    assert portal.methods()[-1] == method
+    assert portal.leads == {}
 
 
 async def test_bitrix24_query_limit_waits_for_the_bucket_to_drain(
-    server: FakeServer, bitrix: CrmExporter
+    portal: FakeBitrix24, bitrix: CrmExporter
 ) -> None:
-    server.answer_with("bitrix24_query_limit_exceeded.json")
+    portal.limit_next()
 
     with pytest.raises(RetryLater) as raised:
         await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
@@ -244,10 +325,12 @@ async def test_bitrix24_query_limit_waits_for_the_bucket_to_drain(
 
 
 async def test_bitrix24_error_text_never_echoes_the_webhook_url(
-    server: FakeServer, bitrix: CrmExporter
+    portal: FakeBitrix24, bitrix: CrmExporter
 ) -> None:
-    url = f"{server.base_url}/rest/1/{BITRIX24_TOKEN}/crm.lead.add.json"
-    server.answer(400, {"error": "", "error_description": f"Bad call to {url}"})
+    url = f"{portal.base_url}{rest_path('crm.lead.add')}"
+    portal.answer_next(
+        400, {"error": "", "error_description": f"Bad call to {url}"}, method="crm.lead.add"
+    )
 
     with pytest.raises(CrmRejected) as raised:
         await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
@@ -256,24 +339,38 @@ async def test_bitrix24_error_text_never_echoes_the_webhook_url(
     assert BITRIX24_TOKEN not in str(raised.value)
 
 
+async def test_a_wrong_webhook_code_is_refused_without_echoing_it(portal: FakeBitrix24) -> None:
+    exporter = CrmExporter(bitrix24_url=f"{portal.base_url}/rest/1/n0t-the-c0de/")
+    try:
+        with pytest.raises(CrmRejected, match="INVALID_CREDENTIALS") as raised:
+            await exporter.export(BITRIX24, SAMPLE, idempotency_key=KEY)
+    finally:
+        await exporter.aclose()
+
+    assert "n0t-the-c0de" not in str(raised.value)
+    assert portal.leads == {}
+
+
 async def test_bitrix24_html_page_means_a_wrong_url_not_a_lead(
-    server: FakeServer, bitrix: CrmExporter
+    portal: FakeBitrix24, bitrix: CrmExporter
 ) -> None:
-    server.answer(200, b"<html>Bitrix24 login</html>", {"Content-Type": "text/html"})
+    portal.answer_next(200, b"<html>Bitrix24 login</html>", {"Content-Type": "text/html"})
 
     with pytest.raises(CrmRejected, match="not a REST answer"):
         await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
 
+    assert portal.leads == {}
+
 
 async def test_a_redirect_is_not_followed_as_a_bodyless_get(
-    server: FakeServer, bitrix: CrmExporter
+    portal: FakeBitrix24, bitrix: CrmExporter
 ) -> None:
-    server.answer(301, b"", {"Location": f"{server.base_url}/elsewhere"})
+    portal.answer_next(301, b"", {"Location": f"{portal.base_url}/elsewhere"})
 
     with pytest.raises(CrmRejected, match="redirected"):
         await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
 
-    assert [r.method for r in server.received] == ["POST"]
+    assert [c.verb for c in portal.calls] == ["POST"]
 
 
 async def test_an_unreachable_portal_is_a_temporary_failure_without_the_token(
@@ -293,33 +390,19 @@ async def test_an_unreachable_portal_is_a_temporary_failure_without_the_token(
     assert raised.value.__suppress_context__
 
 
-async def test_a_portal_that_does_not_answer_in_time_is_a_temporary_failure() -> None:
-    never = asyncio.Event()
+@pytest.mark.parametrize("method", ["crm.lead.list", "crm.lead.add"])
+async def test_a_portal_that_does_not_answer_in_time_is_a_temporary_failure(
+    portal: FakeBitrix24, bitrix: CrmExporter, method: str
+) -> None:
+    portal.hang_next(method=method)
 
-    async def slow(request: web.Request) -> web.Response:
-        await never.wait()
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", slow)
-    runner = web.AppRunner(app, shutdown_timeout=0.1, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    exporter = CrmExporter(
-        bitrix24_url=f"http://127.0.0.1:{port}/rest/1/{BITRIX24_TOKEN}/", timeout=0.2
-    )
-    try:
-        with pytest.raises(TemporaryFailure) as raised:
-            await exporter.export(BITRIX24, SAMPLE, idempotency_key=KEY)
-    finally:
-        await exporter.aclose()
-        never.set()
-        await runner.cleanup()
+    with pytest.raises(TemporaryFailure) as raised:
+        await bitrix.export(BITRIX24, SAMPLE, idempotency_key=KEY)
 
     assert "Timeout" in str(raised.value)
+    assert method in str(raised.value)
     assert BITRIX24_TOKEN not in str(raised.value)
+    assert portal.leads == {}
 
 
 # --- Generic webhook --------------------------------------------------------------------

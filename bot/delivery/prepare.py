@@ -24,7 +24,7 @@ from bot.consent import MARKETING
 from bot.delivery.outcomes import ADVERTISING, Prepared, Skip
 from bot.handoff import MANAGERS_POST, RELAY
 from bot.lead_card import crm_lead, render_card
-from bot.messages import Button, FileRef, Outgoing
+from bot.messages import SIZES, Button, FileRef, Outgoing, fitted_all
 from bot.referrals import REFERRAL_LINK
 from bot.render import render
 from bot.rules import LeadFacts, Reads, evaluate, load_facts_many, reads
@@ -187,6 +187,10 @@ class Preparer:
                 log.exception("preparing outbox row %s failed", item.row_id)
                 skipped.append((item, Skip("retry", repr(exc)[:500])))
         await self._track(uow, ready)
+        for item in ready:
+            # A text that grew past the messenger's limit goes as several messages, each
+            # its own part of the row (recorded as it goes out, keyed for VK's random_id).
+            item.messages = fitted_all(item.messages, SIZES.get(item.channel))
         return ready, skipped, batch
 
     async def _prepare(

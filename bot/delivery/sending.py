@@ -12,7 +12,8 @@ The gates, in the order they are checked once the slot has come:
 - a person this worker saw block the bot: nothing more is tried for them;
 - the platform's window over the sends that really left (`SendWindows`).
 Nothing awaits between the last two checks and the send, so no other send of this process
-can slip in between.
+can slip in between. Before its slot is booked, a row waits for its turn in its chat's line
+(bot/delivery/ordering.py), so a chat's messages leave in order.
 """
 
 from __future__ import annotations
@@ -30,13 +31,21 @@ from bot.clock import Clock
 from bot.consent import MARKETING
 from bot.crm import CrmExporter, CrmRejected
 from bot.delivery.coalescing import Coalescer
+from bot.delivery.ordering import ChatLines, Turn
 from bot.delivery.outcomes import ADVERTISING, PURPOSES, Prepared, Skip
 from bot.delivery.windows import SendWindows
 from bot.handoff import RELAY
 from bot.pacing import Pacer
 from bot.referrals import REWARD
 from bot.scoring import CRM_EXPORT
-from bot.transport import Blocked, ManagersChat, RetryLater, TemporaryFailure, Transport
+from bot.transport import (
+    Blocked,
+    ManagersChat,
+    Refused,
+    RetryLater,
+    TemporaryFailure,
+    Transport,
+)
 from storage.database import Database
 from storage.models import Consent, Lead, OutboxRow
 
@@ -81,6 +90,7 @@ class Sender:
         self._gates: Coalescer[Prepared, bool] = Coalescer(self._read_gates)
         self._holds: dict[str, float] = {}  # channel -> end of a retry-after seen here
         self._blocked: dict[tuple[str, str], int] = {}  # person -> batch that saw the block
+        self.lines = ChatLines(forget_after=lease)
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
@@ -108,11 +118,42 @@ class Sender:
         if item.post is None and transport is None:
             await record(Skip("failed", f"no transport for {item.channel}"))
             return
+        turn = self.lines.join((item.channel, item.external_id), item.row_id)
+        try:
+            await self._deliver_in_turn(item, generation, transport, chat, record, turn)
+        finally:
+            self.lines.leave(turn, None, self.clock.now())  # in any case, the line moves on
+
+    async def _deliver_in_turn(
+        self,
+        item: Prepared,
+        generation: int,
+        transport: Transport | None,
+        chat: ManagersChat | None,
+        record: Callable[[Skip | None], Awaitable[None]],
+        turn: Turn,
+    ) -> None:
+        self.waiting.add(item.row_id)  # waiting for its turn: nothing of it in flight yet
+        try:
+            ahead = await self.lines.wait(turn, self.clock.now)
+        finally:
+            self.waiting.discard(item.row_id)
+        if ahead is not None:
+            skip = Skip("pending", "an earlier message to the chat was given back", due=ahead)
+            self.lines.leave(turn, ahead, self.clock.now())
+            await record(skip)
+            return
         while item.parts_sent < item.parts:
             outcome = await self._send_next(item, generation, transport, chat)
             if outcome is not None:
+                if outcome.status == "pending" and outcome.due is not None:
+                    self.lines.leave(turn, outcome.due, self.clock.now())  # takes the line along
+                else:
+                    self.lines.leave(turn, None, self.clock.now())
                 await record(outcome)
                 return
+            if item.parts_sent == item.parts:
+                self.lines.leave(turn, None, self.clock.now())  # out: the next may go
             try:  # the message is out and holds its place in flight until recorded
                 if item.parts_sent < item.parts:
                     await self.on_part(item)
@@ -219,6 +260,12 @@ class Sender:
             await self.pacer.penalize(item.channel, None, exc.seconds)
             due = self.clock.now() + timedelta(seconds=exc.seconds)
             return Skip("pending", f"retry after {exc.seconds}s: {exc}", due=due)
+        except Refused as exc:
+            # The same message would be refused again: failed at once, with the reason. A
+            # chain goes on past it, as past a step with nothing to show.
+            log.error("%s refused outbox row %s: %s", item.channel, item.row_id, exc)
+            reason = f"{item.channel} refused message {number + 1}: {exc}"
+            return Skip("failed", reason[:500], queue_next=True)
         except TemporaryFailure as exc:
             log.warning("sending outbox row %s failed for now: %s", item.row_id, exc)
             return Skip("retry", f"temporary failure: {exc}"[:500])

@@ -76,6 +76,41 @@ class _TooLarge(Exception):
         self.node = node
 
 
+def _oversized(node: yaml.Node) -> yaml.Node | None:
+    """The node whose repeats take the file past MAX_VALUES once aliases are written out, or
+    None. Each node is sized once (an alias is the node it names, met again), so a bomb is
+    found in a moment instead of after reading 100,000 values; a node that contains itself
+    is endless."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:  # depth first, without recursion: nesting can be deep as well
+        current, children_sized = stack.pop()
+        if children_sized:
+            children = _children(current)
+            total = 1 + sum(sizes[id(child)] for child in children)
+            sizes[id(current)] = total
+            if total > MAX_VALUES:
+                big = max(children, key=lambda child: sizes[id(child)])
+                return big if sizes[id(big)] > MAX_VALUES // 10 else current
+            continue
+        if id(current) in sizes:
+            if sizes[id(current)] < 0:  # met again while its own children are being sized
+                return current
+            continue
+        sizes[id(current)] = -1
+        stack.append((current, True))
+        stack.extend((child, False) for child in _children(current))
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 class _Reader:
     def __init__(self, file: str, loader: yaml.SafeLoader) -> None:
         self.file = file
@@ -202,11 +237,16 @@ def read_yaml(file: Path, display_name: str) -> tuple[Any, SourceMap, list[Probl
         node = loader.get_single_node()
         if node is None:
             return {}, SourceMap(), []
+        if (oversized := _oversized(node)) is not None:
+            raise _TooLarge(oversized)
         reader = _Reader(display_name, loader)
         data = reader.read(node, ())
         return data, reader.map, reader.problems
     except yaml.MarkedYAMLError as exc:
         return None, SourceMap(), [_syntax_problem(display_name, exc)]
+    except RecursionError:  # PyYAML composes and reads nested values recursively
+        what = "values are nested too deeply; a scenario nests a few levels"
+        return None, SourceMap(), [Problem(start, what)]
     except _TooLarge as stop:
         what = (
             f"over {MAX_VALUES:,} values once the aliases (*name) are written out: an alias "

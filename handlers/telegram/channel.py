@@ -16,6 +16,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import ClientError, web
 from pydantic import ValidationError
 
+from bot.clock import Clock
 from bot.engine.funnel import Funnel, StorageUnavailable
 from bot.flood import FloodGate
 from bot.handoff import ManagerDesk
@@ -24,10 +25,12 @@ from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
 from bot.transport import ChannelUnavailable
 from handlers.telegram.managers import setup_managers_router
+from handlers.telegram.managers_chat import ManagersChatId
 from handlers.telegram.middlewares import InFlight, Throttle
 from handlers.telegram.router import setup_fallback_router, setup_router
 from handlers.telegram.sender import TelegramSender
 from handlers.telegram.session import TolerantSession
+from storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ def create_dispatcher(
     dispatcher.message.outer_middleware(throttle)
     dispatcher.callback_query.outer_middleware(throttle)
     dispatcher.include_routers(
-        setup_managers_router(sender.managers_chat_id), setup_router(), setup_fallback_router()
+        setup_managers_router(sender.managers), setup_router(), setup_fallback_router()
     )
     dispatcher.errors.register(on_error)
 
@@ -140,8 +143,12 @@ def add_webhook_route(app: web.Application, dispatcher: Dispatcher, bot: Bot, se
     setup_application(app, dispatcher, bot=bot)
 
 
-def create_sender(settings: Settings) -> TelegramSender:
-    return TelegramSender(create_bot(settings), settings.managers_telegram_chat_id)
+def create_sender(
+    settings: Settings, db: Database | None = None, clock: Clock | None = None
+) -> TelegramSender:
+    """The sender; with `db`, a move of the managers' chat to a supergroup is kept there."""
+    managers = ManagersChatId(settings.managers_telegram_chat_id, db, clock)
+    return TelegramSender(create_bot(settings), managers)
 
 
 class TelegramChannel:
@@ -189,9 +196,11 @@ class TelegramChannel:
             ) from None
 
     async def start(self) -> None:
-        """Learn the bot's username (for referral links) and offer its commands."""
+        """Learn the bot's username (for referral links), where the managers' chat is now
+        (a group upgraded to a supergroup before this start) and offer the commands."""
         with self._reaching():
             me = await self.bot.get_me()
+        await self.sender.managers.restore()
         self.funnel.referral_links.telegram_bot = me.username
         log.info(
             "Telegram bot @%s started (%s)",

@@ -1,6 +1,7 @@
 """The managers' group chat: card buttons, replies to the bot's posts, and the commands
 /lead, /redeem, /stats and /reload. Only that chat is listened to: anyone who can write there is a
-manager; the same command or a card button's data anywhere else gets nothing."""
+manager; the same command or a card button's data anywhere else gets nothing. When the group is
+upgraded to a supergroup, the supergroup is that chat from then on."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bot.messages import Outgoing
 from bot.redemption import Redemptions, managers_text, parse_redeem
 from bot.scenario.reload import ScenarioReloader
 from handlers.telegram.callbacks import Press
+from handlers.telegram.managers_chat import ManagersChatId
 from handlers.telegram.sender import inline_keyboard, post_reference
 
 log = logging.getLogger(__name__)
@@ -27,12 +29,27 @@ def manager_of(user: User) -> Manager:
     return Manager(CHANNEL, str(user.id), name)
 
 
-def setup_managers_router(managers_chat_id: int | None) -> Router:
+def setup_managers_router(managers: ManagersChatId) -> Router:
     router = Router(name=__name__)
-    if managers_chat_id is None:
+    if managers.current is None:
         return router
-    router.message.filter(F.chat.id == managers_chat_id)
-    router.callback_query.filter(F.message.chat.id == managers_chat_id)
+
+    def in_managers_chat(message: Message) -> bool:
+        # The supergroup's first message names the group it was: it may come first.
+        return managers.holds(message.chat.id) or (
+            message.migrate_from_chat_id is not None
+            and managers.holds(message.migrate_from_chat_id)
+        )
+
+    router.message.filter(in_managers_chat)
+    router.callback_query.filter(F.message.chat.id.func(managers.holds))
+
+    @router.message(F.migrate_to_chat_id | F.migrate_from_chat_id)
+    async def upgraded(message: Message) -> None:
+        if message.migrate_to_chat_id is not None:
+            await managers.moved(message.chat.id, message.migrate_to_chat_id)
+        elif message.migrate_from_chat_id is not None:
+            await managers.moved(message.migrate_from_chat_id, message.chat.id)
 
     @router.callback_query(Press.filter(F.action.startswith("h:")))
     async def card_button(query: CallbackQuery, callback_data: Press, desk: ManagerDesk) -> None:
@@ -96,7 +113,8 @@ def setup_managers_router(managers_chat_id: int | None) -> Router:
         manager, text = manager_of(message.from_user), message.text or ""
         own = post_reference(chat, message.message_id)
         answer = await desk.reply(manager, post_reference(chat, replied), own, text)
-        if answer is None:  # a post of an earlier version, named by its bare id
+        if answer is None and chat == managers.configured:
+            # A post of an earlier version, named by its bare id: made in the configured chat.
             answer = await desk.reply(manager, str(replied), own, text)
         if answer:
             await message.reply(answer)

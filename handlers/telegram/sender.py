@@ -13,6 +13,7 @@ from aiogram import Bot
 from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -24,17 +25,19 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
+    Message,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
 )
 
-from bot.messages import Button, FileRef, Outgoing
-from bot.transport import Blocked, RetryLater, TemporaryFailure
+from bot.messages import SIZES, Button, FileRef, Outgoing, fitted_all
+from bot.transport import Blocked, Refused, RetryLater, TemporaryFailure
 from handlers.telegram.callbacks import pack_action
+from handlers.telegram.holds import ChatHolds
+from handlers.telegram.managers_chat import ManagersChatId
 
 log = logging.getLogger(__name__)
 
-CAPTION_LIMIT = 1024  # a longer text goes in its own message before the file
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 # A reply sent right now waits out Telegram's retry_after, but not for ever.
 INLINE_ATTEMPTS = 3
@@ -72,15 +75,24 @@ class TelegramSender:
     def __init__(
         self,
         bot: Bot,
-        managers_chat_id: int | None = None,
+        managers: int | ManagersChatId | None = None,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        holds: ChatHolds | None = None,
     ) -> None:
         self.bot = bot
         self.sleep = sleep
-        self.managers_chat_id = managers_chat_id
+        self.managers = (
+            managers if isinstance(managers, ManagersChatId) else ManagersChatId(managers)
+        )
+        self.holds = holds or ChatHolds()
         self._file_ids: dict[tuple[str, float], str] = {}
         self._contact_keyboard: set[int] = set()
+
+    @property
+    def managers_chat_id(self) -> int | None:
+        """The managers' chat as it is now (a supergroup, once the group was upgraded)."""
+        return self.managers.current
 
     async def send(
         self,
@@ -92,20 +104,36 @@ class TelegramSender:
     ) -> None:
         """Send one message; `Blocked` when the user blocked the bot, `RetryLater` on limits.
         The Bot API has no idempotency key, so `idempotency_key` is not used here."""
+        chat_id = int(external_id)
+        held = self.holds.left(chat_id)
+        if held > 0:  # Telegram would refuse it, and count it against the bot
+            raise RetryLater(held, f"Telegram asked chat {chat_id} to wait {held:.1f}s more")
         try:
-            await self._send(int(external_id), message)
+            await self._send(chat_id, message)
         except TelegramForbiddenError as exc:
             raise Blocked(str(exc)) from exc
         except TelegramRetryAfter as exc:
+            self.holds.hold(chat_id, exc.retry_after)
             raise RetryLater(exc.retry_after, str(exc)) from exc
         except (TelegramServerError, TelegramNetworkError) as exc:
             raise TemporaryFailure(str(exc)) from exc
+        except TelegramBadRequest as exc:
+            if "is too long" in exc.message:  # "message is too long", "message caption is ..."
+                raise Refused(exc.message) from exc
+            raise
 
     async def send_now(self, chat_id: int, messages: list[Outgoing]) -> None:
         """Replies to a prospect who is waiting. Telegram's retry_after is waited out exactly,
-        a bounded number of times; past that the reply is given up and the error raised."""
-        for message in messages:
+        a bounded number of times; past that the reply is given up and the error raised.
+        A text too long for one message goes as several (`fitted_all`)."""
+        for message in fitted_all(messages, SIZES[self.channel]):
             for attempt in range(1, INLINE_ATTEMPTS + 1):
+                # A retry_after of this chat (this reply's, another's or the worker's) ends
+                # first; waiting it out is not a refusal.
+                while (held := self.holds.left(chat_id)) > 0:
+                    if held > INLINE_WAIT_LIMIT_SECONDS:
+                        raise RetryLater(held, f"chat {chat_id} is held for {held:.1f}s")
+                    await self.sleep(held)
                 try:
                     await self.send(str(chat_id), message)
                     break
@@ -115,43 +143,62 @@ class TelegramSender:
                     log.warning(
                         "Telegram asked to wait %.1fs before replying to %s", exc.seconds, chat_id
                     )
-                    await self.sleep(exc.seconds)
 
     async def post_to_managers(
         self, text: str, buttons: Rows = (), *, expect_reply: bool = False
     ) -> str | None:
         """A message in the managers' chat; its reference `<chat>:<message>` (for
         `edit_in_managers` and for routing replies: message ids count per chat, so a new
-        managers' chat must not meet an old one's posts), or None without a managers' chat."""
-        if self.managers_chat_id is None:
+        managers' chat must not meet an old one's posts), or None without a managers' chat.
+        A group upgraded to a supergroup is followed: the post goes there, later ones too."""
+        chat_id = self.managers.current
+        if chat_id is None:
             return None
         markup: InlineKeyboardMarkup | ForceReply | None = inline_keyboard(Outgoing(text, buttons))
         if expect_reply:
             markup = ForceReply(input_field_placeholder=text[:64])
         try:
-            sent = await self.bot.send_message(
-                self.managers_chat_id, text, reply_markup=markup, disable_web_page_preview=True
+            sent = await self._post(chat_id, text, markup)
+        except TelegramMigrateToChat as exc:
+            await self.managers.moved(chat_id, exc.migrate_to_chat_id)
+            chat_id = exc.migrate_to_chat_id
+            sent = await self._post(chat_id, text, markup)
+        return post_reference(chat_id, sent.message_id)
+
+    async def _post(
+        self, chat_id: int, text: str, markup: InlineKeyboardMarkup | ForceReply | None
+    ) -> Message:
+        held = self.holds.left(chat_id)
+        if held > 0:
+            raise RetryLater(held, f"Telegram asked the managers' chat to wait {held:.1f}s more")
+        try:
+            return await self.bot.send_message(
+                chat_id, text, reply_markup=markup, disable_web_page_preview=True
             )
         except TelegramRetryAfter as exc:
+            self.holds.hold(chat_id, exc.retry_after)
             raise RetryLater(exc.retry_after, str(exc)) from exc
         except (TelegramServerError, TelegramNetworkError) as exc:
             raise TemporaryFailure(str(exc)) from exc
-        return post_reference(self.managers_chat_id, sent.message_id)
 
     async def edit_in_managers(self, reference: str, text: str, buttons: Rows = ()) -> None:
         """Rewrite a message posted with `post_to_managers` (a lead card changing state)."""
         chat, _, message_id = reference.rpartition(":")
-        # A bare id is a post of an earlier version, made in the configured chat.
-        if self.managers_chat_id is None or chat not in ("", str(self.managers_chat_id)):
+        # A bare id is a post of an earlier version, made in the configured chat. A post in a
+        # group since upgraded to a supergroup can no longer be edited: it stays as it was.
+        posted_in = int(chat) if chat else self.managers.configured
+        if posted_in is None or not self.managers.holds(posted_in):
             return
         try:
             await self.bot.edit_message_text(
                 text=text,
-                chat_id=self.managers_chat_id,
+                chat_id=posted_in,
                 message_id=int(message_id),
                 reply_markup=inline_keyboard(Outgoing(text, buttons)),
                 disable_web_page_preview=True,
             )
+        except TelegramMigrateToChat as exc:
+            await self.managers.moved(posted_in, exc.migrate_to_chat_id)
         except TelegramBadRequest as exc:
             if "message is not modified" not in str(exc):
                 raise
@@ -179,11 +226,9 @@ class TelegramSender:
                 chat_id, message.text, reply_markup=markup, disable_web_page_preview=True
             )
             return
-        caption: str | None = message.text
-        if len(message.text) > CAPTION_LIMIT:
-            await self.bot.send_message(chat_id, message.text, disable_web_page_preview=True)
-            caption = None
-        await self._send_file(chat_id, message.file, caption, markup)
+        # Fitted before (`fitted_all`): a text too long for a caption came as messages of
+        # its own, so a caption over the limit is Telegram's 400, refused, not a second send.
+        await self._send_file(chat_id, message.file, message.text or None, markup)
 
     async def _send_file(
         self, chat_id: int, file: FileRef, caption: str | None, markup: Markup | None

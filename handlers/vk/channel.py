@@ -21,6 +21,7 @@ from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
 from bot.transport import ChannelUnavailable
+from handlers.vk.rate import PacedToken
 from handlers.vk.router import UNSTORED, VkHandlers
 from handlers.vk.sender import VkSender
 
@@ -32,9 +33,10 @@ POLLING_PATIENCE = 600.0
 
 
 def create_api(settings: Settings) -> API:
-    """vkbottle's API with the community token, pointed at `VK_API_URL`."""
+    """vkbottle's API with the community token, pointed at `VK_API_URL`, paced below VK's
+    limit of calls a second."""
     assert settings.vk_group_token is not None
-    api = API(token=settings.vk_group_token.get_secret_value())
+    api = API(token=PacedToken(settings.vk_group_token.get_secret_value()))
     api.API_URL = settings.vk_api_url.rstrip("/") + "/"
     return api
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
+from functools import partial
 from typing import Any
 
 from vkbottle.bot import BotLabeler
@@ -17,10 +18,10 @@ from vkbottle_types.events import GroupEventType
 from bot.engine.funnel import Funnel, StorageUnavailable
 from bot.flood import FloodGate
 from bot.handoff import Manager, ManagerDesk
-from bot.messages import Incoming, Kind, Outgoing
+from bot.messages import SIZES, Incoming, Kind, Outgoing, fitted_all
 from bot.redemption import Redemptions, managers_text, parse_redeem
 from bot.scenario.reload import ScenarioReloader
-from bot.transport import Blocked, RetryLater, TemporaryFailure
+from bot.transport import Blocked, Refused, RetryLater, TemporaryFailure, send_waiting
 from handlers.vk.payloads import START_COMMAND, action_of, parse_payload
 from handlers.vk.sender import CHANNEL, VkSender, reference, reply_key
 
@@ -41,6 +42,9 @@ COMMANDS = {
 }
 START_WORDS = {"/start", "start", "начать", "старт"}
 NAMES_KEPT = 10_000  # first names looked up, kept per process
+# A reply waits out VK's "too many requests" (1 s), not its flood control (a minute): the
+# person, and VK's Callback API request, are waiting.
+REPLY_WAIT_LIMIT = 5.0
 
 
 class VkHandlers:
@@ -142,7 +146,8 @@ class VkHandlers:
         """Hand the event to the engine (which commits), then send its replies, each keyed by
         the update and its place in the reply: vkbottle sends a request again when VK's
         answer is lost on the way back, and VK drops that repeat, or any other send of the
-        same reply to the same update, instead of delivering it twice."""
+        same reply to the same update, instead of delivering it twice. A text too long for
+        one message goes as several, each keyed by its own place."""
         try:
             reply = await self.funnel.handle_until_stored(event)
         except StorageUnavailable:
@@ -151,14 +156,24 @@ class VkHandlers:
             raise
         now = self.funnel.clock.now()
         try:
-            for number, message in enumerate(reply.messages):
+            for number, message in enumerate(fitted_all(reply.messages, SIZES[CHANNEL])):
                 key = reply_key(update_id, number) if update_id else None
-                await self.sender.send(
-                    event.external_id, message, idempotency_key=key, last_message_at=now
+                await send_waiting(
+                    partial(
+                        self.sender.send,
+                        event.external_id,
+                        message,
+                        idempotency_key=key,
+                        last_message_at=now,
+                    ),
+                    sleep=self.funnel.sleep,
+                    wait_limit=REPLY_WAIT_LIMIT,
+                    # The key makes VK drop a repeat of a send whose answer was lost.
+                    again_after_failure=1.0,
                 )
         except Blocked:
             await self.funnel.mark_blocked(CHANNEL, event.external_id)
-        except (RetryLater, TemporaryFailure) as exc:
+        except (RetryLater, TemporaryFailure, Refused) as exc:
             log.warning("VK reply to %s not sent: %s", event.external_id, exc)
         return reply.messages
 

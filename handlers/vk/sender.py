@@ -17,7 +17,7 @@ from vkbottle import API, DocMessagesUploader
 from vkbottle.exception_factory import VKAPIError
 
 from bot.messages import Button, FileRef, Outgoing
-from bot.transport import Blocked, RetryLater, TemporaryFailure
+from bot.transport import Blocked, Refused, RetryLater, TemporaryFailure
 from handlers.vk.payloads import pack_action
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,6 @@ Rows = tuple[tuple[Button, ...], ...]
 INLINE_ROWS, INLINE_BUTTONS = 6, 10
 KEYBOARD_ROWS, ROW_BUTTONS = 10, 5
 LABEL_LIMIT = 40
-TEXT_LIMIT = 4096
 WINDOW = timedelta(hours=24)  # VK lets a community answer freely this long after a message
 # What a message outside the window says it is (VK's `intent`): advertising needs the
 # person's subscription to the newsletter, which they gave as advertising consent.
@@ -42,6 +41,9 @@ INTENTS = {
 BLOCKED_CODES = {901, 902}  # no permission to write, or the person's privacy settings
 RATE_LIMIT_SECONDS = {6: 1.0, 9: 60.0}  # too many requests per second; flood control
 TEMPORARY_CODES = {1, 10}  # unknown error; internal server error
+# The same message would be refused again: too long; an intent VK does not allow (or none
+# past the 24 hours after the person's last message).
+REFUSED_CODES = {914, 943}
 
 
 def random_id(key: str | None) -> int:
@@ -213,7 +215,9 @@ class VkSender:
                 text = f"{text}\n{message.file.url}".strip() if message.file.url else text
             else:
                 params["attachment"] = attachment
-        params["message"] = text[:TEXT_LIMIT] or " "
+        # Never cut here: a text too long for one message is split before (`fitted_all`),
+        # and VK refuses one that is still too long (914) rather than losing its end.
+        params["message"] = text or " "
         board = keyboard(message)
         if board is not None:
             params["keyboard"] = board
@@ -263,4 +267,6 @@ def _mapped(exc: VKAPIError) -> Exception:
         return RetryLater(RATE_LIMIT_SECONDS[code], f"VK error {code}")
     if code in TEMPORARY_CODES:
         return TemporaryFailure(f"VK error {code}")
+    if code in REFUSED_CODES:
+        return Refused(f"VK error {code}: {exc}")
     return exc

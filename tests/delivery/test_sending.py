@@ -13,6 +13,7 @@ import pytest
 from bot.clock import FakeClock
 from bot.consent import MARKETING
 from bot.delivery import LEASE, MAX_ATTEMPTS
+from bot.handoff import RELAY
 from bot.messages import Outgoing
 from bot.transport import Blocked, RetryLater, TemporaryFailure
 from storage.claims import claim_due
@@ -109,6 +110,33 @@ async def test_retry_after_many_times_never_fails_the_row(
     assert len(bench.transport.attempts) == MAX_ATTEMPTS + 3
     assert bench.transport.texts() == [CHECK_IN]
     assert bench.transport.times() == [DUE + timedelta(seconds=3 * (MAX_ATTEMPTS + 2))]
+
+
+async def test_a_retry_after_keeps_the_chats_messages_in_order(
+    sqlite_db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    bench = await guide_taken(sqlite_db, clock, tmp_path)
+    lead_id, now = await bench.lead_id(), clock.now()
+    answers = [f"Ответ {n}: да, работаем." for n in range(1, 5)]
+    async with sqlite_db.unit_of_work() as uow:  # a manager answers four times in a row
+        for n, text in enumerate(answers):
+            await uow.outbox.enqueue(
+                idempotency_key=f"relay:telegram:{n}",
+                channel="telegram",
+                kind=RELAY,
+                due_at=now,
+                now=now,
+                lead_id=lead_id,
+                payload={"text": text, "manager": "Ольга"},
+            )
+        await uow.commit()
+    bench.transport.fail_next(RetryLater(3, "Too Many Requests: retry after 3"))
+
+    await bench.run_until(now + timedelta(minutes=1))
+
+    # The first answer waited out its retry-after; the others waited for it, not past it.
+    assert bench.transport.texts() == answers
+    assert bench.transport.times()[0] >= now + timedelta(seconds=3)
 
 
 async def test_an_error_is_retried_with_backoff_then_sent(

@@ -16,6 +16,12 @@ and then acts as a prospect::
 
 A managers' group chat: `new_group_id()`, then `send_group_text` (a reply to a bot message with
 `reply_to=`), `press_group_button` on a bot message there, and `callback_answers` for the toasts.
+A basic group (`new_basic_group_id()`) can be upgraded to a supergroup with `upgrade_group`.
+
+The emulator keeps Telegram's flood limits by default (about 1 message a second per private chat,
+20 a minute per group, 30 a second per bot): past one the bot gets 429 with retry_after, and a
+send inside a retry_after is recorded (`violations()`). `set_limits` changes them or turns them
+off for a test that measures something else.
 
 Nothing here sleeps for a fixed time: `wait_for` and `wait_for_calls` poll until a deadline.
 Without node/npm the fixture skips with the reason; with LEADBOT_REQUIRE_SERVICES=1 it fails.
@@ -376,6 +382,8 @@ _bot_ids = itertools.count(700_000_001)
 _chat_ids = itertools.count(6_000_000_000 + (os.getpid() % 1000) * 1_000_000 + 1)
 # Supergroup ids, as Telegram gives them: -100 followed by the group's own number.
 _group_ids = itertools.count(-1_002_000_000_000 - (os.getpid() % 1000) * 1_000_000 - 1, -1)
+# Basic group ids: negative, without the -100 (new ones start with -4 these days).
+_basic_group_ids = itertools.count(-4_000_000_000 - (os.getpid() % 1000) * 1_000_000 - 1, -1)
 
 
 def new_token() -> str:
@@ -412,6 +420,11 @@ class TelegramClient:
     def new_group_id() -> int:
         """A supergroup chat id (-100...) never used before in this test run."""
         return next(_group_ids)
+
+    @staticmethod
+    def new_basic_group_id() -> int:
+        """A basic group's chat id (negative, not -100...) never used before in this test run."""
+        return next(_basic_group_ids)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -909,6 +922,56 @@ class TelegramClient:
             },
         )
 
+    async def set_limits(
+        self,
+        enabled: bool = True,
+        *,
+        chat_per_second: float | None = None,
+        chat_burst: float | None = None,
+        group_per_minute: float | None = None,
+        overall_per_second: float | None = None,
+    ) -> dict[str, Any]:
+        """Telegram's flood limits for this bot (on by default): off with `enabled=False`, or
+        other numbers (Telegram tightens them for a bot as it likes); counting starts afresh.
+        The limits now in force."""
+        result: dict[str, Any] = await self._post(
+            "/test/limits",
+            {
+                "token": self.token,
+                "enabled": enabled,
+                "chat_per_second": chat_per_second,
+                "chat_burst": chat_burst,
+                "group_per_minute": group_per_minute,
+                "overall_per_second": overall_per_second,
+            },
+        )
+        return result
+
+    async def violations(self) -> list[dict[str, Any]]:
+        """This bot's sends that came inside a retry_after the emulator had given it (each
+        was refused with 429 again): dicts with method, chat_id, scope and early_ms."""
+        result: list[dict[str, Any]] = await self._post("/test/violations", {"token": self.token})
+        return result
+
+    async def upgrade_group(
+        self, group_id: int, *, user_id: int, first_name: str, tell_the_bot: bool = True
+    ) -> int:
+        """A user upgrades the basic group `group_id` to a supergroup: its new id. From now on
+        the Bot API answers a call naming the old id with 400 and migrate_to_chat_id, users
+        act in the new chat, and the bot gets a migrate_to_chat_id message in the old chat and
+        a migrate_from_chat_id one in the new (not with `tell_the_bot=False`: a bot that
+        missed them learns of the upgrade from the 400)."""
+        result = await self._post(
+            "/test/upgradeGroup",
+            {
+                "token": self.token,
+                "chatId": group_id,
+                "from": self._user(user_id, first_name, None, None, "ru"),
+                "notify": tell_the_bot,
+            },
+        )
+        return int(result["chat_id"])
+
     async def inject_update(self, update: Any, *, assign_update_id: bool = True) -> int | None:
         """Queue any JSON as an update for the bot's getUpdates, as is. A dict without update_id
         gets the next one unless `assign_update_id` is False; an update without an integer
@@ -949,9 +1012,12 @@ def telegram_emulator_server() -> Iterator[EmulatorProcess]:
 async def telegram_emulator(
     telegram_emulator_server: EmulatorProcess,
 ) -> AsyncIterator[TelegramClient]:
-    """A client with a fresh bot token on the module's emulator."""
+    """A client with a fresh bot token on the module's emulator. Whatever the test did, the
+    bot under test never sent inside a retry_after Telegram gave it."""
     client = TelegramClient(telegram_emulator_server.url)
     try:
         yield client
+        violations = await client.violations()
+        assert violations == [], f"sends inside a retry_after Telegram gave: {violations}"
     finally:
         await client.close()

@@ -26,9 +26,17 @@
  *   - Telegram's checks that catch real bugs: HTML parse_mode entities, text and caption length,
  *     inline keyboard shape and callback_data size, "message is not modified", double answers,
  *     a callback answer over 200 characters, a reply to a deleted message;
- *   - an unknown method answers 404 {ok:false, error_code:404, description:"Not Found: method not found"}.
+ *   - an unknown method answers 404 {ok:false, error_code:404, description:"Not Found: method not found"};
+ *   - Telegram's flood control, on by default (see "flood control" below): about 1 message a second
+ *     per private chat with short bursts, 20 a minute per group, 30 a second per bot; past a limit
+ *     429 "Too Many Requests: retry after N" with parameters.retry_after. A send inside a
+ *     retry_after the bot was given is refused again and recorded as a violation;
+ *   - a basic group upgraded to a supergroup (/test/upgradeGroup): a new -100... id, every call
+ *     naming the old id answers 400 "group chat was upgraded to a supergroup chat" with
+ *     parameters.migrate_to_chat_id, and the bot gets the two service messages Telegram sends.
  * Test-only routes: POST /test/failNext, /test/injectUpdate, /test/botMessages, /test/calls,
- * GET /test/files/<file_id> (an uploaded file's bytes), GET /test/health.
+ * /test/limits, /test/violations, /test/upgradeGroup, GET /test/files/<file_id> (an uploaded
+ * file's bytes), GET /test/health.
  */
 'use strict';
 
@@ -114,6 +122,10 @@ const state = {
   files: new Map(), // file_id -> {file_id, file_unique_id, file_name, mime_type, file_size, file_path, data}
   filesByPath: new Map(),
   fileSeq: 1,
+  limits: new Map(), // token -> flood limits of that bot (LIMIT_DEFAULTS unless a test changed them)
+  flood: new Map(), // token -> {overall: [ms], chats: Map(chat -> [ms] or bucket), holds: Map(scope -> ms)}
+  violations: [], // {token, seq, method, chat_id, scope, early_ms}: sends inside a retry_after
+  migrations: new Map(), // token|old group -> the supergroup it was upgraded to
 };
 
 const BOT_FIRST_NAME = process.env.TELEGRAM_EMULATOR_BOT_NAME || 'Leadbot Test';
@@ -903,6 +915,117 @@ const METHODS = {
 };
 const METHODS_LOWER = new Map(Object.entries(METHODS).map(([name, fn]) => [name.toLowerCase(), [name, fn]]));
 
+// ---------------------------------------------------------------- flood control
+
+// The Bots FAQ ("My bot is hitting limits, how do I avoid this?"): in one chat avoid more than
+// one message per second ("we may allow short bursts that go over this limit"), no more than 20
+// messages per minute to the same group, and not more than about 30 messages per second in
+// bulk. Past a limit Telegram answers 429 "Too Many Requests: retry after N" with
+// parameters.retry_after = N (whole seconds). Kinder limits would hide a bot that floods, so
+// they hold by default; a test measuring something else turns them off with /test/limits.
+const LIMIT_DEFAULTS = {
+  enabled: process.env.TELEGRAM_EMULATOR_LIMITS !== '0',
+  chat_per_second: 1,
+  chat_burst: 3, // a reply of a few messages at once passes, as in Telegram; a stream does not
+  group_per_minute: 20,
+  overall_per_second: 30,
+};
+const LIMIT_KEYS = Object.keys(LIMIT_DEFAULTS).filter((k) => k !== 'enabled');
+// Every method that puts a new message in a chat (edits, answers and chat actions do not).
+const SEND_METHODS = new Set(
+  Object.keys(METHODS).filter((m) => m.startsWith('send') && m !== 'sendChatAction').map((m) => m.toLowerCase()),
+);
+
+function limitsOf(token) {
+  if (!state.limits.has(token)) state.limits.set(token, { ...LIMIT_DEFAULTS });
+  return state.limits.get(token);
+}
+
+function floodOf(token) {
+  if (!state.flood.has(token)) state.flood.set(token, { overall: [], chats: new Map(), holds: new Map() });
+  return state.flood.get(token);
+}
+
+/** A sliding window (send times in ms, oldest first) of at most `size` sends in `length` ms:
+ * ms until one more fits, 0 when it fits now. */
+function windowWait(times, size, length, now) {
+  while (times.length && times[0] <= now - length) times.shift();
+  return times.length < size ? 0 : times[times.length - size] + length - now;
+}
+
+/** A private chat: a token bucket of `chat_burst` messages refilled at `chat_per_second`. */
+function bucketWait(bucket, limits, now) {
+  const tokens = Math.min(limits.chat_burst, bucket.tokens + ((now - bucket.at) / 1000) * limits.chat_per_second);
+  return tokens >= 1 ? 0 : ((1 - tokens) / limits.chat_per_second) * 1000;
+}
+
+function chatFlood(flood, chatId, limits, now) {
+  if (!flood.chats.has(chatId)) flood.chats.set(chatId, chatId < 0 ? [] : { tokens: limits.chat_burst, at: now });
+  return flood.chats.get(chatId);
+}
+
+const tooMany = (seconds) => new ApiError(429, `Too Many Requests: retry after ${seconds}`, { retry_after: seconds });
+
+/** Before a send: Telegram's 429 when it breaks a limit or comes inside a retry_after (then
+ * also recorded as a violation), else null. Nothing is counted until the send succeeds. */
+function floodCheck(token, method, params, call) {
+  const limits = limitsOf(token);
+  const chatId = Number(params.chat_id);
+  if (!limits.enabled || !SEND_METHODS.has(method.toLowerCase()) || !Number.isInteger(chatId)) return null;
+  const now = Date.now();
+  const flood = floodOf(token);
+  for (const scope of ['all', `chat:${chatId}`]) {
+    const until = flood.holds.get(scope) || 0;
+    if (until > now) {
+      state.violations.push({ token, seq: call.seq, method, chat_id: chatId, scope, early_ms: until - now });
+      log(`${method} to ${chatId} came ${until - now} ms inside a retry_after (${scope})`);
+      return tooMany(Math.ceil((until - now) / 1000));
+    }
+  }
+  const chat = chatFlood(flood, chatId, limits, now);
+  const waits = [
+    ['all', windowWait(flood.overall, limits.overall_per_second, 1000, now)],
+    [`chat:${chatId}`, chatId < 0 ? windowWait(chat, limits.group_per_minute, 60000, now) : bucketWait(chat, limits, now)],
+  ].filter(([, wait]) => wait > 0);
+  if (!waits.length) return null;
+  const [scope, wait] = waits.reduce((a, b) => (b[1] > a[1] ? b : a));
+  const seconds = Math.max(1, Math.ceil(wait / 1000));
+  flood.holds.set(scope, Math.max(flood.holds.get(scope) || 0, now + seconds * 1000));
+  return tooMany(seconds);
+}
+
+/** A send went out: it counts against the limits. */
+function floodCount(token, method, params) {
+  const limits = limitsOf(token);
+  const chatId = Number(params.chat_id);
+  if (!limits.enabled || !SEND_METHODS.has(method.toLowerCase()) || !Number.isInteger(chatId)) return;
+  const now = Date.now();
+  const flood = floodOf(token);
+  flood.overall.push(now);
+  const chat = chatFlood(flood, chatId, limits, now);
+  if (chatId < 0) {
+    chat.push(now);
+  } else {
+    const tokens = Math.min(limits.chat_burst, chat.tokens + ((now - chat.at) / 1000) * limits.chat_per_second);
+    Object.assign(chat, { tokens: tokens - 1, at: now });
+  }
+}
+
+// ---------------------------------------------------------------- supergroups
+
+/** A call naming a group that became a supergroup: Telegram's 400 with the new id. */
+function migratedCheck(token, params) {
+  const chatId = Number(params.chat_id);
+  const moved = Number.isInteger(chatId) ? state.migrations.get(key(token, chatId)) : undefined;
+  if (moved === undefined) return null;
+  return new ApiError(400, 'Bad Request: group chat was upgraded to a supergroup chat', { migrate_to_chat_id: moved });
+}
+
+const upgradedNote = (token, chatId) => {
+  const moved = state.migrations.get(key(token, Number(chatId)));
+  return moved === undefined ? null : `group ${chatId} was upgraded to the supergroup ${moved}: act there`;
+};
+
 function takeFailure(token, method) {
   const index = state.failures.findIndex((f) => f.method === method && (f.token === null || f.token === token));
   if (index < 0) return null;
@@ -951,9 +1074,15 @@ async function botRoute(req, res) {
     fail(404, 'Not Found: method not found');
     return;
   }
+  const refused = migratedCheck(token, params) || floodCheck(token, method, params, call);
+  if (refused) {
+    fail(refused.code, refused.description, refused.parameters);
+    return;
+  }
   try {
     const result = await handler({ token, params, files: req.files || {}, req, res, call });
     if (res.headersSent || res.writableEnded) return;
+    floodCount(token, method, params);
     call.ok = true;
     if (verbose) log(`${method} ok`);
     sendOk(res, result);
@@ -1014,6 +1143,11 @@ function clientMessageRoute(kind) {
       return;
     }
     if (msg.date === undefined) msg.date = nowSec();
+    const upgraded = upgradedNote(msg.botToken, msg.chat.id);
+    if (upgraded) {
+      res.status(400).json({ ok: false, description: upgraded });
+      return;
+    }
     if (Number(msg.chat.id) < 0) {
       if (!msg.from || msg.from.id === undefined) {
         res.status(400).json({ ok: false, description: 'a message in a group needs from (the user who wrote it)' });
@@ -1063,6 +1197,11 @@ async function clientCallbackRoute(req, res) {
   }
   if (!cq.from && chatId < 0) {
     res.status(400).json({ ok: false, description: 'a button press in a group needs from (the user who pressed)' });
+    return;
+  }
+  const upgraded = upgradedNote(token, chatId);
+  if (upgraded) {
+    res.status(400).json({ ok: false, description: upgraded });
     return;
   }
   if (!cq.from) cq.from = state.users.get(key(token, chatId)) || { id: chatId, is_bot: false, first_name: 'Test' };
@@ -1160,6 +1299,69 @@ testRoutes.post('/injectUpdate', async (req, res) => {
     wake(b.token);
   }
   res.json({ ok: true, result: { update_id: isObject && Number.isInteger(update.update_id) ? update.update_id : null } });
+});
+
+testRoutes.post('/limits', (req, res) => {
+  const b = req.body || {};
+  if (!b.token) {
+    res.status(400).json({ ok: false, description: 'token is required' });
+    return;
+  }
+  const limits = limitsOf(b.token);
+  if (b.enabled !== undefined && b.enabled !== null) limits.enabled = Boolean(b.enabled);
+  for (const name of LIMIT_KEYS) {
+    if (b[name] === undefined || b[name] === null) continue;
+    const value = Number(b[name]);
+    if (!(value > 0)) {
+      res.status(400).json({ ok: false, description: `${name} must be a positive number` });
+      return;
+    }
+    limits[name] = value;
+  }
+  state.flood.delete(b.token); // new limits start from a clean slate
+  res.json({ ok: true, result: limits });
+});
+
+testRoutes.post('/violations', (req, res) => {
+  const b = req.body || {};
+  res.json({ ok: true, result: state.violations.filter((v) => !b.token || v.token === b.token) });
+});
+
+// A basic group becomes a supergroup, as when its owner opens its history to new members: a new
+// id, the old one refused from now on, and the two service messages Telegram sends the bot
+// (unless `notify` is false: a bot that missed them, say while it was down for days).
+testRoutes.post('/upgradeGroup', async (req, res) => {
+  const b = req.body || {};
+  const old = Number(b.chatId);
+  if (!b.token || !Number.isInteger(old) || old >= 0 || String(old).startsWith('-100')) {
+    res.status(400).json({ ok: false, description: 'token and chatId of a basic group (negative, not -100...) are required' });
+    return;
+  }
+  if (!b.from || b.from.id === undefined) {
+    res.status(400).json({ ok: false, description: 'from (the user who upgraded the group) is required' });
+    return;
+  }
+  if (state.migrations.has(key(b.token, old))) {
+    res.status(400).json({ ok: false, description: upgradedNote(b.token, old) });
+    return;
+  }
+  const upgraded = Number(`-100${-old}`); // Telegram's supergroup ids: -100 and the channel id
+  const group = { ...defaultGroup(old), ...(state.groups.get(key(b.token, old)) || {}) };
+  const supergroup = { ...group, type: 'supergroup' };
+  state.groups.set(key(b.token, upgraded), supergroup);
+  const from = { is_bot: false, first_name: 'Test', ...b.from };
+  const notify = b.notify !== false;
+  if (notify) {
+    await tg.addUserMessage({ botToken: b.token, from, chat: { id: old, ...group }, date: nowSec(), migrate_to_chat_id: upgraded });
+  }
+  state.migrations.set(key(b.token, old), upgraded);
+  if (notify) {
+    await tg.addUserMessage({
+      botToken: b.token, from, chat: { id: upgraded, ...supergroup }, date: nowSec(), migrate_from_chat_id: old,
+    });
+    wake(b.token);
+  }
+  res.json({ ok: true, result: { chat_id: upgraded } });
 });
 
 testRoutes.post('/botMessages', (req, res) => {

@@ -208,3 +208,41 @@ async def test_an_unknown_question_goes_to_the_managers_and_their_reply_comes_ba
         )
         [relayed] = [m for m in messages[before:] if m.text == "Да, работаем"]
         assert relayed.method == "sendMessage"
+
+
+async def test_a_burst_of_answers_past_the_chat_limit_arrives_once_each_in_order(
+    telegram_emulator: TelegramClient, bot: RunningBot
+) -> None:
+    with bot.log_on_failure():
+        tg = telegram_emulator
+        chat = tg.new_chat_id()
+        await take_the_audit(tg, chat)
+        await tg.send_text(chat, QUESTION, first_name="Мария")
+        await tg.wait_for(chat, FORWARDED)
+        messages = await tg.wait_for(
+            MANAGERS, lambda ms: any(QUESTION in (m.text or "") for m in ms)
+        )
+        [post] = [m for m in messages if QUESTION in (m.text or "")]
+        await eventually(
+            lambda: bot.rows("select 1 from manager_messages where kind = 'question'"),
+            "the post to be recorded",
+        )
+        # Telegram tightens a bot's limits as it sees fit: one message every two seconds in a
+        # chat, no burst, is stricter than the bot's own pacing of one a second.
+        await tg.set_limits(chat_per_second=0.5, chat_burst=1)
+        before = len(await tg.bot_messages(chat))
+        answers = [f"Ответ {n}: да, работаем, подробности ниже." for n in range(1, 7)]
+        for answer in answers:
+            await tg.send_group_text(MANAGERS, answer, reply_to=post, **OLGA)
+
+        await tg.wait_for(chat, lambda ms: len(ms) - before >= len(answers), timeout=60)
+        await asyncio.sleep(QUIET)  # room for a message sent twice
+
+        assert [m.text for m in (await tg.bot_messages(chat))[before:]] == answers
+        refused = [
+            c
+            for c in await tg.calls("sendMessage")
+            if c.get("error_code") == 429 and c["params"].get("chat_id") == chat
+        ]
+        assert refused  # the bot was pushed past the limit...
+        assert await tg.violations() == []  # ...and never sent inside a retry_after

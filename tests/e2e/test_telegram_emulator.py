@@ -14,6 +14,7 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramConflictError,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
     TelegramNotFound,
     TelegramRetryAfter,
 )
@@ -34,7 +35,7 @@ from aiogram.types import (
 )
 from aiohttp import web
 
-from tests.e2e.telegram import CallbackAnswer, TelegramClient
+from tests.e2e.telegram import CallbackAnswer, EmulatorProcess, TelegramClient
 
 
 @pytest.fixture
@@ -616,3 +617,163 @@ async def test_force_reply_markup(bot: Bot, telegram_emulator: TelegramClient) -
     [message] = await telegram_emulator.bot_messages(group)
     assert message.reply_markup == {"force_reply": True, "input_field_placeholder": "150 000"}
     assert message.labels() == []
+
+
+# ------------------------------------------------------------------ Telegram's flood limits
+
+
+def too_many(seconds: int) -> dict[str, object]:
+    """Telegram's answer past a limit."""
+    return {
+        "ok": False,
+        "error_code": 429,
+        "description": f"Too Many Requests: retry after {seconds}",
+        "parameters": {"retry_after": seconds},
+    }
+
+
+async def test_a_private_chat_takes_a_short_burst_then_gets_429(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat, other = telegram_emulator.new_chat_id(), telegram_emulator.new_chat_id()
+    for n in range(3):
+        await bot.send_message(chat, f"{n}")
+
+    refused = await telegram_emulator.bot_api("sendMessage", chat_id=chat, text="3")
+    await bot.send_message(other, "another chat is not held")
+    await asyncio.sleep(1)  # the retry_after, as a bot must wait it
+    await bot.send_message(chat, "3")
+
+    assert refused == too_many(1)
+    assert [m.text for m in await telegram_emulator.bot_messages(chat)] == ["0", "1", "2", "3"]
+
+
+async def test_aiogram_reads_the_429_as_retry_after(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+    for n in range(3):
+        await bot.send_message(chat, f"{n}")
+
+    with pytest.raises(TelegramRetryAfter) as caught:
+        await bot.send_document(chat, "https://example.com/a.pdf")
+
+    assert caught.value.retry_after == 1
+    assert len(await telegram_emulator.bot_messages(chat)) == 3
+
+
+async def test_a_send_inside_the_retry_after_is_refused_again_and_recorded(
+    telegram_emulator_server: EmulatorProcess,
+) -> None:
+    # A client of its own: the fixture's asserts that its bot never did this.
+    client = TelegramClient(telegram_emulator_server.url)
+    try:
+        chat = client.new_chat_id()
+        for n in range(3):
+            await client.bot_api("sendMessage", chat_id=chat, text=f"{n}")
+        first = await client.bot_api("sendMessage", chat_id=chat, text="too soon")
+        again = await client.bot_api("sendMessage", chat_id=chat, text="sooner still")
+
+        assert first == again == too_many(1)
+        [violation] = await client.violations()
+        assert (violation["method"], violation["chat_id"], violation["scope"]) == (
+            "sendMessage",
+            chat,
+            f"chat:{chat}",
+        )
+        assert 0 < violation["early_ms"] <= 1000
+        assert len(await client.bot_messages(chat)) == 3
+    finally:
+        await client.close()
+
+
+async def test_a_group_takes_20_messages_a_minute(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    group = telegram_emulator.new_group_id()
+    for n in range(20):
+        await bot.send_message(group, f"Лид #{n}")
+
+    refused = await telegram_emulator.bot_api("sendMessage", chat_id=group, text="Лид #20")
+
+    retry_after = refused.get("parameters", {}).get("retry_after")
+    assert isinstance(retry_after, int)
+    assert 1 < retry_after <= 60  # until the first of the twenty is a minute old
+    assert refused == too_many(retry_after)
+    assert len(await telegram_emulator.bot_messages(group)) == 20
+
+
+async def test_about_30_messages_a_second_in_all(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chats = [telegram_emulator.new_chat_id() for _ in range(31)]
+    answers = await asyncio.gather(
+        *(telegram_emulator.bot_api("sendMessage", chat_id=chat, text="Новость") for chat in chats)
+    )
+
+    assert sorted(a["ok"] for a in answers) == [False] + [True] * 30
+    [refused] = [a for a in answers if not a["ok"]]
+    assert refused == too_many(1)
+
+
+async def test_limits_can_be_turned_off_for_a_test_that_measures_something_else(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    chat = telegram_emulator.new_chat_id()
+    limits = await telegram_emulator.set_limits(enabled=False)
+
+    for n in range(10):
+        await bot.send_message(chat, f"{n}")
+
+    assert limits["enabled"] is False
+    assert len(await telegram_emulator.bot_messages(chat)) == 10
+    assert (await telegram_emulator.set_limits(chat_burst=1))["enabled"] is True
+
+
+# ------------------------------------------------------------------ a group becomes a supergroup
+
+
+async def test_a_group_upgraded_to_a_supergroup(
+    bot: Bot, telegram_emulator: TelegramClient
+) -> None:
+    group = telegram_emulator.new_basic_group_id()
+    await telegram_emulator.send_group_text(group, "Привет", user_id=501, first_name="Ольга")
+    [hello] = await bot.get_updates()
+    assert hello.message is not None
+    assert hello.message.chat.type == "group"
+
+    supergroup = await telegram_emulator.upgrade_group(group, user_id=501, first_name="Ольга")
+    raw = await telegram_emulator.bot_api("sendMessage", chat_id=group, text="Карточка")
+    with pytest.raises(TelegramMigrateToChat) as caught:
+        await bot.send_message(group, "Карточка")
+    updates = await bot.get_updates(offset=hello.update_id + 1)
+    sent = await bot.send_message(supergroup, "Карточка")
+
+    assert str(supergroup).startswith("-100")
+    assert raw == {
+        "ok": False,
+        "error_code": 400,
+        "description": "Bad Request: group chat was upgraded to a supergroup chat",
+        "parameters": {"migrate_to_chat_id": supergroup},
+    }
+    assert caught.value.migrate_to_chat_id == supergroup
+    old, new = (u.message for u in updates)
+    assert old is not None
+    assert (old.chat.id, old.chat.type, old.migrate_to_chat_id) == (group, "group", supergroup)
+    assert new is not None
+    assert (new.chat.id, new.chat.type, new.migrate_from_chat_id) == (
+        supergroup,
+        "supergroup",
+        group,
+    )
+    assert (sent.chat.id, sent.chat.type, sent.chat.title) == (
+        supergroup,
+        "supergroup",
+        "Менеджеры",
+    )
+    with pytest.raises(AssertionError, match="was upgraded to the supergroup"):
+        await telegram_emulator.send_group_text(group, "?", user_id=501, first_name="Ольга")
+    await telegram_emulator.send_group_text(supergroup, "Здесь", user_id=501, first_name="Ольга")
+    [here] = await bot.get_updates(offset=updates[-1].update_id + 1)
+    assert here.message is not None
+    assert (here.message.chat.id, here.message.text) == (supergroup, "Здесь")

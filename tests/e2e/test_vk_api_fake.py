@@ -49,7 +49,7 @@ async def test_fake_speaks_vkbottles_version(vk_api: VkApiFake) -> None:
 
 
 async def test_send_delivers_with_keyboard_intent_and_flags(vk_api: VkApiFake, api: API) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_user_id()  # never wrote: the intent lets the community write
     message_id = await api.messages.send(
         peer_id=user,
         random_id=41,
@@ -81,7 +81,7 @@ async def test_send_delivers_with_keyboard_intent_and_flags(vk_api: VkApiFake, a
 async def test_a_repeated_random_id_returns_the_first_message_and_delivers_nothing(
     vk_api: VkApiFake, api: API
 ) -> None:
-    user, other = vk_api.new_user_id(), vk_api.new_user_id()
+    user, other = vk_api.new_writer(), vk_api.new_writer()
     first = await api.messages.send(peer_id=user, random_id=1234, message="один раз")
     again = await api.messages.send(peer_id=user, random_id=1234, message="один раз")
     elsewhere = await api.messages.send(peer_id=other, random_id=1234, message="другому")
@@ -97,7 +97,7 @@ async def test_a_repeated_random_id_returns_the_first_message_and_delivers_nothi
 async def test_peer_ids_answers_a_list_and_conversations_get_no_message_id(
     vk_api: VkApiFake, api: API
 ) -> None:
-    user, chat = vk_api.new_user_id(), vk_api.new_chat_peer_id()
+    user, chat = vk_api.new_writer(), vk_api.new_chat_peer_id()
     items = await api.messages.send(peer_ids=[user, chat], random_id=0, message="всем")
     assert isinstance(items, list)
     by_peer = {item.peer_id: item for item in items}
@@ -109,7 +109,7 @@ async def test_peer_ids_answers_a_list_and_conversations_get_no_message_id(
 
 
 async def test_a_failed_peer_in_a_batch_fails_its_item_only(vk_api: VkApiFake, api: API) -> None:
-    ok, closed = vk_api.new_user_id(), vk_api.new_user_id()
+    ok, closed = vk_api.new_writer(), vk_api.new_writer()
     vk_api.fail("messages.send", 901, peer_id=closed)
     answer = await api.request(
         "messages.send", {"peer_ids": f"{ok},{closed}", "random_id": 0, "message": "x"}
@@ -129,14 +129,14 @@ async def test_vkbottles_typed_peer_ids_answer_cannot_read_a_failed_item(
 ) -> None:
     """VK leaves message_id out of a failed item; vkbottle_types requires it. A bot that
     needs per-peer errors reads the raw answer (`api.request`), as the test above does."""
-    closed = vk_api.new_user_id()
+    closed = vk_api.new_writer()
     vk_api.fail("messages.send", 902, peer_id=closed)
     with pytest.raises(pydantic.ValidationError, match="message_id"):
         await api.messages.send(peer_ids=[closed], random_id=0, message="x")
 
 
 async def test_send_is_checked_as_vk_checks_it(vk_api: VkApiFake, api: API) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
     seven_rows = json.dumps(
         {"inline": True, "buttons": [[{"action": {"type": "text", "label": "x"}}]] * 7}
     )
@@ -165,7 +165,7 @@ async def test_send_is_checked_as_vk_checks_it(vk_api: VkApiFake, api: API) -> N
 async def test_error_901_surfaces_as_vkbottles_error_with_vks_text(
     vk_api: VkApiFake, api: API
 ) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
     vk_api.fail("messages.send", 901, peer_id=user)
     with pytest.raises(VKAPIError[901]) as caught:
         await api.messages.send(peer_id=user, random_id=5, message="hi")
@@ -180,7 +180,7 @@ async def test_error_901_surfaces_as_vkbottles_error_with_vks_text(
 async def test_a_person_who_denies_messages_gets_901_until_they_allow(
     vk_api: VkApiFake, api: API
 ) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
     vk_api.deny_messages(user)
     for _ in range(2):
         with pytest.raises(VKAPIError[901]):
@@ -202,7 +202,7 @@ async def test_a_person_who_denies_messages_gets_901_until_they_allow(
 async def test_injected_errors_carry_vks_texts(
     vk_api: VkApiFake, api: API, code: int, text: str
 ) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
     vk_api.fail("messages.send", code, times=2)
     for _ in range(2):
         with pytest.raises(VKAPIError[code], match=text):
@@ -252,7 +252,7 @@ async def test_edit_by_conversation_message_id_in_a_conversation(
 
 
 async def test_event_answer_is_checked_and_recorded(vk_api: VkApiFake, api: API) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
     await api.messages.send(peer_id=user, random_id=0, message="?", keyboard=card_keyboard())
     pressed = vk_api.press(user, "Взять")
     assert pressed.kind == "callback"
@@ -276,7 +276,7 @@ async def test_event_answer_is_checked_and_recorded(vk_api: VkApiFake, api: API)
 
 
 async def test_users_get(vk_api: VkApiFake, api: API) -> None:
-    known, unknown = vk_api.new_user_id(), vk_api.new_user_id()
+    known, unknown = vk_api.new_writer(), vk_api.new_writer()
     vk_api.add_user(known, "Анна", "Смирнова", screen_name="anna_s")
     users = await api.users.get(user_ids=[known, unknown], fields=["screen_name"])
     assert [(u.id, u.first_name, u.last_name, u.screen_name) for u in users] == [
@@ -288,7 +288,7 @@ async def test_users_get(vk_api: VkApiFake, api: API) -> None:
 
 
 async def test_doc_upload_with_vkbottles_uploader_then_send(vk_api: VkApiFake, api: API) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
     attachment = await DocMessagesUploader(api).upload(
         b"%PDF-1.4 guide", peer_id=user, title="guide.pdf"
     )
@@ -372,7 +372,7 @@ async def test_long_poll_failures_and_vkbottles_recovery(
     monkeypatch.chdir(tmp_path)  # vkbottle keeps the ts in ./.vkbottle
     polling = BotPolling(api=api, group_id=vk_api.group_id, wait=5)
     server = await polling.get_server()
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
 
     vk_api.expire_key()
     assert await polling.get_event(server) == {"failed": 2}
@@ -403,7 +403,7 @@ async def test_long_poll_failures_and_vkbottles_recovery(
 async def test_press_a_text_button_and_reply_in_a_conversation(
     vk_api: VkApiFake, api: API
 ) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
     await api.messages.send(peer_id=user, random_id=0, message="?", keyboard=card_keyboard())
     pressed = vk_api.press(user, "Ещё")
     assert pressed.kind == "text"
@@ -412,7 +412,7 @@ async def test_press_a_text_button_and_reply_in_a_conversation(
     with pytest.raises(AssertionError, match="open_link"):
         vk_api.press(user, "Сайт")
 
-    chat, manager = vk_api.new_chat_peer_id(), vk_api.new_user_id()
+    chat, manager = vk_api.new_chat_peer_id(), vk_api.new_writer()
     [card] = await api.messages.send(peer_ids=[chat], random_id=0, message="Лид #7")
     reply = vk_api.push_message(
         manager, "созвонился", peer_id=chat, reply_to=card.conversation_message_id
@@ -425,7 +425,7 @@ async def test_press_a_text_button_and_reply_in_a_conversation(
 
 
 async def test_a_person_sends_a_document(vk_api: VkApiFake) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
     doc = vk_api.user_doc(user, "resume.docx", b"PK...")
     vk_api.push_message(user, "", attachments=[doc])
     update = GroupTypes.MessageNew(**vk_api.updates()[-1])
@@ -443,7 +443,7 @@ async def test_a_person_sends_a_document(vk_api: VkApiFake) -> None:
 async def test_wait_for_wakes_on_delivery_and_reports_on_timeout(
     vk_api: VkApiFake, api: API
 ) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
     waiting = asyncio.create_task(vk_api.wait_for(user, "гайд", timeout=2))
     await asyncio.sleep(0.01)
     await api.messages.send(peer_id=user, random_id=0, message="Ваш гайд")
@@ -456,7 +456,7 @@ async def test_wait_for_wakes_on_delivery_and_reports_on_timeout(
 
 
 async def test_callback_event_body(vk_api: VkApiFake) -> None:
-    user = vk_api.new_user_id()
+    user = vk_api.new_writer()
     body = vk_api.callback_event(
         "message_new", vk_api.message_new_object(user, "hi"), secret="s3cret", event_id="e1"
     )
@@ -479,3 +479,25 @@ async def test_closing_answers_a_waiting_long_poll(vk_api: VkApiFake, api: API) 
     await asyncio.sleep(0.05)
     await vk_api.close()
     assert (await asyncio.wait_for(waiting, 2))["updates"] == []
+
+
+async def test_the_rate_limit_is_vks_by_default(vk_api: VkApiFake) -> None:
+    assert vk_api.requests_per_second == 20
+    assert VkApiFake().requests_per_second == 20
+
+
+async def test_past_24_hours_a_message_needs_an_intent(vk_api: VkApiFake, api: API) -> None:
+    stranger, writer = vk_api.new_user_id(), vk_api.new_user_id()
+    vk_api.push_message(writer, "Здравствуйте")
+
+    with pytest.raises(VKAPIError[943]):  # never wrote to the community
+        await api.request("messages.send", {"peer_id": stranger, "random_id": 0, "message": "a"})
+    await api.request("messages.send", {"peer_id": writer, "random_id": 0, "message": "b"})
+    vk_api.age_messages(writer, hours=25)
+    with pytest.raises(VKAPIError[943]):
+        await api.request("messages.send", {"peer_id": writer, "random_id": 0, "message": "c"})
+    notice = {"peer_id": writer, "random_id": 0, "message": "d", "intent": "account_update"}
+    await api.request("messages.send", notice)
+
+    assert [m.text for m in vk_api.sent(writer)] == ["b", "d"]
+    assert vk_api.sent(stranger) == []

@@ -28,6 +28,12 @@ message's id and delivers nothing.
 
 Deliberately stricter than VK, so a bug shows: a `doc` attachment must name a document saved
 through this fake, and a message is at most 4096 characters (VK's documented practical limit).
+
+VK's limits hold by default, as they do for a real community: more than 20 calls in a second
+from one token get error 6, and a message to a person whose last message to the community is
+over 24 hours old (or who never wrote) is refused with error 943 unless it names an `intent`
+(`age_messages` moves a person's messages back in time). `fail` makes any method answer any
+error (9 flood control, 1 and 10 server errors, ...).
 Nothing here sleeps for a fixed time: `wait_for` and friends wake when the bot does something.
 """
 
@@ -52,6 +58,8 @@ from aiohttp import web
 
 API_VERSION = "5.199"  # vkbottle_types.API_VERSION: the version the bot speaks
 CONVERSATIONS = 2_000_000_000  # peer ids from here on are group conversations (chats)
+REQUESTS_PER_SECOND = 20  # VK's limit for a community token
+WINDOW_SECONDS = 24 * 3600  # a community writes freely this long after a person's message
 LONG_POLL_MAX_WAIT = 90
 LONG_POLL_BATCH = 100  # at most this many updates in one long-poll answer
 TEXT_LIMIT = 4096
@@ -243,6 +251,7 @@ class Call:
     response: Any = None
     error_code: int | None = None
     error_msg: str | None = None
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -325,7 +334,7 @@ class VkApiFake:
         group_id: int | None = None,
         group_name: str = "Leadbot test",
         screen_name: str = "leadbot_test",
-        requests_per_second: float | None = None,
+        requests_per_second: float | None = REQUESTS_PER_SECOND,
     ) -> None:
         self.token = token or f"vk1.a.test{secrets.token_hex(24)}"
         self.group_id = group_id or next(_group_ids)
@@ -412,6 +421,13 @@ class VkApiFake:
     def new_user_id() -> int:
         """A person's id never used before in this test run."""
         return next(_user_ids)
+
+    def new_writer(self) -> int:
+        """A new person who has just written to the community (recorded, not queued for the
+        bot): the community may write back without an `intent` for 24 hours."""
+        user_id = self.new_user_id()
+        self.message_new_object(user_id, "Здравствуйте")
+        return user_id
 
     @staticmethod
     def new_chat_peer_id() -> int:
@@ -512,6 +528,12 @@ class VkApiFake:
             raise AssertionError(f"button {label!r} is {action['type']}: nothing to send")
         labels = [m.labels() for m in self._sent.get(peer_id, [])]
         raise AssertionError(f"no bot message in {peer_id} has a button {label!r}: {labels}")
+
+    def age_messages(self, user_id: int, hours: float) -> None:
+        """Move what the person wrote to the community `hours` back in time: past 24 hours a
+        message to them needs an `intent`."""
+        for message in self._incoming.get(user_id, []):
+            message["date"] -= int(hours * 3600)
 
     def deny_messages(self, user_id: int) -> None:
         """The person forbids the community to write (`message_deny`): messages.send to them
@@ -970,6 +992,8 @@ class VkApiFake:
             raise failure
         if peer in self._denied:
             raise VkApiError(901)
+        if peer < CONVERSATIONS and not params.get("intent") and not self._in_window(peer):
+            raise VkApiError(943)
         if random_id and (peer, random_id) in self._by_random_id:
             return self._by_random_id[(peer, random_id)]  # VK: the first one's id, no delivery
         message = SentMessage(
@@ -989,6 +1013,11 @@ class VkApiFake:
         if random_id:
             self._by_random_id[(peer, random_id)] = message
         return message
+
+    def _in_window(self, user_id: int) -> bool:
+        """Whether the person wrote to the community in the last 24 hours."""
+        dates = [m["date"] for m in self._incoming.get(user_id, []) if m["from_id"] == user_id]
+        return bool(dates) and time.time() - max(dates) < WINDOW_SECONDS
 
     def _check_attachments(self, attachment: str) -> None:
         for item in attachment.split(","):

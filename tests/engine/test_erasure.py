@@ -4,18 +4,21 @@ nowhere else; after the erasure a dump of every table holds none of them."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, text, update
+from datetime import timedelta
+
+from sqlalchemy import func, select, text, update
 
 from bot.clock import FakeClock
 from bot.engine.funnel import Funnel
 from bot.messages import Kind
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
-from bot.scoring import Routes
+from bot.scoring import CARD, CRM_EXPORT, Routes
 from storage.database import Database
 from storage.models import Base, OutboxRow
 from tests.conftest import FIXTURE_SCENARIO
-from tests.prospect import Prospect
+from tests.prospect import Prospect, snapshot
+from tests.test_handoff import Desk
 
 TELEGRAM_ID, VK_ID = "88800123", "7774441"
 PERSONAL = (
@@ -86,3 +89,44 @@ async def test_nothing_personal_is_left_after_delete(db: Database, clock: FakeCl
     # What the counts need stays: the lead, its stage moves and anonymous events.
     assert "leads: " in after
     assert "magnet_delivered" in after
+
+
+async def test_nothing_queued_for_a_person_goes_out_after_delete(
+    db: Database, clock: FakeClock
+) -> None:
+    """Qualified, then erased before the worker's next tick: the lead card, the CRM export and
+    the person's own queued messages were waiting. None of them goes anywhere afterwards, and
+    nothing of the lead is left waiting in the queue."""
+    bench = Desk(db, clock)
+    anna = Prospect(bench.funnel, external_id="1001")
+    await anna.start("src_vkads-o_audit")
+    await anna.press("Согласен")
+    await anna.press("Да, присылайте")
+    await anna.say("Анна Петрова")
+    await anna.share("79991234567")
+    await anna.press("больше 50")  # qualifies: a card and a CRM export are queued
+    lead_id = (await snapshot(db, "1001")).lead_id
+    async with db.unit_of_work() as uow:
+        queued = await uow.session.scalars(
+            select(OutboxRow.kind).where(
+                OutboxRow.lead_id == lead_id, OutboxRow.status == "pending"
+            )
+        )
+        assert {CARD, CRM_EXPORT, "step"} <= set(queued)
+
+    await anna.send(Kind.DELETE)
+    await anna.press("Да, удалить")
+    for _ in range(3):  # a week of ticks: steps, reminders, retries would all be due
+        clock.advance(timedelta(days=3))
+        await bench.worker.drain()
+
+    assert bench.chat.posts == []
+    assert bench.crm.exported == []
+    assert bench.transport.attempts == []
+    async with db.unit_of_work() as uow:
+        waiting = await uow.session.scalar(
+            select(func.count()).where(
+                OutboxRow.lead_id == lead_id, OutboxRow.status.in_(("pending", "sending"))
+            )
+        )
+    assert waiting == 0

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
 
+from bot.scenario import source
 from bot.scenario.conditions import (
     AllRule,
     AnswerRule,
@@ -828,17 +830,47 @@ def test_a_referral_reward_waits_for_a_funnel_stage(scenario_dir: Path) -> None:
     ]
 
 
-def test_an_alias_bomb_is_refused_not_expanded(scenario_dir: Path) -> None:
-    """Nine levels of ten aliases each would be a billion values: refused when the count of
-    values read passes the bound, long before memory or time run out."""
+def test_an_alias_bomb_is_refused_not_expanded(
+    scenario_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nine levels of ten aliases each would be a billion values: refused before reading,
+    from the size of what each alias names, long before memory or time run out."""
     lines = ['a0: &a0 ["ха"]']
     lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 10)]
     (scenario_dir / "bomb.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
+    read: list[str] = []
+    reader = source._Reader.read
+
+    def reading(self: source._Reader, *args: Any) -> Any:
+        read.append(self.file)
+        return reader(self, *args)
+
+    monkeypatch.setattr(source._Reader, "read", reading)
+
     found = problems(scenario_dir)
     assert len(found) == 1
-    assert found[0].startswith("sc/bomb.yaml:")
+    assert found[0].startswith("sc/bomb.yaml:5:")  # a5: the first alias that repeats 100,000
     assert "over 100,000 values once the aliases (*name) are written out" in found[0]
+    # Sized from the aliases alone: not one of its values was read.
+    assert [file for file in read if file.endswith("bomb.yaml")] == []
+
+
+def test_a_value_that_contains_itself_is_refused(scenario_dir: Path) -> None:
+    (scenario_dir / "loop.yaml").write_text("loop: &a [1, *a]\n", encoding="utf-8")
+
+    [found] = problems(scenario_dir)
+    assert found.startswith("sc/loop.yaml:1:7: over 100,000 values")
+
+
+def test_values_nested_thousands_deep_are_a_plain_problem(scenario_dir: Path) -> None:
+    (scenario_dir / "deep.yaml").write_text(
+        "a: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8"
+    )
+
+    assert problems(scenario_dir) == [
+        "sc/deep.yaml:1:1: values are nested too deeply; a scenario nests a few levels"
+    ]
 
 
 def test_a_file_too_large_to_be_a_scenario_is_refused_unread(scenario_dir: Path) -> None:

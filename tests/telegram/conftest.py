@@ -19,6 +19,8 @@ from bot.scenario.reload import ScenarioReloader
 from bot.scoring import Routes
 from handlers.telegram.callbacks import Press
 from handlers.telegram.channel import create_dispatcher
+from handlers.telegram.holds import ChatHolds
+from handlers.telegram.managers_chat import ManagersChatId
 from handlers.telegram.middlewares import InFlight, Throttle
 from handlers.telegram.sender import TelegramSender
 from tests.telegram.mocked_bot import BOT_USER, RecordingSession
@@ -28,13 +30,19 @@ _update_ids = itertools.count(1)
 
 
 class Waits:
-    """Stands in for asyncio.sleep: records how long the bot chose to wait."""
+    """Stands in for asyncio.sleep: records how long the bot chose to wait, and moves its own
+    clock (`now`) by as much, so that a wait really ends what it waited for."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
+        self.elapsed = 0.0
 
     async def __call__(self, seconds: float) -> None:
         self.seconds.append(seconds)
+        self.elapsed += seconds
+
+    def now(self) -> float:
+        return self.elapsed
 
 
 class Prospect:
@@ -119,7 +127,12 @@ class Harness:
         self.session = RecordingSession()
         self.bot = Bot("42:TEST", session=self.session)
         self.waits = Waits()
-        self.sender = TelegramSender(self.bot, MANAGERS_CHAT, sleep=self.waits)
+        self.sender = TelegramSender(
+            self.bot,
+            ManagersChatId(MANAGERS_CHAT, funnel.db, funnel.clock),
+            sleep=self.waits,
+            holds=ChatHolds(self.waits.now),
+        )
         # The flood limit runs on a clock that moves a second per update (a person's pace)
         # unless a test freezes it to send a flood.
         self.seconds = 0.0

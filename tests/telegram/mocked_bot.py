@@ -27,22 +27,30 @@ class RecordingSession(HeldResponseTypes):
     def __init__(self) -> None:
         super().__init__()
         self.requests: list[TelegramMethod[Any]] = []
-        self._failures: list[tuple[type, dict[str, Any]]] = []
+        self._failures: list[tuple[type, int | None, dict[str, Any]]] = []
         self._next_id = 1000
         self.message_ids: dict[int, int] = {}  # id(request) -> the message id it got
 
     def fail_next(
-        self, method: type, error_code: int, description: str, retry_after: int | None = None
+        self,
+        method: type,
+        error_code: int,
+        description: str,
+        retry_after: int | None = None,
+        *,
+        migrate_to_chat_id: int | None = None,
+        chat_id: int | None = None,
     ) -> None:
-        """The next call of `method` gets this Bot API error."""
+        """The next call of `method` (to `chat_id`, if given) gets this Bot API error."""
         response: dict[str, Any] = {
             "ok": False,
             "error_code": error_code,
             "description": description,
         }
-        if retry_after is not None:
-            response["parameters"] = {"retry_after": retry_after}
-        self._failures.append((method, response))
+        parameters = {"retry_after": retry_after, "migrate_to_chat_id": migrate_to_chat_id}
+        if any(value is not None for value in parameters.values()):
+            response["parameters"] = {k: v for k, v in parameters.items() if v is not None}
+        self._failures.append((method, chat_id, response))
 
     def of(self, method: type) -> list[Any]:
         return [r for r in self.requests if isinstance(r, method)]
@@ -54,8 +62,8 @@ class RecordingSession(HeldResponseTypes):
         timeout: int | None = None,  # noqa: ASYNC109 - aiogram's signature
     ) -> TelegramType:
         self.requests.append(method)
-        for index, (kind, response) in enumerate(self._failures):
-            if isinstance(method, kind):
+        for index, (kind, chat_id, response) in enumerate(self._failures):
+            if isinstance(method, kind) and chat_id in (None, getattr(method, "chat_id", None)):
                 del self._failures[index]
                 return self.check_response(
                     bot, method, response["error_code"], self.json_dumps(response)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 from aiogram.types import ForceReply, InlineKeyboardMarkup
+from sqlalchemy import select
 
+from handlers.telegram.managers_chat import ManagersChatId
+from storage.models import ChatMigration
 from tests.telegram.conftest import MANAGERS_CHAT, Harness, press_data
 from tests.telegram.mocked_bot import BOT_USER, sent_texts
 
 GROUP = {"id": MANAGERS_CHAT, "type": "supergroup", "title": "Продажи"}
+# The supergroup the managers' group was upgraded to, as Telegram names it.
+UPGRADED = -1009876543210
+SUPERGROUP = {"id": UPGRADED, "type": "supergroup", "title": "Продажи"}
+UPGRADED_REFUSAL = "Bad Request: group chat was upgraded to a supergroup chat"
 _ids = iter(range(10_000, 20_000))
 
 
@@ -30,12 +39,16 @@ def bot_post(request: SendMessage, message_id: int) -> dict[str, Any]:
 
 
 async def group_text(
-    h: Harness, user: dict[str, Any], text: str, reply_to: dict[str, Any] | None = None
+    h: Harness,
+    user: dict[str, Any],
+    text: str,
+    reply_to: dict[str, Any] | None = None,
+    chat: dict[str, Any] = GROUP,
 ) -> list[Any]:
     message: dict[str, Any] = {
         "message_id": next(_ids),
         "date": int(datetime.now(UTC).timestamp()),
-        "chat": GROUP,
+        "chat": chat,
         "from": user,
         "text": text,
     }
@@ -158,3 +171,85 @@ async def test_lead_and_stats_commands_answer_only_in_the_managers_chat(
     await outsider.text(f"/lead {lead}")
     await outsider.text("/stats")
     assert not any("Лид #" in text for text in sent_texts(telegram.session, 2002))
+
+
+# ---- the managers' group upgraded to a supergroup
+
+
+async def moves(h: Harness) -> list[tuple[str, str, str]]:
+    async with h.funnel.db.reading() as session:
+        rows = await session.execute(
+            select(ChatMigration.channel, ChatMigration.from_chat, ChatMigration.to_chat)
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_a_post_that_meets_the_upgrade_goes_to_the_supergroup_and_so_do_later_ones(
+    telegram: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    telegram.session.fail_next(
+        SendMessage, 400, UPGRADED_REFUSAL, migrate_to_chat_id=UPGRADED, chat_id=MANAGERS_CHAT
+    )
+    anna = telegram.prospect()
+    await anna.text("/start src_vkads-o_audit")
+    await anna.press("Согласен")
+    await anna.press("Да, присылайте")
+    await anna.text("Анна Петрова")
+    await anna.contact("79991234567")
+    await anna.press("больше 50")
+    with caplog.at_level(logging.WARNING):
+        sent = await telegram.deliver()
+
+    posts = [r for r in sent if isinstance(r, SendMessage) and int(r.chat_id) < 0]
+    # Refused once in the old group, then each post went to the supergroup, none lost or twice.
+    assert int(posts[0].chat_id) == MANAGERS_CHAT
+    assert {int(r.chat_id) for r in posts[1:]} == {UPGRADED}
+    assert sorted(r.text for r in posts[1:]) == sorted({r.text for r in posts})
+    [card] = [r for r in posts[1:] if r.text.startswith("🔥 Лид #")]
+    assert f"set MANAGERS_TELEGRAM_CHAT_ID={UPGRADED}" in caplog.text
+    assert await moves(telegram) == [("telegram", str(MANAGERS_CHAT), str(UPGRADED))]
+
+    # A manager claims the card in the supergroup: the managers' chat, and the card is edited.
+    lead = card.text.split("#", 1)[1].split()[0]
+    posted = {**bot_post(card, telegram.session.message_ids[id(card)]), "chat": SUPERGROUP}
+    pressed = await press_card(
+        telegram, manager(501, "Иван"), posted, press_data(f"h:claim:{lead}"), chat=SUPERGROUP
+    )
+    assert toast(pressed) == f"Лид #{lead} ваш."
+    [edit] = [r for r in pressed if isinstance(r, EditMessageText)]
+    assert (edit.chat_id, edit.message_id) == (UPGRADED, posted["message_id"])
+    await group_text(telegram, manager(501, "Иван"), "/stats", chat=SUPERGROUP)
+    assert sent_texts(telegram.session, UPGRADED)[-1].startswith("Воронка:")
+
+    # After a restart with the old id in the settings, the bot still posts in the supergroup.
+    restarted = ManagersChatId(MANAGERS_CHAT, telegram.funnel.db, telegram.funnel.clock)
+    await restarted.restore()
+    assert restarted.current == UPGRADED
+
+
+@pytest.mark.parametrize(
+    "service",
+    [
+        {"chat": GROUP, "migrate_to_chat_id": UPGRADED},  # the old group's last message
+        {"chat": SUPERGROUP, "migrate_from_chat_id": MANAGERS_CHAT},  # the supergroup's first
+    ],
+)
+async def test_the_upgrade_message_moves_the_managers_chat_before_any_post(
+    telegram: Harness, service: dict[str, Any]
+) -> None:
+    await telegram.feed(
+        {
+            "message": {
+                "message_id": next(_ids),
+                "date": int(datetime.now(UTC).timestamp()),
+                "from": manager(501, "Иван"),
+                **service,
+            }
+        }
+    )
+    await telegram.sender.post_to_managers("🆕 Новый лид")
+
+    assert telegram.sender.managers_chat_id == UPGRADED
+    assert sent_texts(telegram.session, UPGRADED) == ["🆕 Новый лид"]
+    assert sent_texts(telegram.session, MANAGERS_CHAT) == []
+    assert await moves(telegram) == [("telegram", str(MANAGERS_CHAT), str(UPGRADED))]

@@ -22,6 +22,7 @@ from bot.handoff import ManagerDesk
 from bot.redemption import Redemptions
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
+from handlers.vk.rate import PacedToken
 from handlers.vk.router import VkHandlers
 from handlers.vk.sender import VkSender
 from storage import migrate
@@ -61,10 +62,14 @@ class LosingAnswers(AiohttpClient):
 class VkBot:
     """One bot process's VK side: vkbottle's router over the real handlers."""
 
-    def __init__(self, vk: VkApiFake, bot: Bot, http: LosingAnswers) -> None:
+    def __init__(
+        self, vk: VkApiFake, bot: Bot, http: LosingAnswers, funnel: Funnel, sender: VkSender
+    ) -> None:
         self.vk = vk
         self.bot = bot
         self.http = http
+        self.funnel = funnel
+        self.sender = sender
 
     async def feed(self, update: dict[str, Any]) -> list[int]:
         """Handle one update as the Callback API brings it; the random_ids it was answered
@@ -82,7 +87,11 @@ async def vk_bot(
     await migrate.upgrade(db.engine)
     http = LosingAnswers()
     # vkbottle waits 5 s before sending again; the test has no reason to.
-    api = API(vk.token, http_client=http, request_rescheduler=BlockingRequestRescheduler(0))
+    api = API(
+        PacedToken(vk.token),  # as the bot's own API (handlers/vk/channel.create_api)
+        http_client=http,
+        request_rescheduler=BlockingRequestRescheduler(0),
+    )
     api.API_URL = vk.api_url
     # Started now: the sender measures VK's 24-hour window on the wall clock.
     clock = FakeClock(datetime.now(UTC))
@@ -93,7 +102,7 @@ async def vk_bot(
     desk = ManagerDesk(db, scenarios, clock, chats)
     handlers = VkHandlers(funnel, sender, desk, Redemptions(funnel))
     try:
-        yield VkBot(vk, Bot(api=api, labeler=handlers.labeler()), http)
+        yield VkBot(vk, Bot(api=api, labeler=handlers.labeler()), http, funnel, sender)
     finally:
         await http.close()
         await db.dispose()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from bot.messages import Button
+from bot.names import person_name
 from bot.scenario.model import Question
 
 CONTACT_TYPES = ("phone", "email")  # question types whose answer is also a contact
@@ -28,9 +28,6 @@ class ParsedAnswer:
     score: int = 0
     tag: str | None = None
     zone: str | None = None
-
-
-_NAME = re.compile(r"^[^\W\d_]+(?:[ '\-.][^\W\d_]+)*\.?$")
 
 
 def normalize_phone(text: str, region: str) -> str:
@@ -60,8 +57,8 @@ def parse_answer(question: Question, text: str, *, phone_region: str) -> ParsedA
         case "email":
             return ParsedAnswer(normalize_email(text))
         case "name":
-            name = " ".join(text.split())
-            if not (1 <= len(name) <= 64) or not _NAME.match(name):
+            name = person_name(text)
+            if name is None:
                 raise InvalidAnswer("invalid_name")
             return ParsedAnswer(name)
         case "choice":

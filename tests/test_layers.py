@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
         "bot.stages",
         "bot.transport",
         "bot.answers",
+        "bot.names",
         "bot.consent",
     ),
     ("bot",),

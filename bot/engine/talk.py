@@ -5,9 +5,23 @@ the chat: a live talk."""
 from __future__ import annotations
 
 from bot.engine.faq import match_faq
+from bot.engine.small_talk import is_thanks, without_greeting
 from bot.engine.turn import Turn
 from bot.handoff import post_about_lead
 from storage.models import Handoff
+
+
+def small_talk(turn: Turn, text: str) -> bool:
+    """A greeting alone gets a greeting and the start buttons, thanks alone a polite word:
+    neither is a question for the FAQ or the managers. False for anything else."""
+    m = turn.s.messages
+    if without_greeting(text) == "":
+        turn.say(m.greeting, buttons=turn.menu_buttons(turn.s.start.buttons))
+        return True
+    if is_thanks(text):
+        turn.say(m.you_are_welcome, buttons=turn.back_to_menu())
+        return True
+    return False
 
 
 async def free_text(turn: Turn, text: str) -> None:
@@ -15,7 +29,10 @@ async def free_text(turn: Turn, text: str) -> None:
     managers = turn.funnel.routes.managers
     handoff = await turn.uow.session.get(Handoff, lead.id) if managers else None
     held_by = handoff.manager_name if handoff and handoff.status == "claimed" else None
-    entry = None if held_by else match_faq(turn.s.faq, text)
+    if not held_by and small_talk(turn, text):
+        return
+    asked = without_greeting(text) or text  # "привет, сколько стоит?" asks the FAQ its question
+    entry = None if held_by else match_faq(turn.s.faq, asked)
     if entry is not None:
         turn.record("faq_answered", match=entry.match[0])
         turn.say(entry.text, buttons=turn.menu_buttons(entry.buttons) + turn.back_to_menu())

@@ -271,8 +271,12 @@ async def test_a_gate_closed_mid_batch_stops_every_message_not_yet_sent(
     # Everybody else got their message, once.
     others = [e for e in s.leads if e not in gated]
     assert all(len(s.wire.to(e)) == 1 for e in others)
+    # What never went on the wire stays unsent. (A send whose gate read came just before the
+    # close may still go out after it: it was in flight, and `late` allows no other.)
     async with db.unit_of_work() as uow:
         for external_id in still_open:
+            if s.wire.moments(external_id):
+                continue
             rows = await uow.outbox.for_lead(s.leads[external_id])
             assert [r.status for r in rows] == ["cancelled"], external_id
 

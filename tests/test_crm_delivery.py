@@ -25,6 +25,7 @@ from tests.conftest import FIXTURE_SCENARIO
 from tests.crm_fake import VALIDATION_ERROR, FakeBitrix24, running
 from tests.delivery.harness import RecordingTransport, fake_clock_worker
 from tests.prospect import Prospect, snapshot
+from tests.test_handoff import walk_to_qualified
 
 # Seconds the exporter waits for the portal; a hanging portal outlasts it.
 CLIENT_TIMEOUT = 0.3
@@ -55,13 +56,7 @@ class Handoffs:
 
     async def hand_off(self) -> None:
         """A prospect qualifies; the worker then does what is due."""
-        anna = Prospect(self.funnel, external_id="1001")
-        await anna.start("src_vkads-o_audit")
-        await anna.press("Согласен")
-        await anna.press("Да, присылайте")
-        await anna.say("Анна Петрова")
-        await anna.share("79991234567")
-        await anna.press("больше 50")  # the audit tags wants_audit: a qualify rule
+        await walk_to_qualified(Prospect(self.funnel, external_id="1001"))
         await self.worker.drain()
         assert (await snapshot(self.db, "1001")).stage == "qualified"
 

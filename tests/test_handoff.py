@@ -70,6 +70,17 @@ class FakeCrm:
         return "crm-1"
 
 
+async def walk_to_qualified(anna: Prospect) -> None:
+    """The audit by an ad's link, consent, name and a shared phone, then a big company: the
+    audit tags wants_audit, a qualify rule, so a card and a CRM export are queued."""
+    await anna.start("src_vkads-o_audit")
+    await anna.press("Согласен")
+    await anna.press("Да, присылайте")
+    await anna.say("Анна Петрова")
+    await anna.share("79991234567")
+    await anna.press("больше 50")
+
+
 class Desk:
     """The engine, the managers' desk and a worker on one database and fake clock."""
 
@@ -92,13 +103,7 @@ class Desk:
         )
 
     async def qualified_lead(self, user: str = "1001") -> int:
-        anna = Prospect(self.funnel, external_id=user)
-        await anna.start("src_vkads-o_audit")
-        await anna.press("Согласен")
-        await anna.press("Да, присылайте")
-        await anna.say("Анна Петрова")
-        await anna.share("79991234567")
-        await anna.press("больше 50")  # the audit tags wants_audit: a qualify rule
+        await walk_to_qualified(Prospect(self.funnel, external_id=user))
         await self.worker.drain()
         return (await snapshot(self.db, user)).lead_id
 

@@ -18,7 +18,7 @@ from storage.database import Database
 from storage.models import Base, OutboxRow
 from tests.conftest import FIXTURE_SCENARIO
 from tests.prospect import Prospect, snapshot
-from tests.test_handoff import Desk
+from tests.test_handoff import Desk, walk_to_qualified
 
 TELEGRAM_ID, VK_ID = "88800123", "7774441"
 PERSONAL = (
@@ -99,12 +99,7 @@ async def test_nothing_queued_for_a_person_goes_out_after_delete(
     nothing of the lead is left waiting in the queue."""
     bench = Desk(db, clock)
     anna = Prospect(bench.funnel, external_id="1001")
-    await anna.start("src_vkads-o_audit")
-    await anna.press("Согласен")
-    await anna.press("Да, присылайте")
-    await anna.say("Анна Петрова")
-    await anna.share("79991234567")
-    await anna.press("больше 50")  # qualifies: a card and a CRM export are queued
+    await walk_to_qualified(anna)  # a card and a CRM export are queued
     lead_id = (await snapshot(db, "1001")).lead_id
     async with db.unit_of_work() as uow:
         queued = await uow.session.scalars(

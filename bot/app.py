@@ -33,7 +33,7 @@ from bot.redemption import Redemptions
 from bot.referrals import ReferralLinks
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
-from bot.scenario.reload import ScenarioReloader
+from bot.scenario.reload import ScenarioReloader, log_warnings
 from bot.scoring import Routes
 from bot.settings import Settings
 from bot.transport import ChannelUnavailable, ManagersChat, Transport
@@ -160,6 +160,7 @@ async def build_app(
 ) -> App:
     """Load the scenario (raising `ScenarioError`), open and prepare the database."""
     loaded = load_scenario(scenario_dir or settings.scenario_dir)
+    log_warnings(loaded)
     db = Database(database_url or settings.database_url)
     try:
         await prepare_database(db)

@@ -154,6 +154,10 @@ def check(folder: Path) -> int:
         _count(len(s.promos), "promo"),
         _count(len(s.faq), "FAQ entry", "FAQ entries"),
     ]
+    for warning in loaded.warnings:
+        print(f"warning: {warning}")
+    if loaded.warnings:
+        counts.append(_count(len(loaded.warnings), "warning"))
     print(f"{folder}: OK: {', '.join(counts)}")
     return 0
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from bot.crm import CrmLead
 from bot.messages import Button
 from bot.scenario.model import Scenario
-from storage.models import Handoff, Identity, Lead
+from storage.models import Contact, Handoff, Identity, Lead
 from storage.unit_of_work import UnitOfWork
 
 Rows = tuple[tuple[Button, ...], ...]
@@ -54,6 +54,12 @@ def card_buttons(lead_id: int, status: str) -> Rows:
     return ()
 
 
+def contact_line(contact: Contact) -> str:
+    """📞 +79991234567 ✔ (the messenger verified it) or ✉️ name@company.ru."""
+    icon = "📞" if contact.kind == "phone" else "✉️"
+    return f"{icon} {contact.value}" + (" ✔" if contact.verified else "")
+
+
 async def render_card(
     uow: UnitOfWork, s: Scenario, lead: Lead, handoff: Handoff | None, *, headline: str = ""
 ) -> tuple[str, Rows]:
@@ -65,9 +71,7 @@ async def render_card(
     lines.append(f"🔥 Лид #{lead.id}" + (f" — {name}" if name else ""))
     if lead.erased_at is not None:
         lines.append("Данные удалены по просьбе клиента.")
-    for contact in await uow.leads.contacts(lead.id):
-        icon = "📞" if contact.kind == "phone" else "✉️"
-        lines.append(f"{icon} {contact.value}" + (" ✔" if contact.verified else ""))
+    lines += [contact_line(contact) for contact in await uow.leads.contacts(lead.id)]
     for identity in await uow.leads.identities(lead.id):
         lines.append(chat_link(identity))
     details = []

@@ -71,8 +71,16 @@ async def qualify(
         return None  # handed over before, or a customer already
     # The rule first: it reads only what the lead keeps, and is false after most events.
     why = explain(rule, await load_facts(uow, lead, reads(rule)))
-    if why is None or await uow.session.get(Handoff, lead.id) is not None:
+    if why is None or not await hand_over(uow, lead, now, routes, why):
         return None
+    return why
+
+
+async def hand_over(uow: UnitOfWork, lead: Lead, now: datetime, routes: Routes, why: str) -> bool:
+    """Hand the lead to the managers (a card in each managers' chat, an export to each CRM)
+    unless it ever was: False then. `why` is what the card says. The caller holds the lock."""
+    if lead.erased_at is not None or await uow.session.get(Handoff, lead.id) is not None:
+        return False
     uow.session.add(Handoff(lead_id=lead.id, status="open", rule=why[:256], qualified_at=now))
     stages.advance(lead, "qualified", reason=f"qualify: {why}"[:128], now=now, events=uow.events)
     uow.events.add(lead.id, "qualified", now=now, payload={"rule": why[:256]})
@@ -88,4 +96,4 @@ async def qualify(
             payload={"target": target},
         )
     log.info("lead %s qualified: %s", lead.id, why)
-    return why
+    return True

@@ -1,7 +1,9 @@
 """Warm-up sequences: enrolment, the outbox row of each next step, stop and start conditions.
 
-One step is queued at a time: when it is sent (or skipped) the next one is queued from that
-moment (`after_from: previous`, the default) or from the chain's start (`after_from: start`).
+One step is queued at a time: when it is sent (or skipped) the next one is queued. Its `after`
+counts from the chain's start (`after_from: start`) or, by default, from the last step of the
+chain that was actually sent (the start while none was): a skipped step adds no time, so
+alternatives (`if:` steps with the same `after`) take one slot, not one each.
 Rows name the step by its stable id, and the text is rendered when the step is sent, so an
 edited scenario applies to steps not yet sent and a removed step is cancelled.
 """
@@ -14,9 +16,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from bot.scenario.model import Scenario, Sequence, StartOn, Step
 from bot.timing import step_due, zone_of
-from storage.models import Lead, SequenceRun
+from storage.models import Lead, OutboxRow, SequenceRun
 from storage.repositories import NOT_YET_SENT, outbox_row
 from storage.unit_of_work import UnitOfWork
 
@@ -154,7 +158,8 @@ async def queue_next(
     sent_at: datetime,
     now: datetime,
 ) -> None:
-    """After a step was sent or skipped, queue the one that follows it."""
+    """After a step was sent at `sent_at`, queue the one that follows it. After a skipped
+    step, `sent_at` is when the chain last sent one (`last_sent`), or its start."""
     sequence = scenario.sequences.get(run.sequence)
     if sequence is None:
         run.status, run.stopped_at, run.stop_reason = "stopped", now, "sequence removed"
@@ -170,9 +175,31 @@ async def queue_next(
     )
 
 
-def next_base(sequence: Sequence, run: SequenceRun, sent_at: datetime) -> datetime:
-    """What the next step's `after` counts from."""
+def next_base(sequence: Sequence, run: Any, sent_at: datetime) -> datetime:
+    """What the next step's `after` counts from, given when the chain last sent a step (a
+    `SequenceRun` or a row of its fields)."""
     return run.started_at if sequence.after_from == "start" else sent_at
+
+
+async def last_sent(
+    uow: UnitOfWork, chains: set[tuple[int, str]]
+) -> dict[tuple[int, str], datetime]:
+    """When each (lead, chain) last had a step sent, read from the outbox: what the step after
+    a skipped one counts from. Read, not remembered, so a crash between the skip and the next
+    step loses nothing; one statement for any number of chains."""
+    if not chains:
+        return {}
+    query = select(OutboxRow.lead_id, OutboxRow.payload, OutboxRow.sent_at).where(
+        OutboxRow.lead_id.in_(sorted({lead_id for lead_id, _ in chains})),
+        OutboxRow.kind == STEP,
+        OutboxRow.status == "sent",
+    )
+    found: dict[tuple[int, str], datetime] = {}
+    for lead_id, payload, sent_at in await uow.session.execute(query):
+        key = (lead_id, payload.get("sequence"))
+        if key in chains and sent_at is not None and (key not in found or sent_at > found[key]):
+            found[key] = sent_at
+    return found
 
 
 def next_index(sequence: Sequence, payload: dict[str, Any]) -> int:

@@ -29,7 +29,7 @@ async def subscribed(funnel: Funnel, external_id: str, *, marketing: bool) -> No
     """A console prospect who took the guide, with or without advertising consent."""
     person = Prospect(funnel, external_id, channel="console")
     await person.start("src_vkads-o_guide")
-    await person.press("Согласен")
+    await person.press("Даю согласие")
     await person.press("Да, присылайте" if marketing else "Нет, спасибо")
     await person.say(f"{external_id}@example.com")
 

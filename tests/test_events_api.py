@@ -135,7 +135,7 @@ async def guide_lead(
     """A lead who took the guide and left an e-mail: 15 points, not qualified."""
     anna = Prospect(funnel, external_id)
     await anna.start("o_guide")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say(email)
     state = await snapshot(funnel.db, external_id)
@@ -150,7 +150,7 @@ async def audit_lead(
     boris = Prospect(funnel, external_id, first_name="Борис")
     await boris.start()
     await boris.press("Бесплатный аудит")
-    await boris.press("Согласен")
+    await boris.press("Даю согласие")
     await boris.press("Нет, спасибо")
     await boris.say("Борис")
     await boris.say(phone)

@@ -74,7 +74,7 @@ async def walk_to_qualified(anna: Prospect) -> None:
     """The audit by an ad's link, consent, name and a shared phone, then a big company: the
     audit tags wants_audit, a qualify rule, so a card and a CRM export are queued."""
     await anna.start("src_vkads-o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say("Анна Петрова")
     await anna.share("79991234567")
@@ -157,7 +157,7 @@ async def test_a_qualified_lead_gets_one_card_and_one_crm_export(bench: Desk) ->
 async def test_concurrent_events_qualify_a_lead_exactly_once(bench: Desk) -> None:
     guide = Prospect(bench.funnel, external_id="2002")
     await guide.start("o_guide")
-    await guide.press("Согласен")
+    await guide.press("Даю согласие")
     await guide.press("Да, присылайте")
     await guide.say("boris@example.com")
     lead_id = (await snapshot(bench.db, "2002")).lead_id
@@ -347,7 +347,7 @@ async def test_a_lead_card_by_id_phone_or_email(bench: Desk) -> None:
 async def test_a_lead_never_handed_over_shows_a_card_without_deal_buttons(bench: Desk) -> None:
     guide = Prospect(bench.funnel, external_id="2002")
     await guide.start("o_guide")
-    await guide.press("Согласен")
+    await guide.press("Даю согласие")
     await guide.press("Да, присылайте")
     await guide.say("boris@example.com")
     found = await bench.desk.card_for("BORIS@example.com", phone_region="RU")

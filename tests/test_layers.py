@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "bot.transport",
         "bot.answers",
         "bot.names",
+        "bot.stems",
         "bot.consent",
     ),
     ("bot",),

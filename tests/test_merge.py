@@ -89,7 +89,7 @@ class TwoMessengers:
     async def open_offer(self, person: Prospect, offer: str) -> None:
         """Open an offer by its deep link and agree to both consents if asked."""
         await person.start(f"o_{offer}")
-        for label in ("Согласен", "Да, присылайте"):
+        for label in ("Даю согласие", "Да, присылайте"):
             if label in person.labels():
                 await person.press(label)
 
@@ -344,7 +344,7 @@ async def test_the_person_inviting_himself_from_the_other_messenger_is_void(
     vk = both.vk()
     await vk.start()
     await vk.send(Kind.INVITE)
-    await vk.press("Согласен")
+    await vk.press("Даю согласие")
     code = vk.texts().split("ref_")[1].split()[0]
     await both.callback(vk, typed=TYPED_PHONE)
     clock.advance(timedelta(minutes=1))
@@ -361,7 +361,8 @@ async def test_the_person_inviting_himself_from_the_other_messenger_is_void(
         {"reason": "self-referral: merged with the referrer"}
     ]
     await vk.send(Kind.INVITE)
-    assert "Пришли по ссылке: 0, засчитано: 0." in vk.texts()
+    assert "Приглашайте коллег" in vk.texts()
+    assert "По вашей ссылке пришли" not in vk.texts()  # the self-referral does not count
     await vk.send(Kind.PROMO)
     assert "FRIEND-" in vk.texts()
     assert (await tombstone(both.db, tg_id))["rows"] == {}

@@ -96,7 +96,7 @@ def listed(*lines: str) -> str:
 async def take_gift(prospect: Prospect, email: str = "anna@example.com") -> str:
     """Take the gift offer with both consents; the code it gave."""
     await prospect.start("o_gift")
-    await prospect.press("Согласен")
+    await prospect.press("Даю согласие")
     await prospect.press("Да, присылайте")
     await prospect.say(email)
     assert prospect.texts() == "Ваш подарок — скидка, код уже в /promo"
@@ -209,7 +209,7 @@ async def test_issue_on_an_event_a_stage_and_an_event_with_details(
     assert faq is not None, anna.texts()
 
     await anna.start("o_guide")  # offer_taken, but not of the audit
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Нет, спасибо")
     assert "HELLO" not in await promo_list(anna)
     assert "AUDIT" not in anna.texts()

@@ -39,11 +39,13 @@ MENU = "Привет, {}! Выберите:"
 
 
 def invite_text(link: str, friends: int, qualified: int) -> str:
-    return (
+    text = (
         "Приглашайте коллег по своей ссылке — им подарок при первом обращении, "
-        f"а вам бонус за каждого, кто станет нашим клиентом:\n{link}\n\n"
-        f"Пришли по ссылке: {friends}, засчитано: {qualified}."
+        f"а вам бонус за каждого, кто к нам обратится:\n{link}"
     )
+    if friends:  # nobody came yet: no "0 and 0" line
+        text += f"\n\nПо вашей ссылке пришли: {friends}. Бонусов заработано: {qualified}."
+    return text
 
 
 class Programme:
@@ -73,7 +75,7 @@ class Programme:
         anna = self.person(external_id, first_name)
         await anna.start()
         await anna.send(Kind.INVITE)
-        await anna.press("Согласен")
+        await anna.press("Даю согласие")
         match = re.search(rf"https://t\.me/{BOT}\?start=ref_({REF})", anna.texts())
         assert match is not None, anna.texts()
         return match[1]
@@ -86,7 +88,7 @@ class Programme:
     async def qualify(self, prospect: Prospect, phone: str) -> None:
         """Take the audit to the end; its tag `wants_audit` makes a lead qualify."""
         await prospect.start("o_audit")
-        for label in ("Согласен", "Да, присылайте"):
+        for label in ("Даю согласие", "Да, присылайте"):
             if label in prospect.labels():
                 await prospect.press(label)
         await prospect.say(prospect.first_name)
@@ -97,7 +99,7 @@ class Programme:
 
     async def take_guide(self, prospect: Prospect, email: str) -> None:
         await prospect.start("o_guide")
-        for label in ("Согласен", "Да, присылайте"):
+        for label in ("Даю согласие", "Да, присылайте"):
             if label in prospect.labels():
                 await prospect.press(label)
         await prospect.say(email)
@@ -163,7 +165,7 @@ async def test_invite_asks_consent_first_and_shows_the_link_after_it(
 
     await anna.send(Kind.INVITE)
     assert anna.texts() == CONSENT
-    assert anna.labels() == ["Согласен", "Не сейчас"]
+    assert anna.labels() == ["Даю согласие", "Не сейчас"]
     await anna.say("а где ссылка?")  # typing instead of choosing: asked again
     assert anna.texts() == f"Выберите, пожалуйста, один из вариантов кнопкой ниже.\n{CONSENT}"
     await anna.press("Не сейчас")
@@ -174,8 +176,8 @@ async def test_invite_asks_consent_first_and_shows_the_link_after_it(
 
     await anna.send(Kind.INVITE)
     assert anna.texts() == CONSENT
-    await anna.press("Согласен")
-    link = re.fullmatch(rf"(?s).*\n(https://t\.me/{BOT}\?start=ref_{REF})\n.*", anna.texts())
+    await anna.press("Даю согласие")
+    link = re.fullmatch(rf"(?s).*\n(https://t\.me/{BOT}\?start=ref_{REF})", anna.texts())
     assert link is not None, anna.texts()
     assert anna.texts() == invite_text(link[1], 0, 0)
     assert anna.labels() == ["В меню"]
@@ -224,7 +226,7 @@ async def test_the_link_is_for_the_chats_messenger(
     programme = Programme(sqlite_db, clock, scenario_folder(tmp_path, PROGRAMME), links)
     anna = programme.person("1001", "Анна", channel)
     await anna.send(Kind.INVITE)
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
 
     link = anna.texts().split("\n")[1]
     assert re.fullmatch(expected, link), anna.texts()
@@ -256,7 +258,8 @@ async def test_a_new_lead_by_the_link_is_welcomed_with_its_gift(programme: Progr
 
     welcome, menu = oleg.last
     match = re.fullmatch(
-        rf"Вас пригласил друг — дарим 10% по коду (FRIEND-{CODE}) \(до 07\.12\.2026\)\.",
+        rf"Вас пригласил друг, и для вас есть подарок: 10%\. Код (FRIEND-{CODE}) "
+        r"\(до 07\.12\.2026\)\.",
         welcome.text,
     )
     assert match is not None, welcome.text
@@ -316,7 +319,7 @@ async def test_the_referrers_own_link_does_nothing(programme: Programme) -> None
     assert anna.texts() == MENU.format("Анна")
     assert await programme.events("1001", "referral_joined") == []
     assert await programme.codes("1001", "friend_gift") == []
-    assert "Пришли по ссылке: 0, засчитано: 0." in await programme.invite()
+    assert "По вашей ссылке пришли" not in await programme.invite()
 
 
 # ---- void referrals ----
@@ -346,7 +349,7 @@ async def test_a_second_account_with_the_referrers_phone_is_never_rewarded(
     assert await programme.codes("1001", "thanks") == []
     assert await programme.rewards("1001") == []
     assert programme.transport.texts("1001") == []
-    assert "Пришли по ссылке: 0, засчитано: 0." in await programme.invite()
+    assert "По вашей ссылке пришли" not in await programme.invite()
 
 
 async def test_a_friend_whose_email_was_known_before_is_void(programme: Programme) -> None:
@@ -367,7 +370,7 @@ async def test_a_friend_whose_email_was_known_before_is_void(programme: Programm
     assert await programme.events("1001", "referral_rewarded") == []
     assert await programme.codes("1001", "thanks") == []
     assert programme.transport.texts("1001") == []
-    assert "Пришли по ссылке: 0, засчитано: 0." in await programme.invite()
+    assert "По вашей ссылке пришли" not in await programme.invite()
 
 
 async def test_the_referrer_leaving_the_friends_phone_later_voids_the_referral(
@@ -436,7 +439,7 @@ async def test_a_qualified_friend_brings_one_reward_delivered_to_the_referrer(
     anna_chat = programme.person("1001", "Анна")
     await anna_chat.send(Kind.PROMO)
     assert anna_chat.texts() == f"Ваши промокоды:\n🎟 {reward} — 500 ₽, действует до 23.12.2026"
-    assert "Пришли по ссылке: 1, засчитано: 1." in await programme.invite()
+    assert "По вашей ссылке пришли: 1. Бонусов заработано: 1." in await programme.invite()
 
 
 async def test_a_friend_qualifying_while_its_purchase_is_reported_is_rewarded_once(
@@ -448,7 +451,7 @@ async def test_a_friend_qualifying_while_its_purchase_is_reported_is_rewarded_on
     code = await programme.referrer()
     oleg = await programme.friend(code, "2002", "Олег")
     await oleg.start("o_audit")
-    await oleg.press("Согласен")
+    await oleg.press("Даю согласие")
     await oleg.press("Да, присылайте")
     await oleg.say("Олег")
     await oleg.share("79990000002")
@@ -484,7 +487,7 @@ async def test_rewards_stop_at_max_rewards_but_the_referrer_stays_an_advocate(
     assert [e.get("code") for e in rewarded] == [*codes, None]
     assert programme.transport.texts("1001") == [thanks(c) for c in codes]
     assert (await snapshot(programme.db, "1001")).funnel_stage == "advocate"
-    assert "Пришли по ссылке: 3, засчитано: 3." in await programme.invite()
+    assert "По вашей ссылке пришли: 3. Бонусов заработано: 3." in await programme.invite()
 
 
 async def test_reward_when_another_stage(
@@ -495,7 +498,7 @@ async def test_reward_when_another_stage(
     code = await programme.referrer()
     oleg = await programme.friend(code, "2002", "Олег")
     await oleg.press("Гайд по настройке")
-    await oleg.press("Согласен")
+    await oleg.press("Даю согласие")
     await oleg.press("Нет, спасибо")
     assert await programme.codes("1001", "thanks") == []  # engaged is not enough
 

@@ -1,7 +1,8 @@
 """Making a claimed batch ready to send, in one transaction and a handful of statements: the
 batch's leads (locked, in id order), their latest accounts, advertising consents, chains,
-handoffs, answers and (for steps with `if:`) facts are read once for the whole batch, then
-each row is decided and rendered in memory.
+handoffs, answers, (for steps with `if:`) facts and (with `settings.ad_limit`) the advertising
+they had lately are read once for the whole batch, then each row is decided and rendered in
+memory.
 
 What is still a statement per row is what writes per lead and is rare: issuing a promo code
 a text shows, a referral code, a reward, a lead card or a CRM export's facts.
@@ -21,6 +22,7 @@ from sqlalchemy import Row, select, update
 from bot import broadcasts, promos, reactions, referrals, sequences
 from bot.answers import question_markup
 from bot.consent import MARKETING
+from bot.delivery.ad_limit import AdLog, load_ad_log
 from bot.delivery.outcomes import ADVERTISING, Prepared, Skip
 from bot.handoff import MANAGERS_POST, RELAY
 from bot.lead_card import crm_lead, render_card
@@ -78,6 +80,7 @@ class Batch:
     handoffs: dict[int, Handoff]
     answers: dict[int, dict[str, str]]
     facts: dict[int, LeadFacts] = field(default_factory=dict)
+    ads: AdLog | None = None  # with `settings.ad_limit`: the advertising each lead had
 
 
 async def lock_leads(
@@ -172,6 +175,7 @@ class Preparer:
     ) -> tuple[list[Prepared], list[tuple[Prepared, Skip]], Batch]:
         """The rows ready to send, those decided otherwise, and what was read for them."""
         batch = await load_batch(uow, self.s, rows)
+        batch.ads = await load_ad_log(uow, self.s.settings.ad_limit, rows, self.now)
         ready: list[Prepared] = []
         skipped: list[tuple[Prepared, Skip]] = []
         for item in rows:
@@ -180,6 +184,8 @@ class Preparer:
                 if lead is None:
                     raise Skip("cancelled", "lead gone")
                 await self._prepare(uow, batch, item, lead)
+                if batch.ads is not None and item.kind in ADVERTISING:
+                    batch.ads.count(lead.id, self.now)
                 ready.append(item)
             except Skip as skip:
                 skipped.append((item, skip))
@@ -236,6 +242,7 @@ class Preparer:
                 raise Skip("pending", "a manager holds the lead", due=self.now + PAUSE_RECHECK)
         if step.if_ is not None and not evaluate(step.if_, batch.facts[lead.id]):
             raise Skip("skipped", "if: false", queue_next=True)
+        self._within_ad_limit(batch, lead)  # after `if:`: a step not sent is not held back
         variant = sequences.variant_of(lead.id, payload["sequence"], step)
         text = sequences.step_text(step, variant)
         question = s.questions[step.ask].text if step.ask else None
@@ -260,6 +267,7 @@ class Preparer:
         if text is None:
             raise Skip("cancelled", "broadcast removed from the scenario")
         self._advertising_allowed(batch, lead)
+        self._within_ad_limit(batch, lead)
         item.details = {
             "broadcast": broadcast_id,
             "texts": [text],
@@ -284,6 +292,11 @@ class Preparer:
                 "quiet hours",
                 due=out_of_quiet_hours(self.now, zone, settings.quiet_hours),
             )
+
+    def _within_ad_limit(self, batch: Batch, lead: Row[Any]) -> None:
+        """`settings.ad_limit` (bot/delivery/ad_limit.py): over it, the message waits."""
+        if batch.ads is not None:
+            batch.ads.check(lead.id, lead.timezone, self.s.settings, self.now)
 
     async def _fill(self, uow: UnitOfWork, batch: Batch, item: Prepared, lead: Row[Any]) -> None:
         """Render the texts: the placeholders' values, and the codes they show (issued here,
@@ -337,7 +350,7 @@ class Preparer:
             elif button.offer:
                 rows.append((Button(button.text, action=f"o:{button.offer}"),))
             elif button.event:
-                rows.append((Button(button.text, action=f"e:{button.event}"),))
+                rows.append((Button(button.text, action=button.action),))
         try:
             rendered = render(text, values) if text else None
         except KeyError as missing:  # `_fill` checked the names: this is a bug

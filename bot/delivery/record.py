@@ -235,17 +235,23 @@ class Recorder:
         if not steps_sent and not steps_ended:
             return
         runs = await load_runs(uow, [i.lead_id for i in steps_sent + [i for i, _ in steps_ended]])
+        # A step not sent adds no time: the one after it counts from the chain's last send.
+        anchors = await sequences.last_sent(
+            uow, {(i.lead_id, i.payload["sequence"]) for i, skip in steps_ended if skip.queue_next}
+        )
         wanted: list[sequences.NextStep] = []
         ended: list[dict[str, Any]] = []
         for item, skip in [(i, None) for i in steps_sent] + steps_ended:
             lead = leads.get(item.lead_id)
-            run = runs.get((item.lead_id, item.payload["sequence"]))
+            chain = (item.lead_id, item.payload["sequence"])
+            run = runs.get(chain)
             if lead is None or run is None or run.status != "active":
                 continue
             sequence = s.sequences.get(run.sequence)
             if sequence is None:
                 ended.append(_ended(run.id, "stopped", now, "sequence removed"))
             elif skip is None or skip.queue_next:
+                sent_at = now if skip is None else anchors.get(chain, run.started_at)
                 wanted.append(
                     sequences.NextStep(
                         lead.id,
@@ -253,7 +259,7 @@ class Recorder:
                         run.id,
                         run.sequence,
                         sequences.next_index(sequence, item.payload),
-                        sequences.next_base(sequence, run, now),
+                        sequences.next_base(sequence, run, sent_at),
                         item.channel,
                     )
                 )

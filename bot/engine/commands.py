@@ -89,7 +89,10 @@ async def show_invite(turn: Turn) -> None:
         "friends": str(counts.friends),
         "qualified": str(counts.qualified),
     }
-    turn.reply.say(Outgoing(render(m.invite, values), buttons=rows_of(turn.back_to_menu())))
+    text = render(m.invite, values).rstrip()
+    if counts.friends:  # "пришли: 0" tells a new referrer nothing
+        text += "\n\n" + render(m.invite_counts, values)
+    turn.reply.say(Outgoing(text, buttons=rows_of(turn.back_to_menu())))
 
 
 async def stop(turn: Turn) -> None:

@@ -7,7 +7,7 @@ import logging
 
 from bot import promos, sequences
 from bot.answers import CONTACT_TYPES, ParsedAnswer
-from bot.engine import contacts
+from bot.engine import contacts, requests
 from bot.engine.turn import Turn
 from bot.messages import FileRef
 from bot.rules import times
@@ -32,7 +32,8 @@ async def take(turn: Turn, offer_id: str, *, from_link: bool = False) -> None:
 async def resume(turn: Turn, offer_id: str) -> None:
     """Ask what the offer still needs (consent first), or deliver it."""
     offer = turn.s.offers[offer_id]
-    missing = [q for q in offer.ask if not await known(turn, q)]
+    passed = skipped(turn, offer_id)
+    missing = [q for q in offer.ask if q not in passed and not await known(turn, q)]
     if missing or offer.then.start is not None:
         consent = await contacts.consent_to_ask(turn)
         if consent is not None:
@@ -55,8 +56,22 @@ async def known(turn: Turn, question_id: str) -> bool:
     return question_id in turn.answers
 
 
+def skipped(turn: Turn, offer_id: str | None) -> set[str]:
+    """The optional questions of this offer the lead passed by: kept in `awaiting` while
+    the offer runs, so they are not asked again until the offer is taken anew."""
+    awaiting = turn.lead.awaiting or {}
+    if offer_id is None or awaiting.get("offer") != offer_id:
+        return set()
+    return {q for q in awaiting.get("skipped", []) if isinstance(q, str)}
+
+
+def carry_skipped(passed: set[str]) -> dict[str, list[str]]:
+    return {"skipped": sorted(passed)} if passed else {}
+
+
 def ask(turn: Turn, question_id: str, offer_id: str) -> None:
-    turn.lead.awaiting = {"question": question_id, "offer": offer_id}
+    passed = skipped(turn, offer_id)
+    turn.lead.awaiting = {"question": question_id, "offer": offer_id, **carry_skipped(passed)}
     turn.question_message(question_id, turn.s.questions[question_id])
 
 
@@ -69,6 +84,7 @@ async def accept_answer(
     *,
     verified: bool = False,
 ) -> None:
+    passed = skipped(turn, offer_id)
     previous = turn.answers.get(question_id)
     turn.lead.score += parsed.score - (previous.score if previous else 0)
     turn.answers[question_id] = await turn.uow.leads.set_answer(
@@ -86,7 +102,7 @@ async def accept_answer(
         await turn.score_event("contact_shared")
         turn.advance("contact", f"{question.type} given")
         await contacts.merge_on(turn, question.type, parsed.value, verified=verified)
-    turn.lead.awaiting = None
+    turn.lead.awaiting = {"offer": offer_id, **carry_skipped(passed)} if passed else None
     if offer_id in turn.s.offers:
         await resume(turn, offer_id)  # type: ignore[arg-type]
     else:  # a question a sequence step asked: the chain goes on by itself
@@ -106,9 +122,11 @@ async def deliver(turn: Turn, offer_id: str, offer: Offer) -> None:
     first_time = not await times(turn.uow, lead, "magnet_delivered") or not (
         await turn.uow.events.count(lead.id, "magnet_delivered", offer=offer_id)
     )
-    turn.record("magnet_delivered", offer=offer_id)
+    delivered = turn.record("magnet_delivered", offer=offer_id)
     await turn.score_event("magnet_delivered")
     then = offer.then
+    if then.handoff:
+        turn.requests.append((requests.request_note(then.handoff, offer.title), delivered))
     if then.promo is not None and then.promo in turn.s.promos:
         try:
             await promos.issue(turn.uow, turn.s, lead, then.promo, turn.now)

@@ -45,6 +45,9 @@ class Turn:
         self.answers: dict[str, Answer] = {}
         self.reached: set[str] = set()  # stages first reached in this turn
         self.recorded: list[tuple[str, dict[str, Any]]] = []  # events of this turn
+        # Requests of a person's time (`handoff:`): what is asked, as managers read it, and
+        # the event that recorded the request. `consequences.follow` takes them to managers.
+        self.requests: list[tuple[str, Event]] = []
         # Replies that show codes or the referral link, with their text and values: the
         # codes are database writes, so they are filled at the end of the turn.
         self.with_promos: list[tuple[Outgoing, str, dict[str, str]]] = []
@@ -88,9 +91,19 @@ class Turn:
 
     def question_message(self, question_id: str, question: Question) -> None:
         buttons, contact_request = question_markup(question_id, question)
-        self.say(
-            question.text, buttons=[list(row) for row in buttons], contact_request=contact_request
-        )
+        rows = [list(row) for row in buttons]
+        awaiting = self.lead.awaiting or {}
+        # An offer's question shows the way out, so nobody is trapped in it; a question a
+        # sequence step asked holds nothing up and is left as it is.
+        if awaiting.get("question") == question_id and awaiting.get("offer") in self.s.offers:
+            rows.append(self.way_out(question_id, question))
+        self.say(question.text, buttons=rows, contact_request=contact_request)
+
+    def way_out(self, question_id: str, question: Question) -> list[Button]:
+        """Skip (an optional question) and back to the menu, in one row under the answers."""
+        m = self.s.messages
+        skip = [Button(m.skip, action=f"skip:{question_id}")] if question.optional else []
+        return [*skip, Button(m.menu, action="menu")]
 
     async def referral_link(self) -> str:
         code = await referrals.code_of(self.uow, self.lead)

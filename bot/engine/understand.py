@@ -9,7 +9,7 @@ from typing import Any
 from bot import stages
 from bot.answers import InvalidAnswer, choice_answer, parse_answer
 from bot.consent import MARKETING, PERSONAL_DATA
-from bot.engine import commands, contacts, offers, talk
+from bot.engine import commands, contacts, inside_question, offers, requests, talk
 from bot.engine.turn import Turn
 from bot.messages import Kind
 
@@ -74,19 +74,22 @@ async def on_button(turn: Turn, action: str) -> None:
         await offers.resume(turn, awaiting["offer"])
     elif kind == "a" and await press_answer(turn, rest, awaiting):
         pass
-    elif kind == "e" and rest in turn.s.button_events():
-        turn.record(rest, button=True)
-        await turn.score_event(rest)
-        turn.say(turn.s.messages.noted, buttons=turn.back_to_menu())
-    else:
+    elif kind == "e" and (button := turn.s.event_button(*_event_and_digest(rest))):
+        await requests.press(turn, button)
+    elif not await inside_question.press_skip(turn, action):
         log.info(
             "stale or forged button %r from %s:%s",
             action[:64],
             turn.incoming.channel,
             turn.incoming.external_id,
         )
-        turn.lead.awaiting = None
-        turn.say(turn.s.messages.stale_button, buttons=turn.menu_buttons(turn.s.start.buttons))
+        # An old button pressed mid-question must not throw the lead out of the question.
+        if inside_question.open_question(turn) is not None or awaiting.get("consent"):
+            turn.say(turn.s.messages.stale_question)
+            await prompt_again(turn)
+        else:
+            turn.lead.awaiting = None
+            turn.say(turn.s.messages.stale_button, buttons=turn.menu_buttons(turn.s.start.buttons))
 
 
 async def press_answer(turn: Turn, rest: str, awaiting: dict[str, Any]) -> bool:
@@ -112,18 +115,9 @@ async def on_text(turn: Turn, text: str) -> None:
             await prompt_again(turn)
         return
     awaiting = turn.lead.awaiting or {}
-    question_id = awaiting.get("question")
-    if question_id in s.questions and (
-        awaiting.get("offer") in s.offers or waits_for_step_answer(turn, awaiting)
-    ):
-        question = s.questions[question_id]
-        try:
-            parsed = parse_answer(question, text, phone_region=turn.funnel.phone_region)
-        except InvalidAnswer as invalid:
-            turn.say(getattr(s.messages, invalid.message))
-            turn.question_message(question_id, question)
-            return
-        await offers.accept_answer(turn, question_id, question, parsed, awaiting.get("offer"))
+    open_question = inside_question.open_question(turn)
+    if open_question is not None:
+        await inside_question.answer_text(turn, open_question, text)
     elif awaiting.get("consent"):
         turn.say(s.messages.choose_option)
         await prompt_again(turn)
@@ -174,6 +168,11 @@ async def on_contact(turn: Turn) -> None:
     await offers.accept_answer(
         turn, question_id, question, parsed, awaiting.get("offer"), verified=True
     )
+
+
+def _event_and_digest(rest: str) -> tuple[str, str]:
+    event, _, digest = rest.partition(":")  # no digest: a message sent before labels had one
+    return event, digest
 
 
 def _number(text: str) -> bool:

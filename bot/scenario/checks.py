@@ -37,6 +37,7 @@ MESSAGE_PLACEHOLDERS = {
     "referral_welcome": CODE_PLACEHOLDERS,
     "referral_reward": CODE_PLACEHOLDERS,
     "invite": frozenset({"friends", "qualified", "referral_link"}),
+    "invite_counts": frozenset({"friends", "qualified"}),
 }
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -110,6 +111,9 @@ def _references(s: Scenario) -> Iterator[Found]:
             if step.if_ is not None:
                 yield from _rule_references(s, step.if_, (*step_path, "if"), events)
     for index, entry in enumerate(s.faq):
+        for p_index, stems in enumerate(entry.phrase_stems):
+            if not stems:
+                yield ("faq", index, "match", p_index), "this phrase has no words to match"
         for b_index, button in enumerate(entry.buttons):
             if isinstance(button, OfferButton):
                 yield from offer(("faq", index, "buttons", b_index, "offer"), button.offer)
@@ -244,17 +248,17 @@ def _visible_texts(s: Scenario) -> Iterator[tuple[Path_, str, int]]:
                 yield (*base, "text"), step.text, TEXT_LIMIT
             for name, variant in step.variants.items():
                 yield (*base, "variants", name), variant, TEXT_LIMIT
-            for b_index, button in enumerate(step.buttons):
-                yield (*base, "buttons", b_index, "text"), button.text, BUTTON_LIMIT
     for b_id, broadcast in s.broadcasts.items():
         yield ("broadcasts", b_id, "text"), broadcast.text, TEXT_LIMIT
-        for b_index, button in enumerate(broadcast.buttons):
-            yield ("broadcasts", b_id, "buttons", b_index, "text"), button.text, BUTTON_LIMIT
+    for path, button in s.step_buttons():
+        yield (*path, "text"), button.text, BUTTON_LIMIT
+        if button.reply is not None:
+            yield (*path, "reply"), button.reply, TEXT_LIMIT
     for index, entry in enumerate(s.faq):
         yield ("faq", index, "text"), entry.text, TEXT_LIMIT
         yield from _menu_buttons(s, entry.buttons, ("faq", index, "buttons"))
     for name in type(s.messages).model_fields:
-        limit = BUTTON_LIMIT if name in ("menu", "delete_yes", "delete_no") else TEXT_LIMIT
+        limit = BUTTON_LIMIT if name in ("menu", "skip", "delete_yes", "delete_no") else TEXT_LIMIT
         yield ("messages", name), getattr(s.messages, name), limit
 
 

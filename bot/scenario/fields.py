@@ -54,6 +54,8 @@ BUILTIN_EVENTS = frozenset(
         "marketing_consent_declined",
         "contact_shared",
         "answered",
+        "question_skipped",
+        "question_refused",
         "magnet_delivered",
         "sequence_started",
         "qualified",

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.scenario.checks import check_scenario
 from bot.scenario.conditions import RULE_KINDS
+from bot.scenario.lint import lint_scenario
 from bot.scenario.model import Scenario
 from bot.scenario.source import Path_, Position, Problem, SourceMap, format_path, read_yaml
 
@@ -34,6 +35,8 @@ class LoadedScenario:
     scenario: Scenario
     folder: Path
     files: tuple[Path, ...]
+    # What loads and runs but leads nowhere (bot.scenario.lint): shown, never refused.
+    warnings: tuple[Problem, ...] = ()
 
     def file_path(self, relative: str) -> Path:
         return self.folder / relative
@@ -261,4 +264,8 @@ def load_scenario(folder: Path) -> LoadedScenario:
         problems.append(Problem(where.locate(path), f"{format_path(path)}: {message}"))
     if problems:
         raise ScenarioError(problems)
-    return LoadedScenario(scenario=scenario, folder=folder, files=files)
+    warnings = sorted(
+        Problem(where.locate(path), f"{format_path(path)}: {message}")
+        for path, message in lint_scenario(scenario)
+    )
+    return LoadedScenario(scenario=scenario, folder=folder, files=files, warnings=tuple(warnings))

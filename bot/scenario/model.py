@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
+import hashlib
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -11,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     Discriminator,
     Field,
+    PrivateAttr,
     StringConstraints,
     Tag,
     field_validator,
@@ -26,15 +28,11 @@ from bot.scenario.fields import (
     Id,
     StageName,
     Strict,
-    _quiet_hours,
     _zone,
 )
-
-
-class ScenarioSettings(Strict):
-    timezone: Annotated[str, AfterValidator(_zone)] = "Europe/Moscow"
-    quiet_hours: Annotated[tuple[time, time] | None, BeforeValidator(_quiet_hours)] = None
-    language: str = "ru"
+from bot.scenario.settings import ScenarioSettings
+from bot.scenario.texts import Messages
+from bot.stems import WordStems
 
 
 class OfferButton(Strict):
@@ -75,7 +73,7 @@ class Start(Strict):
 class ConsentTexts(Strict):
     text: str
     policy_url: str
-    accept: str = "Согласен"
+    accept: str = "Даю согласие"
     decline: str = "Не сейчас"
     marketing: str | None = None
     marketing_accept: str = "Да, присылайте"
@@ -94,6 +92,12 @@ class Deliver(Strict):
         return self
 
 
+# `handoff: true` hands the lead over; a text does too, and tells the managers what is asked.
+HandoffRequest = (
+    bool | Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+)
+
+
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -103,6 +107,7 @@ class Then(Strict):
     tag: Annotated[list[Id], BeforeValidator(_one_or_many)] = []
     start: Id | None = None
     promo: Id | None = None  # a code issued with the magnet (shown by /promo and placeholders)
+    handoff: HandoffRequest = False  # the magnet is a person's time: to the managers
 
 
 class Offer(Strict):
@@ -129,6 +134,9 @@ class Question(Strict):
     text: str
     button: str | None = None
     options: list[ChoiceOption] = []
+    # A refusal (or the skip button) passes it by and the offer goes on; refusing a required
+    # one (the phone for a callback) leaves the offer, with a word on why it is needed.
+    optional: bool = False
 
     @model_validator(mode="after")
     def _fits_type(self) -> Question:
@@ -149,14 +157,40 @@ class StepButton(Strict):
     event: Id | None = None
     url: str | None = None
     offer: Id | None = None
+    # A request of a person's time: the lead goes to the managers (a card if never handed
+    # over, else a post about the request), and `reply` (or messages.handed_over) answers.
+    handoff: HandoffRequest = False
+    reply: str | None = None  # what the prospect hears on pressing (default messages.noted)
 
     @model_validator(mode="after")
     def _does_something(self) -> StepButton:
+        if self.url and (self.handoff or self.reply is not None):
+            raise ValueError(
+                "a url: button opens the page and the bot hears nothing; "
+                "handoff: and reply: need a button without url:"
+            )
+        if (self.handoff or self.reply is not None) and not (self.event or self.offer):
+            raise ValueError(
+                "the press is recorded as an event: give the button event: "
+                "(like callback_requested)"
+            )
         if not (self.event or self.url or self.offer):
             raise ValueError("a button needs event:, url: or offer:")
-        if self.offer and (self.event or self.url):
-            raise ValueError("an offer: button opens the offer; give it no event: or url:")
+        if self.offer and (self.event or self.url or self.handoff or self.reply):
+            raise ValueError(
+                "an offer: button opens the offer; give it no event:, url:, handoff: or reply:"
+            )
         return self
+
+    @property
+    def action(self) -> str:
+        """The callback of an event button: the event and a digest of the label, so buttons
+        recording one event can answer differently (`Scenario.event_button` finds it)."""
+        return f"e:{self.event}:{label_digest(self.text)}"
+
+
+def label_digest(label: str) -> str:
+    return hashlib.blake2s(label.encode(), digest_size=4).hexdigest()
 
 
 class Step(Strict):
@@ -231,6 +265,17 @@ class FaqEntry(Strict):
     match: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(min_length=1)
     text: str
     buttons: list[MenuButton] = []
+    # `match` stemmed once, when the scenario loads, not on every message (bot/engine/faq.py).
+    _phrase_stems: tuple[tuple[str, ...], ...] = PrivateAttr(default=())
+
+    def model_post_init(self, context: Any, /) -> None:
+        stems = WordStems()
+        self._phrase_stems = tuple(stems(phrase) for phrase in self.match)
+
+    @property
+    def phrase_stems(self) -> tuple[tuple[str, ...], ...]:
+        """Each phrase of `match` as the stems of its words; empty for a phrase of no words."""
+        return self._phrase_stems
 
 
 class Promo(Strict):
@@ -307,66 +352,6 @@ class Handoff(Strict):
     pause_sequences: bool = True
 
 
-class Messages(Strict):
-    """System texts, each with a Russian default; a scenario overrides only what it wants."""
-
-    invalid_phone: str = (
-        "Не получилось разобрать номер. Напишите его в формате +7 999 123-45-67 "
-        "или нажмите кнопку ниже."
-    )
-    invalid_email: str = "Похоже, в адресе опечатка. Напишите e-mail в виде name@company.ru."
-    invalid_name: str = "Напишите, пожалуйста, имя буквами — как к вам обращаться?"
-    invalid_number: str = "Выберите число от 0 до 10 кнопкой или напишите его цифрой."
-    choose_option: str = "Выберите, пожалуйста, один из вариантов кнопкой ниже."
-    too_long: str = "Сообщение слишком длинное. Напишите, пожалуйста, короче."
-    not_text: str = "Я понимаю только текст и кнопки. Ответьте, пожалуйста, текстом."
-    foreign_contact: str = "Можно отправить только свой номер. Нажмите кнопку или напишите номер."
-    stale_button: str = "Эта кнопка уже устарела. Вот актуальное меню:"
-    consent_declined: str = (
-        "Понимаем. Без согласия мы не можем сохранить ваши контакты, но вы можете вернуться "
-        "в любой момент."
-    )
-    unsubscribed: str = (
-        "Готово: больше не будем присылать рассылки. Бот по-прежнему к вашим услугам."
-    )
-    fallback: str = "Не совсем понял вопрос. Выберите, что вас интересует:"
-    greeting: str = "Здравствуйте! Выберите, что вас интересует, или напишите свой вопрос:"
-    you_are_welcome: str = "Пожалуйста! Если появятся вопросы — пишите, ответим здесь же."
-    forwarded: str = "Передал ваш вопрос менеджеру — ответим здесь же, в этом чате."
-    error: str = "Простите, у нас что-то сломалось. Попробуйте ещё раз через минуту."
-    menu: str = "В меню"
-    slow_down: str = "Вы пишете очень быстро. Подождите пару секунд, пожалуйста."
-    my_data: str = "Всё, что мы о вас храним, — в этом файле."
-    delete_confirm: str = (
-        "Удалить все ваши данные: контакты, ответы и согласия? Это нельзя отменить."
-    )
-    delete_yes: str = "Да, удалить"
-    delete_no: str = "Отмена"
-    deleted: str = "Готово: ваши данные удалены. Если захотите вернуться — нажмите /start."
-    delete_cancelled: str = "Хорошо, ничего не удаляем."
-    noted: str = "Отметили, спасибо!"
-    promo_ended: str = "(акция уже завершилась)"
-    promo_used_up: str = "(вы уже воспользовались этим предложением)"
-    thanks: str = "Спасибо за ответ!"
-    # /promo: a heading and one line per live code ({code}, {discount}, {until}).
-    promo_list: str = "Ваши промокоды:"
-    promo_line: str = "🎟 {code} — {discount}, действует {until}"
-    promo_none: str = "Сейчас у вас нет действующих промокодов."
-    # /invite ({referral_link}, {friends}: came by the link, {qualified}: counted for a gift).
-    invite: str = (
-        "Приглашайте коллег по своей ссылке — им подарок при первом обращении, "
-        "а вам бонус за каждого, кто станет нашим клиентом:\n{referral_link}\n\n"
-        "Пришли по ссылке: {friends}, засчитано: {qualified}."
-    )
-    invite_off: str = "Сейчас реферальная программа не действует."
-    # To the invited friend on arrival and to the referrer when the friend counts.
-    referral_welcome: str = "Вас пригласил друг — дарим {discount} по коду {code} ({until})."
-    referral_reward: str = (
-        "🎉 Ваш друг по приглашению обратился к нам — спасибо! "
-        "Ваш подарок: {discount}. Код {code} ({until})."
-    )
-
-
 class Scenario(Strict):
     version: Literal[1]
     settings: ScenarioSettings = ScenarioSettings()
@@ -405,8 +390,24 @@ class Scenario(Strict):
         named = set(BUILTIN_EVENTS) | set(self.events)
         return named | self.button_events()
 
+    def step_buttons(self) -> Iterator[tuple[tuple[str | int, ...], StepButton]]:
+        """Every button of sequence steps and broadcasts, with its path in the scenario."""
+        for seq_id, seq in self.sequences.items():
+            for index, step in enumerate(seq.steps):
+                for b_index, button in enumerate(step.buttons):
+                    yield ("sequences", seq_id, "steps", index, "buttons", b_index), button
+        for b_id, broadcast in self.broadcasts.items():
+            for b_index, button in enumerate(broadcast.buttons):
+                yield ("broadcasts", b_id, "buttons", b_index), button
+
     def button_events(self) -> set[str]:
         """Events that buttons of sequence steps and broadcasts record when pressed."""
-        buttons = [b for seq in self.sequences.values() for st in seq.steps for b in st.buttons]
-        buttons += [b for broadcast in self.broadcasts.values() for b in broadcast.buttons]
-        return {b.event for b in buttons if b.event}
+        return {b.event for _, b in self.step_buttons() if b.event}
+
+    def event_button(self, event: str, digest: str) -> StepButton | None:
+        """The pressed button recording `event`: the one with this label, or, when the label
+        has changed since the message was sent, the event's handoff button if it has one
+        (a request must not get lost to an edit), else its first button."""
+        buttons = [b for _, b in self.step_buttons() if b.event == event and not b.url]
+        exact = next((b for b in buttons if label_digest(b.text) == digest), None)
+        return exact or next((b for b in buttons if b.handoff), None) or next(iter(buttons), None)

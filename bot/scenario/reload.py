@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bot.scenario.active import ActiveScenario
-from bot.scenario.loader import ScenarioError, load_scenario
+from bot.scenario.loader import LoadedScenario, ScenarioError, load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -81,5 +81,20 @@ class ScenarioReloader:
             f"Сценарий {folder} обновлён: {len(s.offers)} офферов, "
             f"{len(s.sequences)} цепочек, {len(loaded.files)} файлов."
         )
+        if loaded.warnings:
+            shown = [str(w) for w in loaded.warnings[:REPORT_LINES]]
+            report += f"\nПредупреждения ({len(loaded.warnings)}):\n" + "\n".join(shown)
         log.info("scenario reloaded from %s", folder)
+        log_warnings(loaded)
         return True, report
+
+
+def log_warnings(loaded: LoadedScenario) -> None:
+    """What `leadbot check` warns about, in the log of a bot that runs the scenario anyway."""
+    if loaded.warnings:
+        log.warning(
+            "scenario %s: %d warning(s) (see `leadbot check`):\n%s",
+            loaded.folder,
+            len(loaded.warnings),
+            "\n".join(str(w) for w in loaded.warnings),
+        )

@@ -206,8 +206,17 @@ class TelegramSender:
     def _markup(self, chat_id: int, message: Outgoing) -> Markup | None:
         if message.contact_request:
             self._contact_keyboard.add(chat_id)
+            # A message carries one keyboard, so its other buttons (the way out of a phone
+            # question) join the share-phone one as keys that send their label as text; the
+            # engine reads those labels (bot/engine/inside_question.py). A link cannot be a key.
+            keys = [
+                [KeyboardButton(text=b.text) for b in row if not b.url] for row in message.buttons
+            ]
             return ReplyKeyboardMarkup(
-                keyboard=[[KeyboardButton(text=message.contact_request, request_contact=True)]],
+                keyboard=[
+                    [KeyboardButton(text=message.contact_request, request_contact=True)],
+                    *(row for row in keys if row),
+                ],
                 resize_keyboard=True,
                 one_time_keyboard=True,
             )

@@ -213,7 +213,7 @@ class Bench:
         await prospect.start(f"o_{offer}")
         if timezone is not None:
             await self.set_timezone(external_id, timezone)
-        await prospect.press("Согласен")
+        await prospect.press("Даю согласие")
         await prospect.press("Да, присылайте" if marketing else "Нет, спасибо")
         for answer in answers:
             if answer in prospect.labels():

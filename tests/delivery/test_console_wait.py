@@ -37,7 +37,7 @@ async def test_wait_delivers_the_guide_warmup_when_each_step_falls_due(
     )
     chat = ConsoleChat(funnel, clock, worker=worker, transport=transport)
     await chat.process("/start o_guide")
-    await chat.process("1")  # Согласен
+    await chat.process("1")  # Даю согласие
     await chat.process("1")  # Да, присылайте
     delivered = await chat.process("guest@example.com")
     assert delivered is not None

@@ -137,3 +137,22 @@ async def eventually(
         if loop.time() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def run_broadcast(bot: RunningBot, scenario: Path, step: str, queued: int = 1) -> None:
+    """`leadbot broadcast --step <step>`, as a marketer runs it beside the running bot, to
+    `queued` prospects."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)}
+    command = [sys.executable, "-m", "bot.cli", "broadcast", "--step", step]
+    command += ["--db", f"sqlite+aiosqlite:///{bot.database}", "--scenario", str(scenario)]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        cwd=bot.database.parent,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"queued {queued} messages" in done.stdout, done.stdout

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.conftest import ROOT, SHIPPED_SCENARIO
+from tests.conftest import SHIPPED_SCENARIO
 from tests.e2e.bot_process import (
-    NOT_INHERITED,
     RunningBot,
     eventually,
+    run_broadcast,
     start_bot,
     start_vk_bot,
 )
@@ -89,24 +86,6 @@ def scenario_with_long_texts(tmp_path: Path) -> Path:
     return folder
 
 
-async def broadcast(bot: RunningBot, scenario: Path) -> None:
-    """`leadbot broadcast --step long_news`, as a marketer runs it beside the running bot."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)}
-    command = [sys.executable, "-m", "bot.cli", "broadcast", "--step", "long_news"]
-    command += ["--db", f"sqlite+aiosqlite:///{bot.database}", "--scenario", str(scenario)]
-    done = await asyncio.to_thread(
-        subprocess.run,
-        command,
-        cwd=bot.database.parent,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "queued 1 messages" in done.stdout
-
-
 def words(texts: list[str]) -> list[str]:
     return " ".join(texts).split()
 
@@ -133,14 +112,14 @@ async def test_telegram_gets_a_text_grown_past_the_limit_whole_in_several_messag
             chat = tg.new_chat_id()
             await tg.send_command(chat, "/start o_guide", first_name=NAME)
             await tg.wait_for(chat, "согласие")
-            await tg.press_button(chat, "Согласен", first_name=NAME)
+            await tg.press_button(chat, "Даю согласие", first_name=NAME)
             await tg.wait_for(chat, "можно иногда присылать")
             await tg.press_button(chat, "Да, присылайте", first_name=NAME)
             await tg.wait_for(chat, "Напишите ваш e-mail")
             await tg.send_text(chat, "alexandra@company.ru", first_name=NAME)
             await tg.wait_for(chat, lambda ms: any(m.document for m in ms), timeout=30)
 
-            await broadcast(bot, scenario)
+            await run_broadcast(bot, scenario, "long_news")
 
             def news_arrived(ms: list[BotMessage]) -> bool:
                 return any(m.labels() == [WEBINAR] for m in ms)
@@ -205,7 +184,7 @@ async def take_the_guide(vk: VkApiFake, user: int) -> list[SentMessage]:
     vk.push_message(user, "Начать", payload=START)
     await vk.wait_for(user, 1)
     await press(vk, user, GUIDE, "согласие")
-    await press(vk, user, "Согласен", "можно иногда присылать")
+    await press(vk, user, "Даю согласие", "можно иногда присылать")
     await press(vk, user, "Да, присылайте", "Напишите ваш e-mail")
     before = len(vk.sent(user))
     vk.push_message(user, "alexandra@company.ru")
@@ -221,7 +200,7 @@ async def test_vk_gets_a_text_grown_past_the_limit_whole_each_part_keyed_apart(
         user = vk.new_user_id()
         guide = await take_the_guide(vk, user)
         before = len(vk.sent(user))
-        await broadcast(bot, scenario)
+        await run_broadcast(bot, scenario, "long_news")
         sent = await vk.wait_for(
             user, lambda ms: any(m.labels() == [WEBINAR] for m in ms), timeout=30
         )
@@ -258,7 +237,7 @@ async def test_a_message_vk_refuses_as_too_long_fails_at_once_with_the_reason(
         user = vk.new_user_id()
         await take_the_guide(vk, user)
         vk.fail("messages.send", 914, peer_id=user, times=None)
-        await broadcast(bot, scenario)
+        await run_broadcast(bot, scenario, "long_news")
         [(status, attempts, parts, error)] = await eventually(
             lambda: broadcast_row(bot), "the broadcast to be recorded"
         )

@@ -79,12 +79,12 @@ def cards(messages: list[BotMessage], lead_id: int | None = None) -> list[BotMes
 
 async def take_the_audit(tg: TelegramClient, chat: int) -> None:
     """The shipped audit offer from /start to its confirmation: consent, name, phone and three
-    choices; taking it tags the lead wants_audit, which qualifies."""
+    choices; the audit is a person's time, so its delivery hands the lead over (`handoff:`)."""
     await tg.send_command(chat, "/start src_site", first_name="Мария")
     await tg.wait_for(chat, 1)
     await tg.press_button(chat, AUDIT, first_name="Мария")
     await tg.wait_for(chat, "согласие на обработку персональных данных")
-    await tg.press_button(chat, "Согласен", first_name="Мария")
+    await tg.press_button(chat, "Даю согласие", first_name="Мария")
     await tg.wait_for(chat, "можно иногда присылать")
     await tg.press_button(chat, "Нет, спасибо", first_name="Мария")
     await tg.wait_for(chat, "Как к вам обращаться?")

@@ -19,10 +19,11 @@ CONSENT = "согласие на обработку персональных д�
 CHARS = "[A-HJKMNP-Z2-9]"
 DATE = r"\d{2}\.\d{2}\.\d{4}"
 WELCOME = re.compile(
-    rf"^Вас пригласил друг — дарим 5% по коду (FRIEND-{CHARS}{{5}}-{CHARS}{{5}}) \(до {DATE}\)\.$"
+    rf"^Вас пригласил друг, и для вас есть подарок: скидка 5% на внедрение\. "
+    rf"Код (FRIEND-{CHARS}{{5}}-{CHARS}{{5}}) \(до {DATE}\)\.$"
 )
 THANKS = re.compile(
-    r"^🎉 Ваш друг по приглашению обратился к нам — спасибо! Ваш подарок: 1 час работы "
+    r"^🎉 Ваш друг по приглашению обратился к нам — спасибо! Ваш подарок: час работы "
     rf"специалиста\. Код (THANKS-{CHARS}{{5}}-{CHARS}{{5}}) \(до {DATE}\)\.$"
 )
 INVITE = "Приглашайте коллег по своей ссылке"
@@ -63,13 +64,13 @@ async def invite_link(tg: TelegramClient, chat: int) -> tuple[str, re.Pattern[st
     await tg.wait_for(chat, 1)
     await tg.send_command(chat, "/invite", first_name="Анна")
     [*_, ask] = await tg.wait_for(chat, CONSENT)
-    assert ask.labels() == ["Согласен", "Не сейчас"]
-    await tg.press_button(chat, "Согласен", first_name="Анна")
+    assert ask.labels() == ["Даю согласие", "Не сейчас"]
+    await tg.press_button(chat, "Даю согласие", first_name="Анна")
     messages = await tg.wait_for(chat, INVITE)
     [invite] = [m for m in messages if INVITE in (m.text or "")]
     link = await link_pattern(tg)
     [found] = matching(link, [invite])
-    assert "Пришли по ссылке: 0, засчитано: 0." in (invite.text or "")
+    assert "По вашей ссылке пришли" not in (invite.text or "")  # nobody yet: no counts
     return found.group(1), link
 
 
@@ -106,13 +107,12 @@ async def test_a_friend_by_the_link_qualifies_and_the_referrer_gets_its_gift(
         ]
         # Arrived but not qualified yet: counted, not rewarded.
         counted = await command_reply(tg, anna, "/invite", INVITE)
-        assert "Пришли по ссылке: 1, засчитано: 0." in (counted.text or "")
+        assert "По вашей ссылке пришли: 1, из них оставили заявку: 0." in (counted.text or "")
 
-        # B takes the audit (consent, name, phone, three choices): tagged wants_audit, which
-        # qualifies it.
+        # B takes the audit (consent, name, phone, three choices): its `handoff:` qualifies it.
         await tg.press_button(boris, AUDIT, first_name="Борис")
         await tg.wait_for(boris, CONSENT)
-        await tg.press_button(boris, "Согласен", first_name="Борис")
+        await tg.press_button(boris, "Даю согласие", first_name="Борис")
         await tg.wait_for(boris, "можно иногда присылать")
         await tg.press_button(boris, "Нет, спасибо", first_name="Борис")
         await tg.wait_for(boris, "Как к вам обращаться?")
@@ -139,13 +139,13 @@ async def test_a_friend_by_the_link_qualifies_and_the_referrer_gets_its_gift(
         assert not matching(THANKS, await tg.bot_messages(boris))  # to the referrer only
 
         counted = await command_reply(tg, anna, "/invite", INVITE)
-        assert "Пришли по ссылке: 1, засчитано: 1." in (counted.text or "")
+        assert "По вашей ссылке пришли: 1, из них оставили заявку: 1." in (counted.text or "")
         assert [f.group(1) for f in matching(link, [counted])] == [code]
         promo = await command_reply(tg, anna, "/promo", "Ваши промокоды:")
-        assert f"🎟 {reward_code} — 1 час работы специалиста, действует до " in (promo.text or "")
+        assert f"🎟 {reward_code} — час работы специалиста, действует до " in (promo.text or "")
         assert friend_code not in (promo.text or "")  # B's welcome code is B's
         friend_promo = await command_reply(tg, boris, "/promo", "Ваши промокоды:")
-        assert f"🎟 {friend_code} — 5%, действует до " in (friend_promo.text or "")
+        assert f"🎟 {friend_code} — скидка 5% на внедрение, действует до " in (friend_promo.text or "")
 
 
 async def test_somebody_who_wrote_before_is_not_attributed_by_the_link(
@@ -172,4 +172,4 @@ async def test_somebody_who_wrote_before_is_not_attributed_by_the_link(
         await command_reply(tg, clara, "/promo", "нет действующих промокодов")
 
         counted = await command_reply(tg, anna, "/invite", INVITE)
-        assert "Пришли по ссылке: 0, засчитано: 0." in (counted.text or "")
+        assert "По вашей ссылке пришли" not in (counted.text or "")

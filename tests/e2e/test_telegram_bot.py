@@ -31,7 +31,7 @@ async def test_the_shipped_funnel_from_start_to_the_guide(
 
     await tg.press_button(chat, GUIDE)
     await tg.wait_for(chat, "согласие на обработку персональных данных")
-    await tg.press_button(chat, "Согласен")
+    await tg.press_button(chat, "Даю согласие")
     await tg.wait_for(chat, "можно иногда присылать")
     await tg.press_button(chat, "Да, присылайте")
     await tg.wait_for(chat, "Напишите ваш e-mail")
@@ -65,13 +65,16 @@ async def test_a_phone_shared_by_the_contact_button(
     chat = tg.new_chat_id()
     await tg.send_command(chat, "/start o_audit")
     await tg.wait_for(chat, "согласие")
-    await tg.press_button(chat, "Согласен")
+    await tg.press_button(chat, "Даю согласие")
     await tg.wait_for(chat, "можно иногда присылать")
     await tg.press_button(chat, "Нет, спасибо")
     await tg.wait_for(chat, "Как к вам обращаться?")
     await tg.send_text(chat, "Олег")
     [*_, ask] = await tg.wait_for(chat, "номер телефона")
-    assert [[b["text"] for b in row] for row in ask.keyboard_buttons] == [["Отправить номер"]]
+    assert [[b["text"] for b in row] for row in ask.keyboard_buttons] == [
+        ["Отправить номер"],
+        ["В меню"],  # the way out: a key that sends its label
+    ]
     assert ask.keyboard_buttons[0][0].get("request_contact") is True
     await tg.share_contact(chat, "+7 916 123-45-67", user_id=chat + 1)  # someone else's
     await tg.wait_for(chat, "Похоже, это чужой контакт")
@@ -87,7 +90,7 @@ async def test_stop_delete_and_a_forged_button(
     chat = tg.new_chat_id()
     await tg.send_command(chat, "/start o_guide")
     await tg.wait_for(chat, "согласие")
-    await tg.press_button(chat, "Согласен")
+    await tg.press_button(chat, "Даю согласие")
     await tg.wait_for(chat, "можно иногда присылать")
     await tg.press_button(chat, "Да, присылайте")
     await tg.wait_for(chat, "Напишите ваш e-mail")

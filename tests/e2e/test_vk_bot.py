@@ -116,12 +116,12 @@ async def take_the_guide(vk: VkApiFake, user: int, *, from_link: bool = False) -
         pitch, ask = vk.sent(user)[-2:]
         assert pitch.text.startswith(f"{GUIDE}\n\nPDF-гайд")
     assert CONSENT in ask.text
-    assert ask.labels() == ["Согласен", "Не сейчас"]
-    marketing = await reply_after(vk, user, MARKETING, lambda: press(vk, user, "Согласен"))
+    assert ask.labels() == ["Даю согласие", "Не сейчас"]
+    marketing = await reply_after(vk, user, MARKETING, lambda: press(vk, user, "Даю согласие"))
     assert marketing.labels() == ["Да, присылайте", "Нет, спасибо"]
     email = await reply_after(vk, user, ASK_EMAIL, lambda: press(vk, user, "Да, присылайте"))
     assert email.text == "Напишите ваш e-mail — и гайд ваш 📘"
-    assert email.keyboard is None  # typed, not pressed
+    assert email.labels() == ["В меню"]  # typed, not pressed; the button is the way out
     vk.push_message(user, "anna@company.ru")
     messages = await vk.wait_for(user, lambda ms: any(m.attachments for m in ms))
     [guide] = [m for m in messages if m.attachments]
@@ -372,18 +372,18 @@ async def test_error_901_marks_the_lead_unreachable_and_the_bot_stops_writing(
 
 
 async def take_the_audit(vk: VkApiFake, user: int) -> None:
-    """The shipped audit offer: consent, name, a typed phone and three choices; it tags the
-    lead wants_audit, which qualifies it (growth.yaml)."""
+    """The shipped audit offer: consent, name, a typed phone and three choices; it hands the
+    lead over to the managers (its `handoff:` in offers.yaml)."""
     vk.push_message(user, "Начать", payload=START)
     await vk.wait_for(user, 1)
     await reply_after(vk, user, CONSENT, lambda: press(vk, user, AUDIT))
-    await reply_after(vk, user, MARKETING, lambda: press(vk, user, "Согласен"))
+    await reply_after(vk, user, MARKETING, lambda: press(vk, user, "Даю согласие"))
     await reply_after(vk, user, "Как к вам обращаться?", lambda: press(vk, user, "Нет, спасибо"))
     await reply_after(vk, user, "номер телефона", lambda: vk.push_message(user, "Мария"))
     size = await reply_after(
         vk, user, "Сколько сотрудников", lambda: vk.push_message(user, "+7 916 555-12-34")
     )
-    assert size.labels() == ["До 10", "10–50", "Больше 50"]
+    assert size.labels() == ["До 10", "10–50", "Больше 50", "Пропустить", "В меню"]
     await reply_after(vk, user, "Какая у вас роль", lambda: press(vk, user, "10–50"))
     await reply_after(
         vk, user, "В чём сейчас ведёте клиентов", lambda: press(vk, user, "Принимаю решение")
@@ -490,3 +490,36 @@ async def test_a_person_who_forbids_messages_is_not_written_to_any_more(
         assert bot.rows(
             "select status from outbox where kind = 'step' and lead_id = ?", lead_id
         ) == [("cancelled",)]
+
+
+async def test_no_text_sends_a_vk_person_to_a_start_command_vk_does_not_have(
+    vk_api: VkApiFake, tmp_path: Path
+) -> None:
+    """VK has no /start to press: declining the consent leaves the menu buttons to come back
+    by, and the erasure notice says to just write; writing again starts afresh."""
+    vk = vk_api
+    async with running_bot(vk, tmp_path):
+        user = vk.new_user_id()
+        vk.push_message(user, "Начать", payload=START)
+        await vk.wait_for(user, 1)
+        await reply_after(vk, user, CONSENT, lambda: press(vk, user, CONSULT))
+        declined = await reply_after(
+            vk, user, "Без согласия", lambda: press(vk, user, "Не сейчас")
+        )
+        assert "/start" not in declined.text
+        assert declined.labels() == MENU
+        # The menu under the refusal is the way back: the consent is asked again.
+        await reply_after(vk, user, CONSENT, lambda: press(vk, user, CONSULT))
+
+        confirm = await reply_after(
+            vk, user, "Удалить все ваши данные", lambda: vk.push_message(user, "/delete")
+        )
+        deleted = await reply_after(
+            vk, user, "ваши данные удалены", lambda: press(vk, user, confirm.labels()[0])
+        )
+        assert "/start" not in deleted.text
+        assert "просто напишите нам" in deleted.text
+        greeting = await reply_after(
+            vk, user, "Здравствуйте", lambda: vk.push_message(user, "Здравствуйте!")
+        )
+        assert greeting.labels() == MENU

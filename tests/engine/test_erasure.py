@@ -55,14 +55,14 @@ async def test_nothing_personal_is_left_after_delete(db: Database, clock: FakeCl
     )
     in_vk = Prospect(funnel, VK_ID, channel="vk", first_name="Лампа")
     await in_vk.start("src_vkads-o_audit")
-    await in_vk.press("Согласен")
+    await in_vk.press("Даю согласие")
     await in_vk.press("Да, присылайте")
     await in_vk.say("Евлампия Квасникова")
     await in_vk.say("8 (999) 555-01-23")  # typed: a lead of its own until Telegram vouches
 
     in_tg = Prospect(funnel, TELEGRAM_ID, first_name="Евлампия")
     await in_tg.send(Kind.START, payload="o_audit", username="evlampia_x")
-    await in_tg.press("Согласен")
+    await in_tg.press("Даю согласие")
     await in_tg.press("Да, присылайте")
     await in_tg.say("Евлампия Квасникова")
     await in_tg.share("79995550123")  # verified: the two leads become one

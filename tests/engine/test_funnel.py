@@ -52,7 +52,7 @@ async def test_audit_walk_asks_consent_questions_then_delivers_and_scores(
     assert state.answers == {}
     assert state.contacts == set()
 
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     assert anna.texts() == "Присылать полезные материалы?"
     await anna.press("Да, присылайте")
     assert anna.texts() == "Как к вам обращаться?"
@@ -100,7 +100,7 @@ async def test_known_answers_are_skipped_on_the_next_offer(
     anna = Prospect(funnel)
     await anna.start()
     await anna.press("Бесплатный аудит")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Нет, спасибо")
     await anna.say("Анна")
     await anna.share("79991234567")
@@ -163,7 +163,7 @@ async def test_a_wrong_phone_gets_a_clear_reply_and_the_question_again(
 ) -> None:
     anna = Prospect(funnel)
     await anna.start("o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say("Анна")
     await anna.say(wrong)
@@ -179,7 +179,7 @@ async def test_a_sticker_where_text_is_expected_repeats_the_question(
 ) -> None:
     anna = Prospect(funnel)
     await anna.start("o_guide")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.send(Kind.UNSUPPORTED)
     assert [m.text for m in anna.last] == [
@@ -194,7 +194,7 @@ async def test_a_sticker_where_text_is_expected_repeats_the_question(
 async def test_someone_elses_contact_is_refused(funnel: Funnel, sqlite_db: Database) -> None:
     anna = Prospect(funnel)
     await anna.start("o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say("Анна")
     await anna.share("+79990000000", own=False)
@@ -207,13 +207,13 @@ async def test_typed_choice_is_accepted_case_insensitively_and_other_text_is_not
 ) -> None:
     anna = Prospect(funnel)
     await anna.start("o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say("Анна")
     await anna.say("+7 999 123 45 67")
     await anna.say("много")
     assert anna.last[0].text == "Выберите, пожалуйста, один из вариантов кнопкой ниже."
-    assert anna.labels() == ["до 10", "10–50", "больше 50"]
+    assert anna.labels() == ["до 10", "10–50", "больше 50", "В меню"]  # and the way out
     await anna.say("ДО 10")
     assert (await snapshot(sqlite_db, "1001")).answers["company_size"] == "до 10"
 
@@ -241,7 +241,7 @@ async def test_an_old_answer_button_after_the_question_moved_on_is_stale(
 ) -> None:
     anna = Prospect(funnel)
     await anna.start("o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say("Анна")
     await anna.say("+79991234567")
@@ -272,7 +272,7 @@ async def test_stop_withdraws_advertising_consent_and_stops_sequences(
 ) -> None:
     anna = Prospect(funnel)
     await anna.start("o_guide")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say("anna@example.com")
     await anna.send(Kind.STOP)
@@ -288,7 +288,7 @@ async def test_stop_withdraws_advertising_consent_and_stops_sequences(
 async def test_a_chain_started_twice_runs_once(funnel: Funnel, sqlite_db: Database) -> None:
     anna = Prospect(funnel)
     await anna.start("o_guide")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say("anna@example.com")
     await anna.start("o_guide")  # everything is known: delivered again at once
@@ -350,7 +350,7 @@ async def test_the_same_walk_works_on_postgresql_and_sqlite(
     funnel = Funnel(db, ActiveScenario(load_scenario(FIXTURE_SCENARIO)), clock)
     anna = Prospect(funnel, "42", channel="vk")
     await anna.start("src_site-o_guide")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Нет, спасибо")
     await anna.say("anna@example.com")
     assert anna.last[0].text == "Ваш гайд, Анна."
@@ -374,7 +374,7 @@ async def test_a_choice_can_set_the_leads_time_zone(
     funnel = Funnel(sqlite_db, ActiveScenario(load_scenario(folder)), clock)
     anna = Prospect(funnel)
     await anna.start("o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say("Анна")
     await anna.say("+79991234567")
@@ -426,9 +426,10 @@ async def test_digits_that_are_not_ascii_are_a_wrong_answer_not_a_failure(
         assert anna.last[0].text == "Выберите число от 0 до 10 кнопкой или напишите его цифрой."
         assert anna.last[1].text == "Оцените от 0 до 10"
     await anna.send(Kind.BUTTON, payload="a:nps:²")  # forged: no such button was sent
-    assert anna.last[0].text == "Эта кнопка уже устарела. Вот актуальное меню:"
+    assert anna.texts() == "Эта кнопка уже устарела. Вернёмся к вопросу:\nОцените от 0 до 10"
     state = await snapshot(db, "1001")
     assert state.answers == {}
+    assert state.awaiting == {"question": "nps", "sequence": "guide_warmup", "offer": None}
 
 
 async def test_texts_no_database_stores_are_cleaned_not_refused(

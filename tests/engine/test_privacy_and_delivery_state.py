@@ -19,7 +19,7 @@ from tests.prospect import Prospect, snapshot
 
 async def walk_audit(anna: Prospect) -> None:
     await anna.start("src_vkads-o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say("Анна Петрова")
     await anna.share("79991234567")
@@ -63,7 +63,10 @@ async def test_delete_asks_first_and_then_forgets_the_person(
 
     await anna.send(Kind.DELETE)
     await anna.press("Да, удалить")
-    assert anna.texts() == "Готово: ваши данные удалены. Если захотите вернуться — нажмите /start."
+    assert (
+        anna.texts()
+        == "Готово: ваши данные удалены. Если захотите вернуться — просто напишите нам."
+    )
     async with sqlite_db.unit_of_work() as uow:
         assert await uow.leads.find_by_identity("telegram", "1001") is None
     await anna.start()  # a new, empty lead: nothing of the old one is linked to them
@@ -144,7 +147,7 @@ async def test_managers_hear_of_a_lead_once_when_contacts_arrive(
     funnel.routes = Routes(managers=("telegram",))
     anna = Prospect(funnel)
     await anna.start("src_vkads-o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.say("Анна Петрова")
     assert await _posts(sqlite_db) == []

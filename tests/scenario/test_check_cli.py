@@ -27,7 +27,12 @@ def leadbot_check(
     )
 
 
-def test_valid_scenario_prints_one_ok_line_with_the_counts(scenario_dir: Path) -> None:
+def test_valid_scenario_prints_one_ok_line_with_the_counts(scenario_dir: Path, edit: Edit) -> None:
+    # The checklist leads nowhere (a warning below) unless it hands the lead over.
+    edit(
+        'text: "Держите чек-лист: https://example.com/checklist"',
+        'text: "Чек-лист"\n    then: {handoff: true}',
+    )
     result = leadbot_check("sc")
 
     assert (result.returncode, result.stdout, result.stderr) == (
@@ -37,11 +42,28 @@ def test_valid_scenario_prints_one_ok_line_with_the_counts(scenario_dir: Path) -
     )
 
 
+def test_warnings_are_printed_before_the_ok_line_and_do_not_fail(scenario_dir: Path) -> None:
+    result = leadbot_check("sc")
+
+    assert (result.returncode, result.stdout.splitlines(), result.stderr) == (
+        0,
+        [
+            "warning: sc/funnel.yaml:33:5: offers.quick: a lead who takes this offer never "
+            "reaches the managers: scoring.qualify cannot hold for a lead who takes only this "
+            "offer, and no handoff: true is on its way (the offer's then:, or a button of its "
+            "chains)",
+            "sc: OK: 1 file, 3 offers, 5 questions, 2 sequences (3 steps), 0 promos, "
+            "1 FAQ entry, 1 warning",
+        ],
+        "",
+    )
+
+
 def test_without_a_folder_checks_scenario_dir(scenario_dir: Path) -> None:
     result = leadbot_check(env={"SCENARIO_DIR": "sc"})
 
     assert result.returncode == 0
-    assert result.stdout.startswith("sc: OK: 1 file, 3 offers,")
+    assert "\nsc: OK: 1 file, 3 offers," in result.stdout
 
 
 def test_every_problem_is_printed_and_the_exit_code_is_1(scenario_dir: Path, edit: Edit) -> None:

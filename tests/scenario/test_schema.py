@@ -406,6 +406,25 @@ def test_unknown_reference(
 
 
 @pytest.mark.parametrize(
+    ("new", "expected"),
+    [
+        (
+            '["сколько стоит", "!!!", "стоимость"]',
+            "sc/funnel.yaml:62:30: faq[0].match[1]: this phrase has no words to match",
+        ),
+        ('"—"', "sc/funnel.yaml:62:12: faq[0].match[0]: this phrase has no words to match"),
+    ],
+    ids=["in-a-list", "alone"],
+)
+def test_faq_phrase_without_words_can_never_match(
+    scenario_dir: Path, edit: Edit, new: str, expected: str
+) -> None:
+    edit('["сколько стоит", "цена", "стоимость"]', new)
+
+    assert problems(scenario_dir) == [expected]
+
+
+@pytest.mark.parametrize(
     ("placeholder", "expected"),
     [
         ("{nme}", "unknown placeholder {nme}; did you mean {name}?"),

@@ -15,6 +15,7 @@ from bot.clock import FakeClock
 from bot.console import ConsoleChat, ConsoleTransport
 from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
+from bot.messages import Button
 from bot.pacing import MemoryPacer
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
@@ -62,6 +63,7 @@ async def test_story(scenario: str, story: dict[str, Any], sqlite_db: Database) 
         transport=transport,
     )
     shown: list[str] = []
+    pressable: list[Button] = []  # every button shown so far: old ones stay on the screen
     for number, step in enumerate(story["dialog"], start=1):
         where = f"step {number} of {story['name']!r}"
         if "user" in step:
@@ -74,6 +76,15 @@ async def test_story(scenario: str, story: dict[str, Any], sqlite_db: Database) 
             output = await chat.process(str(labels.index(step["press"]) + 1))
             assert output is not None
             shown = output
+        elif "press_earlier" in step:  # scrolled up to an older message: maybe a stale button
+            label = step["press_earlier"]
+            earlier = [b for b in reversed(pressable) if b.text == label]
+            assert earlier, f"{where}: no button {label!r} was shown before"
+            chat.buttons = [earlier[0]]
+            output = await chat.process("1")
+            assert output is not None
+            shown = output
+        pressable += chat.buttons
         text = "\n".join(shown)
         for expected in _as_list(step.get("bot", [])):
             assert expected in text, f"{where}: expected {expected!r} in:\n{text}"

@@ -60,13 +60,13 @@ async def test_a_press_is_answered_first_and_then_the_consent_is_asked(telegram:
     assert isinstance(requests[0], AnswerCallbackQuery)
     assert isinstance(requests[1], SendMessage)
     assert requests[1].text.startswith("Нужно согласие на обработку данных")
-    assert labels(requests[1]) == ["Согласен", "Не сейчас"]
+    assert labels(requests[1]) == ["Даю согласие", "Не сейчас"]
 
 
 async def test_the_guide_is_delivered_as_a_document_with_a_menu_button(telegram: Harness) -> None:
     anna = telegram.prospect()
     await anna.text("/start o_guide")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     requests = await anna.text("anna@example.com")
     [document] = [r for r in requests if isinstance(r, SendDocument)]
@@ -86,7 +86,7 @@ async def test_the_phone_question_offers_the_share_button_and_checks_the_owner(
 ) -> None:
     anna = telegram.prospect()
     await anna.text("/start o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Нет, спасибо")
     [ask] = await anna.text("Анна")
     assert isinstance(ask, SendMessage)
@@ -104,7 +104,7 @@ async def test_the_phone_question_offers_the_share_button_and_checks_the_owner(
 async def test_the_share_keyboard_is_removed_once_it_is_not_needed(telegram: Harness) -> None:
     anna = telegram.prospect()
     await anna.text("/start o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Нет, спасибо")
     await anna.text("Анна")
     await anna.text("+79991234567")  # typed instead of shared: the keyboard is still up
@@ -138,7 +138,7 @@ async def test_forged_or_stale_callbacks_are_answered_with_the_menu(
 async def test_a_sticker_or_a_very_long_text_gets_a_clear_answer(telegram: Harness) -> None:
     anna = telegram.prospect()
     await anna.text("/start o_guide")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.sticker()
     assert sent_texts(telegram.session)[-2:] == [
@@ -261,7 +261,7 @@ async def test_delete_asks_with_buttons_then_erases(
 ) -> None:
     anna = telegram.prospect()
     await anna.text("/start o_guide")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.text("anna@example.com")
     [ask] = await anna.text("/delete")
@@ -275,7 +275,7 @@ async def test_delete_asks_with_buttons_then_erases(
 async def test_managers_chat_hears_of_a_new_lead_with_contacts(telegram: Harness) -> None:
     anna = telegram.prospect()
     await anna.text("/start o_guide")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.text("anna@example.com")
     assert sent_texts(telegram.session, MANAGERS_CHAT) == []  # through the outbox

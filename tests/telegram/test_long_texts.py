@@ -32,7 +32,7 @@ async def test_a_step_telegram_refuses_as_too_long_fails_once_with_the_reason(
     assert isinstance(clock, FakeClock)
     anna = telegram.prospect()
     await anna.text("/start o_guide")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.text("anna@example.com")
     await telegram.deliver()  # the managers hear of the new lead

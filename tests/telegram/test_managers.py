@@ -78,7 +78,7 @@ async def qualified(h: Harness) -> tuple[dict[str, Any], SendMessage]:
     """A prospect takes the audit (a qualify rule); the card the worker posts, and its id."""
     anna = h.prospect()
     await anna.text("/start src_vkads-o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.text("Анна Петрова")
     await anna.contact("79991234567")
@@ -192,7 +192,7 @@ async def test_a_post_that_meets_the_upgrade_goes_to_the_supergroup_and_so_do_la
     )
     anna = telegram.prospect()
     await anna.text("/start src_vkads-o_audit")
-    await anna.press("Согласен")
+    await anna.press("Даю согласие")
     await anna.press("Да, присылайте")
     await anna.text("Анна Петрова")
     await anna.contact("79991234567")

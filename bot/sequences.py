@@ -202,6 +202,25 @@ async def last_sent(
     return found
 
 
+def step_of(scenario: Scenario, payload: dict[str, Any]) -> Step | None:
+    """The step an outbox row names, if the scenario still has it."""
+    sequence = scenario.sequences.get(payload.get("sequence", ""))
+    if sequence is None:
+        return None
+    return next((st for st in sequence.steps if st.id == payload.get("step")), None)
+
+
+def service_follows(scenario: Scenario, payload: dict[str, Any]) -> bool:
+    """A `service:` step comes later in the row's chain (so an advertising step before it is
+    passed by, not the end of the chain, for a lead without advertising consent)."""
+    sequence = scenario.sequences.get(payload.get("sequence", ""))
+    ids = [st.id for st in sequence.steps] if sequence is not None else []
+    if payload.get("step") not in ids:
+        return False
+    assert sequence is not None
+    return any(st.service for st in sequence.steps[ids.index(payload["step"]) + 1 :])
+
+
 def next_index(sequence: Sequence, payload: dict[str, Any]) -> int:
     ids = [step.id for step in sequence.steps]
     if payload.get("step") in ids:

@@ -296,7 +296,7 @@ async def test_an_unanswered_question_reaches_managers_and_the_reply_reaches_the
     lead_id = await bench.qualified_lead()
     anna = Prospect(bench.funnel)
     await anna.say("А с Мегапланом интегрируетесь?")
-    assert anna.texts() == "Передал ваш вопрос менеджеру — ответим здесь же, в этом чате."
+    assert anna.texts() == "Передали ваш вопрос менеджеру — ответим здесь же, в этом чате."
     await bench.worker.drain()
     ref, post, _, _ = bench.chat.posts[-1]
     assert post.startswith(f"💬 Анна Петрова (лид #{lead_id}, стадия qualified):\n")

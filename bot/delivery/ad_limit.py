@@ -18,7 +18,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 
+from bot import sequences
 from bot.delivery.outcomes import ADVERTISING, Prepared, Skip
+from bot.scenario.model import Scenario
 from bot.scenario.settings import AdLimit, ScenarioSettings
 from bot.timing import out_of_quiet_hours, zone_of
 from storage.models import OutboxRow
@@ -70,15 +72,17 @@ def _span(length: timedelta) -> str:
 
 
 async def load_ad_log(
-    uow: UnitOfWork, limit: AdLimit | None, rows: Sequence[Prepared], now: datetime
+    uow: UnitOfWork, scenario: Scenario, rows: Sequence[Prepared], now: datetime
 ) -> AdLog | None:
     """One read for the whole batch (none without a limit or advertising). The batch's own
     rows are `sending` too, but they are still being decided: each counts once it is let
-    through (`AdLog.count`)."""
+    through (`AdLog.count`). `service:` steps are no advertising and do not count."""
+    limit = scenario.settings.ad_limit
     lead_ids = sorted({item.lead_id for item in rows if item.kind in ADVERTISING})
     if limit is None or not lead_ids:
         return None
-    query = select(OutboxRow.id, OutboxRow.lead_id, OutboxRow.status, OutboxRow.sent_at).where(
+    fields = (OutboxRow.id, OutboxRow.lead_id, OutboxRow.kind, OutboxRow.payload)
+    query = select(*fields, OutboxRow.status, OutboxRow.sent_at).where(
         OutboxRow.lead_id.in_(lead_ids),
         OutboxRow.kind.in_(sorted(ADVERTISING)),
         or_(
@@ -88,7 +92,8 @@ async def load_ad_log(
     )
     batch_rows = {item.row_id for item in rows}
     log = AdLog(limit)
-    for row_id, lead_id, status, sent_at in await uow.session.execute(query):
-        if row_id not in batch_rows:
+    for row_id, lead_id, kind, payload, status, sent_at in await uow.session.execute(query):
+        step = sequences.step_of(scenario, payload) if kind == sequences.STEP else None
+        if row_id not in batch_rows and not (step is not None and step.service):
             log.count(lead_id, sent_at if status == "sent" and sent_at is not None else now)
     return log

@@ -27,6 +27,15 @@ PURPOSES: dict[str, Purpose] = {
 }
 
 
+def advertises(item: Prepared) -> bool:
+    """An advertising row, unless its step is a `service:` one (known once prepared)."""
+    return item.kind in ADVERTISING and not item.details.get("service")
+
+
+def purpose_of(item: Prepared) -> Purpose:
+    return "notice" if item.details.get("service") else PURPOSES.get(item.kind, "reply")
+
+
 def backoff(attempts: int) -> float:
     """Seconds before retry number `attempts` after a network or server error: 5 s doubling,
     at most an hour."""

@@ -23,7 +23,7 @@ from bot import broadcasts, promos, reactions, referrals, sequences
 from bot.answers import question_markup
 from bot.consent import MARKETING
 from bot.delivery.ad_limit import AdLog, load_ad_log
-from bot.delivery.outcomes import ADVERTISING, Prepared, Skip
+from bot.delivery.outcomes import ADVERTISING, Prepared, Skip, advertises
 from bot.handoff import MANAGERS_POST, RELAY
 from bot.lead_card import crm_lead, render_card
 from bot.messages import SIZES, Button, FileRef, Outgoing, fitted_all
@@ -118,7 +118,7 @@ async def load_batch(uow: UnitOfWork, s: Scenario, rows: Sequence[Prepared]) -> 
         handoffs=await _handoffs(uow, handoff_leads) if handoff_leads else {},
         answers=await _names(uow, s, advertising) if advertising else {},
     )
-    conditional = {i.lead_id: _step_of(s, i) for i in steps}
+    conditional = {i.lead_id: sequences.step_of(s, i.payload) for i in steps}
     needs = Reads()
     for step in conditional.values():
         if step is not None and step.if_ is not None:
@@ -154,13 +154,6 @@ async def _names(
     return found
 
 
-def _step_of(s: Scenario, item: Prepared) -> Any:
-    sequence = s.sequences.get(item.payload.get("sequence", ""))
-    if sequence is None:
-        return None
-    return next((st for st in sequence.steps if st.id == item.payload.get("step")), None)
-
-
 class Preparer:
     """Decides and renders the rows of a batch (see the module docstring)."""
 
@@ -175,7 +168,7 @@ class Preparer:
     ) -> tuple[list[Prepared], list[tuple[Prepared, Skip]], Batch]:
         """The rows ready to send, those decided otherwise, and what was read for them."""
         batch = await load_batch(uow, self.s, rows)
-        batch.ads = await load_ad_log(uow, self.s.settings.ad_limit, rows, self.now)
+        batch.ads = await load_ad_log(uow, self.s, rows, self.now)
         ready: list[Prepared] = []
         skipped: list[tuple[Prepared, Skip]] = []
         for item in rows:
@@ -184,7 +177,7 @@ class Preparer:
                 if lead is None:
                     raise Skip("cancelled", "lead gone")
                 await self._prepare(uow, batch, item, lead)
-                if batch.ads is not None and item.kind in ADVERTISING:
+                if batch.ads is not None and advertises(item):
                     batch.ads.count(lead.id, self.now)
                 ready.append(item)
             except Skip as skip:
@@ -232,17 +225,23 @@ class Preparer:
         run = batch.runs.get((lead.id, payload["sequence"]))
         if sequence is None or run is None or run.status != "active":
             raise Skip("cancelled", "chain stopped or removed")
-        step = _step_of(s, item)
+        step = sequences.step_of(s, payload)
         if step is None:
             raise Skip("cancelled", "step removed from the scenario", queue_next=True)
-        self._advertising_allowed(batch, lead)
+        if step.service:
+            self._service_allowed(lead)
+        else:
+            self._advertising_allowed(
+                batch, lead, service_follows=sequences.service_follows(s, payload)
+            )
         if s.handoff.pause_sequences:
             handoff = batch.handoffs.get(lead.id)
             if handoff is not None and handoff.status == "claimed":
                 raise Skip("pending", "a manager holds the lead", due=self.now + PAUSE_RECHECK)
         if step.if_ is not None and not evaluate(step.if_, batch.facts[lead.id]):
             raise Skip("skipped", "if: false", queue_next=True)
-        self._within_ad_limit(batch, lead)  # after `if:`: a step not sent is not held back
+        if not step.service:  # after `if:`: a step not sent is not held back
+            self._within_ad_limit(batch, lead)
         variant = sequences.variant_of(lead.id, payload["sequence"], step)
         text = sequences.step_text(step, variant)
         question = s.questions[step.ask].text if step.ask else None
@@ -257,6 +256,7 @@ class Preparer:
             "file": step.file,
             "promo": step.promo,
             "queue_next": True,
+            "service": step.service,
         }
         self._address(batch, item, lead)
 
@@ -278,12 +278,26 @@ class Preparer:
         }
         self._address(batch, item, lead)
 
-    def _advertising_allowed(self, batch: Batch, lead: Row[Any]) -> None:
-        """Checked when the row is prepared, and the flags again right before it is sent."""
+    def _advertising_allowed(
+        self, batch: Batch, lead: Row[Any], *, service_follows: bool = False
+    ) -> None:
+        """Checked when the row is prepared, and the flags again right before it is sent.
+        Without consent the chain ends here, unless a `service:` step comes later in it."""
         if lead.erased_at or lead.unsubscribed_at or lead.unreachable_at:
             raise Skip("cancelled", "unsubscribed, blocked or erased")
         if lead.id not in batch.consenting:
+            if service_follows:
+                raise Skip("skipped", "no advertising consent", queue_next=True)
             raise Skip("cancelled", "no advertising consent")
+        self._outside_quiet_hours(lead)
+
+    def _service_allowed(self, lead: Row[Any]) -> None:
+        """A `service:` step: only a block or an erasure stops it (and quiet hours wait)."""
+        if lead.erased_at or lead.unreachable_at:
+            raise Skip("cancelled", "blocked or erased")
+        self._outside_quiet_hours(lead)
+
+    def _outside_quiet_hours(self, lead: Row[Any]) -> None:
         settings = self.s.settings
         zone = zone_of(lead.timezone, settings.timezone)
         if in_quiet_hours(self.now, zone, settings.quiet_hours):

@@ -32,7 +32,7 @@ from bot.consent import MARKETING
 from bot.crm import CrmExporter, CrmRejected
 from bot.delivery.coalescing import Coalescer
 from bot.delivery.ordering import ChatLines, Turn
-from bot.delivery.outcomes import ADVERTISING, PURPOSES, Prepared, Skip
+from bot.delivery.outcomes import ADVERTISING, Prepared, Skip, purpose_of
 from bot.delivery.windows import SendWindows
 from bot.handoff import RELAY
 from bot.pacing import Pacer
@@ -243,7 +243,7 @@ class Sender:
             elif transport is not None:
                 await transport.send(
                     item.external_id,
-                    replace(item.messages[number], purpose=PURPOSES.get(item.kind, "reply")),
+                    replace(item.messages[number], purpose=purpose_of(item)),
                     idempotency_key=item.part_key(number),
                     last_message_at=item.last_message_at,
                 )
@@ -328,6 +328,8 @@ class Sender:
     def _open(self, item: Prepared, row: Row[Any] | None) -> bool:
         if row is None or row.status != "sending" or row.leased_by != self.worker_id:
             return False  # cancelled by the engine, or taken over after the lease ran out
+        if item.kind in ADVERTISING and item.details.get("service"):
+            return not (row.unreachable_at or row.erased_at)  # no advertising: no consent
         if item.kind in ADVERTISING:
             stopped = row.unsubscribed_at or row.unreachable_at or row.erased_at
             return bool(row.consenting) and not stopped

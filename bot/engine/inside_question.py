@@ -123,7 +123,8 @@ async def refuse(turn: Turn, open_: OpenQuestion) -> None:
     turn.record("question_refused", question=open_.id, offer=open_.offer)
     turn.lead.awaiting = None
     kind = open_.question.type
-    text = {"phone": m.refused_phone, "email": m.refused_email}.get(kind, m.refused_required)
+    why = {"phone": m.refused_phone, "email": m.refused_email, "name": m.refused_name}
+    text = why.get(kind, m.refused_required)
     turn.say(text, buttons=turn.menu_buttons(turn.s.start.buttons))
 
 

@@ -12,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     Discriminator,
     Field,
+    PlainValidator,
     PrivateAttr,
     StringConstraints,
     Tag,
@@ -92,10 +93,17 @@ class Deliver(Strict):
         return self
 
 
+def _handoff(value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and 0 < len(value.strip()) <= HANDOFF_NOTE:
+        return value.strip()
+    raise ValueError(f"give true, or a note for the managers of 1 to {HANDOFF_NOTE} characters")
+
+
 # `handoff: true` hands the lead over; a text does too, and tells the managers what is asked.
-HandoffRequest = (
-    bool | Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-)
+HANDOFF_NOTE = 200
+HandoffRequest = Annotated[bool | str, PlainValidator(_handoff)]
 
 
 def _one_or_many(value: Any) -> Any:
@@ -204,6 +212,10 @@ class Step(Strict):
     ask: Id | None = None
     if_: Rule | None = Field(default=None, alias="if")
     variants: dict[Id, str] = {}
+    # About the lead's own request (getting ready for a booked call, did it happen): no
+    # advertising, so it needs no advertising consent, survives /stop's "no more ads" and
+    # is outside settings.ad_limit. Quiet hours still apply.
+    service: bool = False
 
     @model_validator(mode="after")
     def _says_something(self) -> Step:

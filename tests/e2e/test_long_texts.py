@@ -115,7 +115,7 @@ async def test_telegram_gets_a_text_grown_past_the_limit_whole_in_several_messag
             await tg.press_button(chat, "Даю согласие", first_name=NAME)
             await tg.wait_for(chat, "можно иногда присылать")
             await tg.press_button(chat, "Да, присылайте", first_name=NAME)
-            await tg.wait_for(chat, "Напишите ваш e-mail")
+            await tg.wait_for(chat, "Напишите e-mail")
             await tg.send_text(chat, "alexandra@company.ru", first_name=NAME)
             await tg.wait_for(chat, lambda ms: any(m.document for m in ms), timeout=30)
 
@@ -185,7 +185,7 @@ async def take_the_guide(vk: VkApiFake, user: int) -> list[SentMessage]:
     await vk.wait_for(user, 1)
     await press(vk, user, GUIDE, "согласие")
     await press(vk, user, "Даю согласие", "можно иногда присылать")
-    await press(vk, user, "Да, присылайте", "Напишите ваш e-mail")
+    await press(vk, user, "Да, присылайте", "Напишите e-mail")
     before = len(vk.sent(user))
     vk.push_message(user, "alexandra@company.ru")
     sent = await vk.wait_for(user, lambda ms: any(m.attachments for m in ms[before:]))

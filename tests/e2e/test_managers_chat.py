@@ -22,7 +22,7 @@ AUDIT = "Час добра: бесплатный аудит процессов"
 API_TOKEN = "site-events-token-0123456789abcdef"
 CARD = "🔥 Лид #"
 QUESTION = "А вы работаете с Мегапланом в Казахстане?"
-FORWARDED = "Передал ваш вопрос менеджеру — ответим здесь же, в этом чате."
+FORWARDED = "Передали ваш вопрос менеджеру — ответим здесь же, в этом чате."
 # Two managers of the managers' chat.
 OLGA: dict[str, Any] = {"user_id": 90_001, "first_name": "Ольга", "last_name": "Петрова"}
 IVAN: dict[str, Any] = {"user_id": 90_002, "first_name": "Иван", "last_name": "Смирнов"}

@@ -145,7 +145,9 @@ async def test_a_friend_by_the_link_qualifies_and_the_referrer_gets_its_gift(
         assert f"🎟 {reward_code} — час работы специалиста, действует до " in (promo.text or "")
         assert friend_code not in (promo.text or "")  # B's welcome code is B's
         friend_promo = await command_reply(tg, boris, "/promo", "Ваши промокоды:")
-        assert f"🎟 {friend_code} — скидка 5% на внедрение, действует до " in (friend_promo.text or "")
+        assert f"🎟 {friend_code} — скидка 5% на внедрение, действует до " in (
+            friend_promo.text or ""
+        )
 
 
 async def test_somebody_who_wrote_before_is_not_attributed_by_the_link(

@@ -26,7 +26,7 @@ from tests.e2e.telegram import BotMessage, TelegramClient
 from tests.e2e.test_vk_bot import lead_of, press, running_bot, take_the_guide
 from tests.e2e.vk_api import SentMessage, VkApiFake
 
-CALL_ME = "Перезвоните мне"
+CALL_ME = "Да, перезвоните"
 WHY = "просит перезвонить после рассылки"
 REPLY = "Передали менеджеру — позвоним сегодня до 19:00 МСК."
 OFFER_TEXT = "Расскажем за 15 минут, как внедрить CRM за неделю. Перезвонить вам?"
@@ -80,7 +80,7 @@ async def test_telegram_a_call_me_button_hands_the_lead_over_and_then_posts_the_
             await tg.press_button(chat, "Даю согласие", first_name="Анна")
             await tg.wait_for(chat, "можно иногда присылать")
             await tg.press_button(chat, "Да, присылайте", first_name="Анна")
-            await tg.wait_for(chat, "Напишите ваш e-mail")
+            await tg.wait_for(chat, "Напишите e-mail")
             await tg.send_text(chat, "anna@company.ru", first_name="Анна")
             await tg.wait_for(chat, lambda ms: any(m.document for m in ms), timeout=30)
             [(lead_id,)] = bot.rows(

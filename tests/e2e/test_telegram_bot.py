@@ -34,7 +34,7 @@ async def test_the_shipped_funnel_from_start_to_the_guide(
     await tg.press_button(chat, "Даю согласие")
     await tg.wait_for(chat, "можно иногда присылать")
     await tg.press_button(chat, "Да, присылайте")
-    await tg.wait_for(chat, "Напишите ваш e-mail")
+    await tg.wait_for(chat, "Напишите e-mail")
     await tg.send_text(chat, "anna@company.ru")
     messages = await tg.wait_for(chat, lambda ms: any(m.document for m in ms))
     [guide] = [m for m in messages if m.document]
@@ -93,7 +93,7 @@ async def test_stop_delete_and_a_forged_button(
     await tg.press_button(chat, "Даю согласие")
     await tg.wait_for(chat, "можно иногда присылать")
     await tg.press_button(chat, "Да, присылайте")
-    await tg.wait_for(chat, "Напишите ваш e-mail")
+    await tg.wait_for(chat, "Напишите e-mail")
     await tg.send_text(chat, "oleg@company.ru")
     await tg.wait_for(chat, lambda ms: any(m.document for m in ms))
 

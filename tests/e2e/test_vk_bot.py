@@ -24,10 +24,10 @@ MENU = [AUDIT, GUIDE, CONSULT]
 START = {"command": "start"}  # what VK's own "Начать" button sends
 CONSENT = "согласие на обработку персональных данных"
 MARKETING = "можно иногда присылать"
-ASK_EMAIL = "Напишите ваш e-mail"
+ASK_EMAIL = "Напишите e-mail"
 STALE = "Эта кнопка уже неактуальна. Вот свежее меню:"  # messages.stale_button
 QUESTION = "А вы работаете с Мегапланом в Казахстане?"
-FORWARDED = "Передал ваш вопрос менеджеру — ответим здесь же, в этом чате."
+FORWARDED = "Передали ваш вопрос менеджеру — ответим здесь же, в этом чате."
 GUIDE_FILE = SHIPPED_SCENARIO / "files" / "bitrix24-guide.pdf"
 SECRET = "vk-callback-secret-0123456789"
 CONFIRMATION = "c0nf1rm-3a7b"
@@ -120,7 +120,7 @@ async def take_the_guide(vk: VkApiFake, user: int, *, from_link: bool = False) -
     marketing = await reply_after(vk, user, MARKETING, lambda: press(vk, user, "Даю согласие"))
     assert marketing.labels() == ["Да, присылайте", "Нет, спасибо"]
     email = await reply_after(vk, user, ASK_EMAIL, lambda: press(vk, user, "Да, присылайте"))
-    assert email.text == "Напишите ваш e-mail — и гайд ваш 📘"
+    assert email.text == "Напишите e-mail — и гайд ваш 📘"
     assert email.labels() == ["В меню"]  # typed, not pressed; the button is the way out
     vk.push_message(user, "anna@company.ru")
     messages = await vk.wait_for(user, lambda ms: any(m.attachments for m in ms))

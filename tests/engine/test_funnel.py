@@ -261,7 +261,7 @@ async def test_faq_answers_word_forms_and_unknown_text_is_recorded(
         await anna.say(question)
         assert anna.texts() == "Внедрение от 30 000 ₽.", question
     await anna.say("Вы работаете в выходные?")
-    assert anna.texts() == "Не совсем понял вопрос. Выберите, что вас интересует:"
+    assert anna.texts() == "Не совсем поняли вопрос. Выберите, что вас интересует:"
     state = await snapshot(sqlite_db, "1001")
     assert state.events.count("faq_answered") == 4
     assert state.events[-1] == "unmatched_text"

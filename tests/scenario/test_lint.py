@@ -151,3 +151,20 @@ def test_a_button_that_cannot_reply_or_hand_over_is_refused(
         load_scenario(scenario_dir)
     [problem] = refused.value.problems
     assert problem.message.endswith(message), problem.message
+
+
+@pytest.mark.parametrize("note", ['""', '"   "', '"' + "x" * 201 + '"', "3"])
+def test_a_handoff_is_true_or_a_note_of_200_characters(
+    scenario_dir: Path, edit: Edit, note: str
+) -> None:
+    edit(
+        CASE_BUTTON,
+        CASE_BUTTON + f'\n          - {{text: "Позвоните", event: call, handoff: {note}}}',
+    )
+    with pytest.raises(ScenarioError) as refused:
+        load_scenario(scenario_dir)
+    [problem] = refused.value.problems  # one problem, not one per type the value could be
+    assert problem.message == (
+        "sequences.guide_warmup.steps[0].buttons[1].handoff: "
+        "give true, or a note for the managers of 1 to 200 characters"
+    )

@@ -145,7 +145,7 @@ async def test_a_question_goes_to_managers_and_the_reply_comes_back(telegram: Ha
     anna = telegram.prospect()
     await anna.text("Вы работаете в Казахстане?")
     assert sent_texts(telegram.session, 1001)[-1] == (
-        "Передал ваш вопрос менеджеру — ответим здесь же, в этом чате."
+        "Передали ваш вопрос менеджеру — ответим здесь же, в этом чате."
     )
     [post] = [r for r in await telegram.deliver() if isinstance(r, SendMessage)]
     assert post.text.startswith("💬 Анна Петрова (лид #")

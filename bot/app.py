@@ -157,8 +157,10 @@ async def build_app(
     scenario_dir: Path | None = None,
     database_url: str | None = None,
     clock: Clock | None = None,
+    routes: Routes | None = None,
 ) -> App:
-    """Load the scenario (raising `ScenarioError`), open and prepare the database."""
+    """Load the scenario (raising `ScenarioError`), open and prepare the database. `routes`
+    says where handoffs go when not where the settings say (the console's own chat)."""
     loaded = load_scenario(scenario_dir or settings.scenario_dir)
     log_warnings(loaded)
     db = Database(database_url or settings.database_url)
@@ -175,7 +177,7 @@ async def build_app(
         clock,
         phone_region=settings.default_phone_region,
         max_input_length=settings.max_input_length,
-        routes=routes_for(settings),
+        routes=routes if routes is not None else routes_for(settings),
         link_base=settings.webhook_base_url,
         # The Telegram bot's username is learnt from getMe when the bot starts.
         referral_links=ReferralLinks(

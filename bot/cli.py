@@ -10,17 +10,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-from pydantic import TypeAdapter, ValidationError
-
-from bot import broadcasts, promo_stats, stats
+from bot import broadcast_command, promo_stats, stats
 from bot.app import SchemaOutdated, StartupFailed, build_app, prepare_database, serve
 from bot.clock import FakeClock, SystemClock
-from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleTransport
-from bot.scenario.checks import SIMPLE_PLACEHOLDERS, placeholders
-from bot.scenario.conditions import Rule
+from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleManagersChat, ConsoleTransport
+from bot.console.terminal import Terminal
 from bot.scenario.loader import ScenarioError, load_scenario
-from bot.scenario.model import parse_local_moment
+from bot.scenario.reload import ScenarioReloader
+from bot.scenario.wording import Say
+from bot.scoring import Routes
 from bot.settings import Settings, SettingsError, load_settings
 from storage import migrate
 from storage.database import Database, missing_file, shown_url
@@ -40,9 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--scenario", type=Path, help="scenario folder (default: SCENARIO_DIR)")
     chat.add_argument("--db", help="database URL (default: a new temporary SQLite file)")
     chat.add_argument("--name", default="Гость", help="the prospect's first name")
+    chat.add_argument(
+        "--log", type=Path, help="where the log goes (default: leadbot-chat.log in the temp dir)"
+    )
 
     check = commands.add_parser("check", help="validate a scenario folder")
-    check.add_argument("folder", nargs="?", type=Path, help="default: SCENARIO_DIR")
+    # `--scenario` as in every command; the bare folder of older scripts still works.
+    folder = check.add_mutually_exclusive_group()
+    folder.add_argument("--scenario", type=Path, help="scenario folder (default: SCENARIO_DIR)")
+    folder.add_argument("folder", nargs="?", type=Path, metavar="DIR", help="as --scenario DIR")
 
     broadcast = commands.add_parser(
         "broadcast", help="queue a message to a segment of leads (the running bot sends it)"
@@ -50,11 +54,17 @@ def _parser() -> argparse.ArgumentParser:
     what = broadcast.add_mutually_exclusive_group(required=True)
     what.add_argument("--step", help="a broadcast defined under broadcasts: in the scenario")
     what.add_argument("--text", help="the text to send")
+    what.add_argument(
+        "--status", nargs="?", const="", metavar="ID", help="progress of the runs, or of one"
+    )
+    what.add_argument("--cancel", metavar="ID", help="cancel what is still queued of a run")
     broadcast.add_argument(
         "--segment", help='who gets it, in the rule language: "{tag: wants_audit}"'
     )
     broadcast.add_argument("--at", help='local time of each lead, "YYYY-MM-DD HH:MM"')
-    broadcast.add_argument("--dry-run", action="store_true", help="count, queue nothing")
+    broadcast.add_argument(
+        "--dry-run", action="store_true", help="whom, what and when; queue nothing"
+    )
     broadcast.add_argument("--scenario", type=Path, help="scenario folder (default: SCENARIO_DIR)")
     broadcast.add_argument("--db", help="database URL (default: DATABASE_URL)")
 
@@ -75,11 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, file: Path | None = None) -> None:
+    """On stderr; in a file instead when given (the chat keeps its screen for the dialog)."""
+    handler: logging.Handler = (
+        logging.FileHandler(file, mode="w", encoding="utf-8")
+        if file
+        else logging.StreamHandler(sys.stderr)
+    )
     logging.basicConfig(
         level=level,
-        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[handler],
+        force=True,
     )
 
 
@@ -93,18 +110,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings.log_level)
     try:
         if args.command == "check":
-            return check(args.folder or settings.scenario_dir)
+            return check(args.scenario or args.folder or settings.scenario_dir)
         if args.command == "db":
             url = args.db or settings.database_url
             if args.db_command != "upgrade" and _missing(url, args.db):  # only upgrade makes one
                 return 2
             return asyncio.run(db_command(args.db_command, url))
         if args.command == "broadcast":
-            return asyncio.run(broadcast(settings, args))
+            return asyncio.run(broadcast_command.broadcast(settings, args, _missing))
         if args.command == "stats":
             return asyncio.run(funnel_stats(settings, args))
         if args.command == "chat":
-            return asyncio.run(chat(settings, args.scenario, args.db, args.name))
+            return chat(settings, args.scenario, args.db, args.name, args.log)
+        if settings.telegram_bot_token is None and settings.vk_group_token is None:
+            log.warning(
+                "no messenger configured (TELEGRAM_BOT_TOKEN or VK_GROUP_TOKEN in .env): "
+                "talking to the bot in this terminal, on %s",
+                shown_url(settings.database_url),
+            )
+            return converse(settings, None, settings.database_url, "Гость")
         return asyncio.run(run(settings))
     except ScenarioError as exc:
         print(
@@ -137,103 +161,35 @@ def _missing(url: str, given: str | None) -> bool:
 
 
 def check(folder: Path) -> int:
+    """Every problem and warning of the folder in one run, in the scenario's language."""
     try:
         loaded = load_scenario(folder)
     except ScenarioError as exc:
+        for warning in exc.warnings:
+            print(Say("cli.warning", text=warning).render(exc.language))
         for problem in exc.problems:
             print(problem)
-        print(f"{len(exc.problems)} problem(s) in {folder}", file=sys.stderr)
+        count = Say("cli.problems", count=len(exc.problems), folder=folder)
+        print(count.render(exc.language), file=sys.stderr)
         return 1
     s = loaded.scenario
-    steps = sum(len(seq.steps) for seq in s.sequences.values())
-    counts = [
-        _count(len(loaded.files), "file"),
-        _count(len(s.offers), "offer"),
-        _count(len(s.questions), "question"),
-        f"{_count(len(s.sequences), 'sequence')} ({_count(steps, 'step')})",
-        _count(len(s.promos), "promo"),
-        _count(len(s.faq), "FAQ entry", "FAQ entries"),
-    ]
     for warning in loaded.warnings:
-        print(f"warning: {warning}")
-    if loaded.warnings:
-        counts.append(_count(len(loaded.warnings), "warning"))
-    print(f"{folder}: OK: {', '.join(counts)}")
+        print(Say("cli.warning", text=warning).render(loaded.language))
+    warned = Say("cli.warning_count", count=len(loaded.warnings)) if loaded.warnings else ""
+    summary = Say(
+        "cli.ok",
+        folder=folder,
+        files=len(loaded.files),
+        offers=len(s.offers),
+        questions=len(s.questions),
+        sequences=len(s.sequences),
+        steps=sum(len(seq.steps) for seq in s.sequences.values()),
+        promos=len(s.promos),
+        faq=len(s.faq),
+        warnings=warned,
+    )
+    print(summary.render(loaded.language))
     return 0
-
-
-def _count(number: int, one: str, many: str | None = None) -> str:
-    return f"{number} {one if number == 1 else many or one + 's'}"
-
-
-async def broadcast(settings: Settings, args: argparse.Namespace) -> int:
-    loaded = load_scenario(args.scenario or settings.scenario_dir)
-    scenario = loaded.scenario
-    defined = scenario.broadcasts.get(args.step) if args.step else None
-    if args.step and defined is None:
-        known = ", ".join(sorted(scenario.broadcasts)) or "none"
-        print(
-            f"leadbot: no broadcast {args.step!r} in the scenario (known: {known})",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        segment = (
-            TypeAdapter(Rule).validate_python(yaml.safe_load(args.segment))
-            if args.segment
-            else defined.segment
-            if defined
-            else None
-        )
-        at = parse_local_moment(args.at) if args.at else defined.at if defined else None
-    except (ValidationError, ValueError, yaml.YAMLError) as exc:
-        print(
-            f"leadbot: bad --segment or --at: {str(exc).splitlines()[-1].strip()}", file=sys.stderr
-        )
-        return 2
-    if segment is None:
-        print("leadbot: --text needs --segment (who gets it)", file=sys.stderr)
-        return 2
-    codes = {f"promo.{p}{part}" for p in scenario.promos for part in ("", ".expires")}
-    unknown = [n for n in placeholders(args.text or "") if n not in {*SIMPLE_PLACEHOLDERS, *codes}]
-    if unknown:
-        allowed = ", ".join(f"{{{n}}}" for n in sorted(SIMPLE_PLACEHOLDERS))
-        print(
-            f"leadbot: --text may use {allowed}, {{promo.<id>}} of the scenario's promos, "
-            f"not {{{unknown[0]}}}",
-            file=sys.stderr,
-        )
-        return 2
-    if _missing(args.db or settings.database_url, args.db):
-        return 2
-    db = Database(args.db or settings.database_url)
-    try:
-        await prepare_database(db)
-        crowd = await broadcasts.audience(db, segment)
-        print(
-            f"segment matches {crowd.matched} leads; {len(crowd.reachable)} may get "
-            "advertising (consent given, not unsubscribed or blocked)"
-        )
-        if args.dry_run:
-            return 0
-        broadcast_id = args.step or broadcasts.adhoc_id(args.text, args.segment)
-        queued = await broadcasts.enqueue(
-            db,
-            scenario,
-            broadcast_id,
-            crowd.reachable,
-            now=SystemClock().now(),
-            text=args.text,
-            at=at,
-        )
-        print(
-            f"queued {queued} messages as broadcast {broadcast_id} "
-            f"({len(crowd.reachable) - queued} had it already); the running bot sends them "
-            "within the platform limits, in each lead's local window"
-        )
-        return 0
-    finally:
-        await db.dispose()
 
 
 async def funnel_stats(settings: Settings, args: argparse.Namespace) -> int:
@@ -274,48 +230,69 @@ async def db_command(command: str, url: str) -> int:
         await db.dispose()
 
 
-async def chat(settings: Settings, scenario: Path | None, url: str | None, name: str) -> int:
+def chat(
+    settings: Settings, scenario: Path | None, url: str | None, name: str, log_file: Path | None
+) -> int:
+    """The chat's log goes to a file: the screen shows the dialog and the managers' pane."""
+    log_file = log_file or Path(tempfile.gettempdir()) / "leadbot-chat.log"
+    try:
+        _configure_logging(settings.log_level, log_file)
+    except OSError as exc:
+        print(
+            f"leadbot: cannot write the log to {log_file}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2
     with tempfile.TemporaryDirectory(prefix="leadbot-chat-") as folder:
         database_url = url or f"sqlite+aiosqlite:///{folder}/chat.db"
-        return await converse(settings, scenario, database_url, name)
+        return converse(settings, scenario, database_url, name, log_file=log_file)
 
 
-async def converse(settings: Settings, scenario: Path | None, url: str, name: str) -> int:
+def converse(
+    settings: Settings,
+    scenario: Path | None,
+    url: str,
+    name: str,
+    *,
+    log_file: Path | None = None,
+) -> int:
+    """The prospect's and the managers' side in this terminal. Lines are read between turns
+    of one event loop, in the main thread: Ctrl-C then stops the prompt, not a worker
+    thread readline would leave the terminal to."""
     clock = FakeClock()
-    app = await build_app(settings, scenario_dir=scenario, database_url=url, clock=clock)
-    transport = ConsoleTransport()
-    worker = app.delivery_worker({CHANNEL: transport})
-    console = ConsoleChat(app.funnel, clock, first_name=name, transport=transport, worker=worker)
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print(HELP)
-    try:
-        while True:
-            if interactive:
-                print("> ", end="", flush=True)
-            line = await asyncio.to_thread(sys.stdin.readline)
-            if not line:
-                break
-            if not interactive:
-                print(f"> {line.rstrip()}")
-            output = await console.process(line)
-            if output is None:
-                break
-            print("\n".join(output), flush=True)
-    finally:
-        await worker.pacer.aclose()
-        await app.close()
+    terminal = Terminal()
+    with asyncio.Runner() as runner:
+        app = runner.run(
+            build_app(
+                settings,
+                scenario_dir=scenario,
+                database_url=url,
+                clock=clock,
+                routes=Routes(managers=(CHANNEL,)),  # cards to the pane; no CRM gets them
+            )
+        )
+        transport, managers = ConsoleTransport(), ConsoleManagersChat()
+        worker = app.delivery_worker({CHANNEL: transport}, {CHANNEL: managers})
+        console = ConsoleChat(
+            app.funnel,
+            clock,
+            first_name=name,
+            transport=transport,
+            worker=worker,
+            managers=managers,
+            reloader=ScenarioReloader(app.scenarios),
+            files=Path(tempfile.gettempdir()) / "leadbot-chat-files",
+        )
+        if terminal.interactive:
+            terminal.write([HELP, *([f"(the log is in {log_file})"] if log_file else [])])
+        try:
+            terminal.talk(lambda line: runner.run(console.process(line)))
+        finally:
+            runner.run(worker.pacer.aclose())
+            runner.run(app.close())
     return 0
 
 
 async def run(settings: Settings) -> int:
-    if settings.telegram_bot_token is None and settings.vk_group_token is None:
-        log.warning(
-            "no messenger configured (TELEGRAM_BOT_TOKEN or VK_GROUP_TOKEN in .env): "
-            "talking to the bot in this terminal, on %s",
-            shown_url(settings.database_url),
-        )
-        return await converse(settings, None, settings.database_url, "Гость")
     app = await build_app(settings)
     try:
         await serve(settings, app)

@@ -376,3 +376,23 @@ class ChatMigration(Base):
     from_chat: Mapped[str] = mapped_column(String(64), primary_key=True)
     to_chat: Mapped[str] = mapped_column(String(64))
     migrated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BroadcastRun(Base):
+    """One `leadbot broadcast` that queued messages. Its outbox rows carry its id (payload
+    `broadcast_run`) and lie between `first_row` and `last_row`, so its progress is counted
+    and it is cancelled by a range of the primary key, not a read of the whole outbox."""
+
+    __tablename__ = "broadcast_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "webinar_dec-2"
+    # The broadcast it sends (the outbox payload's `broadcast`): a scenario id or `adhoc_...`.
+    broadcast: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str | None] = mapped_column(Text)  # an ad-hoc text (--text)
+    segment: Mapped[str | None] = mapped_column(Text)  # --segment as typed; None: the scenario's
+    at: Mapped[str | None] = mapped_column(String(16))  # local wall time, "YYYY-MM-DD HH:MM"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    queued: Mapped[int] = mapped_column(Integer, default=0)
+    first_row: Mapped[int | None] = mapped_column(BigInteger)
+    last_row: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -121,10 +121,10 @@ def test_a_broken_scenario_stops_the_bot_with_every_problem(tmp_path: Path) -> N
     (folder / "main.yaml").write_text("version: 1\nstart: {text: hi}\n", encoding="utf-8")
     result = leadbot(["chat", "--scenario", str(folder)], tmp_path, "/start\n")
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [
-        "broken/main.yaml:1:1: consent: missing required section",
-        "broken/main.yaml:1:1: offers: missing required section",
-        "broken/main.yaml:2:1: start: missing required key 'buttons'",
+    assert result.stderr.splitlines() == [  # no settings.language: the default, Russian
+        "broken/main.yaml:1:1: consent: нет обязательного раздела",
+        "broken/main.yaml:1:1: offers: нет обязательного раздела",
+        "broken/main.yaml:2:1: start: нет обязательного ключа 'buttons'",
         "leadbot: the scenario has 3 problem(s); fix them and run `leadbot check`",
     ]
 

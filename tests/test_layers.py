@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("bot.engine",),
     ("bot.delivery", "bot.heartbeat", "bot.redemption", "bot.outside", "bot.console"),
     ("handlers.telegram", "handlers.vk", "handlers.web"),
-    ("bot.app", "bot.cli"),
+    ("bot.app", "bot.cli", "bot.broadcast_command"),
 ]
 CHANNELS = ("handlers.telegram", "handlers.vk", "handlers.web")
 MAX_LINES = 500

@@ -50,7 +50,8 @@ async def test_a_broken_folder_is_refused_and_the_old_scenario_keeps_running(
     assert active.current is before
     [report] = reports
     assert report.splitlines()[0].endswith("не принят (ошибок: 1), работает прежний:")
-    assert "offers.guide.ask[0]: unknown question 'emial'; did you mean 'email'?" in report
+    # The fixture sets no language: Russian, as `leadbot check` would say it.
+    assert "offers.guide.ask[0]: неизвестный вопрос 'emial'; может быть, 'email'?" in report
     assert "scenario reload refused" in caplog.text
     await reloader.poll()  # nothing changed since: not reported again
     assert len(reports) == 1
@@ -59,3 +60,23 @@ async def test_a_broken_folder_is_refused_and_the_old_scenario_keeps_running(
     assert accepted
     assert text.startswith("Сценарий")
     assert active.current is not before
+
+
+async def test_the_report_speaks_the_scenarios_language(folder: Path) -> None:
+    edit(folder, "  timezone: Europe/Moscow\n", "  timezone: Europe/Moscow\n  language: en\n")
+    active = ActiveScenario(load_scenario(folder))
+    reloader = ScenarioReloader(active)
+    accepted, text = await reloader.reload()
+    assert accepted
+    assert text.splitlines()[:2] == [
+        f"The scenario {folder} is updated: 3 offers, 2 sequences, 1 file.",
+        "Warnings (1):",
+    ]
+    edit(folder, "ask: [email]", "ask: [emial]")
+    accepted, text = await reloader.reload()
+    assert not accepted
+    assert text.splitlines()[:2] == [
+        f"The scenario {folder} is refused (1 problem); the old one keeps running:",
+        f"{folder}/funnel.yaml:28:11: offers.guide.ask[0]: unknown question 'emial'; "
+        "did you mean 'email'?",
+    ]

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from bot.scenario.fields import Id, StageName, Strict
+from bot.scenario.wording import Say, WordedError
 
 _COMPARE = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
 _EVENT_COUNT = re.compile(r"^\s*([A-Za-z0-9_]{1,32})\s*(?:(>=|<=|==|!=|>|<)\s*(\d+))?\s*$")
@@ -33,7 +34,7 @@ def _comparison(value: Any) -> Any:
         return {"op": ">=", "number": value}
     match = _COMPARE.match(str(value))
     if not match:
-        raise ValueError(f'bad comparison {value!r}: use an operator and a number, like ">= 60"')
+        raise WordedError("value.comparison", value=value)
     return {"op": match[1] or ">=", "number": float(match[2])}  # "60" reads as "at least 60"
 
 
@@ -48,7 +49,7 @@ def _event_count(value: Any) -> Any:
         return value
     match = _EVENT_COUNT.match(str(value))
     if not match:
-        raise ValueError(f'bad event condition {value!r}: use a name or "name >= 3"')
+        raise WordedError("value.event_condition", value=value)
     return {"name": match[1], "op": match[2] or ">=", "count": int(match[3] or 1)}
 
 
@@ -173,11 +174,9 @@ Rule = Annotated[
     Discriminator(
         _rule_kind,
         custom_error_type="rule",
-        custom_error_message=(
-            "a rule is one of any, all, not, score, tag, stage, event, answer, contact, "
-            "source, offer, "
-            'or an event name like "case_read" or "pricing_viewed >= 3"'
-        ),
+        # Shown as it is where a rule is read alone (`leadbot broadcast --segment`); the
+        # loader words it in the scenario's language.
+        custom_error_message=Say("schema.rule_kinds").render("en"),
     ),
     BeforeValidator(_split_many_keys),
 ]

@@ -4,6 +4,7 @@ itself, ids, durations, clock times and time zones."""
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +17,7 @@ from pydantic import (
 )
 
 from bot.durations import parse_duration
+from bot.scenario.wording import WordedError
 
 FUNNEL_STAGES = (
     "new",
@@ -92,11 +94,10 @@ class Strict(BaseModel):
 def _duration(value: Any) -> Any:
     if isinstance(value, timedelta):
         return value
-    if not isinstance(value, str):
-        raise ValueError(
-            f"bad duration {value!r}: use a whole number and a unit m, h, d or w (30m, 1h, 2d, 1w)"
-        )
-    return parse_duration(value)
+    if isinstance(value, str):
+        with suppress(ValueError):
+            return parse_duration(value)
+    raise WordedError("value.duration", value=value)
 
 
 def _clock_time(value: Any) -> Any:
@@ -104,10 +105,10 @@ def _clock_time(value: Any) -> Any:
         return value
     # YAML 1.1 reads an unquoted 11:00 as the sexagesimal number 660.
     if isinstance(value, int):
-        raise ValueError('write times in quotes, like at: "11:00"')
+        raise WordedError("value.time_quotes")
     match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(value).strip())
     if not match:
-        raise ValueError(f'bad time {value!r}: use HH:MM, like "11:00"')
+        raise WordedError("value.time", value=value)
     return time(int(match[1]), int(match[2]))
 
 
@@ -119,7 +120,7 @@ def _zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}: use a name like Europe/Moscow") from None
+        raise WordedError("value.zone", value=value) from None
     return value
 
 
@@ -132,6 +133,4 @@ def _quiet_hours(value: Any) -> Any:
             raise ValueError
         return (_clock_time(parts[0]), _clock_time(parts[1]))
     except ValueError:
-        raise ValueError(
-            f'bad quiet hours {value!r}: use "HH:MM-HH:MM" in quotes, like "21:00-10:00"'
-        ) from None
+        raise WordedError("value.quiet_hours", value=value) from None

@@ -22,8 +22,9 @@ from bot.scenario.conditions import (
 from bot.scenario.fields import BUILTIN_EVENTS, FUNNEL_STAGES
 from bot.scenario.model import Scenario
 from bot.scenario.source import Path_
+from bot.scenario.wording import Say
 
-Found = tuple[Path_, str]
+Found = tuple[Path_, Say]
 
 # Built-in events of the managers' side and of a deal: they follow a handoff, never lead to it.
 AFTER_HANDOFF = frozenset({"qualified", "claimed", "not_fit", "lost", "purchase"})
@@ -56,23 +57,10 @@ def _idle_events(s: Scenario) -> Iterator[Found]:
         first_button.setdefault(button.event, (*path, "event"))
     for name, path in first_button.items():
         if name not in used and name not in BUILTIN_EVENTS:
-            yield (
-                path,
-                (
-                    f"nothing reacts to event {name!r}: it scores no points and no rule, chain or "
-                    "promo reads it, so the prospect hears only messages.noted; give the button "
-                    "reply:, handoff: true or points under scoring.events"
-                ),
-            )
+            yield path, Say("lint.idle_button", name=name)
     for name in s.events:
         if name not in used and name not in first_button:
-            yield (
-                ("events", name),
-                (
-                    f"nothing reacts to event {name!r}: no points under scoring.events, and no "
-                    "rule, chain or promo reads it"
-                ),
-            )
+            yield ("events", name), Say("lint.idle_declared", name=name)
 
 
 def _rules(s: Scenario) -> Iterator[Rule]:
@@ -190,15 +178,5 @@ def _offers_without_managers(s: Scenario) -> Iterator[Found]:
         found = reach(s, offer_id)
         if found.hands_over or (qualify is not None and possible(qualify, s, found)):
             continue
-        why = (
-            "scoring.qualify cannot hold for a lead who takes only this offer"
-            if qualify is not None
-            else "there is no scoring.qualify rule"
-        )
-        yield (
-            ("offers", offer_id),
-            (
-                f"a lead who takes this offer never reaches the managers: {why}, and no "
-                "handoff: true is on its way (the offer's then:, or a button of its chains)"
-            ),
-        )
+        why = Say("lint.qualify_cannot_hold" if qualify is not None else "lint.no_qualify")
+        yield ("offers", offer_id), Say("lint.offer_alone", why=why)

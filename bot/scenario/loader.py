@@ -1,32 +1,47 @@
-"""Load a scenario folder: every `*.yaml` file forms one scenario, checked as a whole."""
+"""Load a scenario folder: every `*.yaml` file forms one scenario, checked as a whole. One run
+reports every problem that can be known: the YAML of each file, the schema of what parses, and
+the checks between sections on what passes the schema (bot/scenario/partial.py)."""
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
-
-from pydantic import BaseModel, ValidationError
+from typing import Any
 
 from bot.scenario.checks import check_scenario
-from bot.scenario.conditions import RULE_KINDS
+from bot.scenario.ignored import ignored_files
 from bot.scenario.lint import lint_scenario
 from bot.scenario.model import Scenario
-from bot.scenario.source import Path_, Position, Problem, SourceMap, format_path, read_yaml
-
-# Sections whose entries are keyed by id: several files may each add entries.
-ID_SECTIONS = ("offers", "questions", "sequences", "promos", "events", "broadcasts")
-LIST_SECTIONS = ("faq",)
+from bot.scenario.partial import ID_SECTIONS, LIST_SECTIONS, SECTIONS, named_under, validate
+from bot.scenario.schema_errors import schema_finding
+from bot.scenario.source import (
+    Finding,
+    Path_,
+    Position,
+    Problem,
+    SourceMap,
+    format_path,
+    glimpse,
+    read_yaml,
+)
+from bot.scenario.wording import Language, Say, language_of
 
 
 class ScenarioError(Exception):
-    """The folder does not hold a valid scenario; `problems` lists every one, in file order."""
+    """The folder does not hold a valid scenario; `problems` lists every one, in file order,
+    worded in `language` (the scenario's), as are the `warnings` found besides."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(
+        self,
+        problems: list[Problem],
+        *,
+        warnings: tuple[Problem, ...] = (),
+        language: Language = "ru",
+    ) -> None:
         self.problems = sorted(problems)
+        self.warnings = warnings
+        self.language = language
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -35,8 +50,14 @@ class LoadedScenario:
     scenario: Scenario
     folder: Path
     files: tuple[Path, ...]
-    # What loads and runs but leads nowhere (bot.scenario.lint): shown, never refused.
+    # What loads and runs but leads nowhere (bot.scenario.lint), and files left unread:
+    # shown, never refused.
     warnings: tuple[Problem, ...] = ()
+
+    @property
+    def language(self) -> Language:
+        """The language `leadbot check` and the reload report speak for this scenario."""
+        return language_of(self.scenario.settings.language)
 
     def file_path(self, relative: str) -> Path:
         return self.folder / relative
@@ -54,7 +75,7 @@ def _display_name(file: Path) -> str:
 
 
 def _merge(
-    parts: list[tuple[str, Any, SourceMap]], problems: list[Problem]
+    parts: list[tuple[str, Any, SourceMap]], problems: list[Finding]
 ) -> tuple[dict[str, Any], SourceMap]:
     merged: dict[str, Any] = {}
     where = SourceMap()
@@ -62,13 +83,7 @@ def _merge(
         if data is None:
             continue
         if not isinstance(data, dict):
-            problems.append(
-                Problem(
-                    Position(name, 1, 1),
-                    "a scenario file holds sections "
-                    "(version:, start:, offers:, ...), not a list or a text",
-                )
-            )
+            problems.append(Finding(Position(name, 1, 1), Say("file.not_sections")))
             continue
         for section, value in data.items():
             if section in ID_SECTIONS and isinstance(value, dict) and section in merged:
@@ -76,9 +91,10 @@ def _merge(
                     if item_id in merged[section]:
                         first = where.keys[(section, item_id)]
                         problems.append(
-                            Problem(
+                            Finding(
                                 source.keys[(section, item_id)],
-                                f"{section}.{item_id}: duplicate id, also defined at {first}",
+                                Say("merge.duplicate_id", first=first),
+                                (section, item_id),
                             )
                         )
                         continue
@@ -96,12 +112,8 @@ def _merge(
                         where.keys[(section, path[1] + offset, *path[2:])] = position  # type: ignore[operator]
             elif section in merged:
                 first = where.keys[(section,)]
-                problems.append(
-                    Problem(
-                        source.keys[(section,)],
-                        f"{section}: this section is already in {first}; keep it in one file",
-                    )
-                )
+                said = Say("merge.section_twice", first=first)
+                problems.append(Finding(source.keys[(section,)], said, (section,)))
             else:
                 merged[section] = value
                 _copy_positions(where, source, (section,), keep_root=False)
@@ -117,155 +129,76 @@ def _copy_positions(
                 mine[path] = position
 
 
-def _data_path(data: Any, loc: tuple[Any, ...]) -> Path_:
-    """Pydantic's location without its own markers (union tags, validator names)."""
-    path: list[str | int] = []
-    node = data
-    for part in loc:
-        if (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        ):
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not _is_marker(part):
-            path.append(part)  # a key that is missing or unknown
-            break
-    return tuple(path)
-
-
-def _is_marker(part: str) -> bool:
-    """Parts pydantic adds to a location that are not keys of the data: union tags."""
-    return part in {*RULE_KINDS, "OfferButton", "LinkButton"} or "[" in part
-
-
-def _field_names(model: type[BaseModel], path: Path_) -> list[str]:
-    """The keys allowed where an unknown key stands, for "did you mean" hints."""
-    types: list[Any] = [model]
-    for part in path[:-1]:
-        types = [inner for kind in types for inner in _inside(kind, part)]
-    names: list[str] = []
-    for kind in types:
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            names += [f.alias or name for name, f in kind.model_fields.items()]
-    return names
-
-
-def _inside(kind: Any, part: str | int) -> list[Any]:
-    """The types that may stand at `part` inside a value of type `kind`."""
-    if isinstance(kind, type) and issubclass(kind, BaseModel):
-        field = next((f for name, f in kind.model_fields.items() if part in (name, f.alias)), None)
-        return _unwrap(field.annotation) if field else []
-    origin = get_origin(kind)
-    if origin is dict and isinstance(part, str):
-        return _unwrap(get_args(kind)[1])
-    if origin is list and isinstance(part, int):
-        return _unwrap(get_args(kind)[0])
-    return []
-
-
-def _unwrap(kind: Any) -> list[Any]:
-    """Strip `Annotated` and split unions and `X | None` into their members."""
-    if get_origin(kind) is Annotated:
-        return _unwrap(get_args(kind)[0])
-    if get_origin(kind) in (Union, UnionType):
-        return [inner for arg in get_args(kind) for inner in _unwrap(arg)]
-    return [kind]
-
-
-def _message(error: Any, path: Path_) -> str:
-    kind = error["type"]
-    where = format_path(path)
-    if kind == "extra_forbidden":
-        key = path[-1] if path else "?"
-        known = [name for name in _field_names(Scenario, path) if name != key]
-        hint = difflib.get_close_matches(str(key), known, n=1)
-        suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-        return f"{where}: unknown key {key!r}{suggestion}"
-    if kind == "missing":
-        if len(path) == 1:
-            return f"{where}: missing required section"
-        return f"{format_path(path[:-1])}: missing required key {path[-1]!r}"
-    text = {
-        "string_type": "expected text",
-        "int_type": "expected a whole number",
-        "int_parsing": "expected a whole number",
-        "int_from_float": "expected a whole number",
-        "float_parsing": "expected a number",
-        "bool_type": "expected true or false",
-        "bool_parsing": "expected true or false",
-        "dict_type": "expected a mapping of key: value lines",
-        "model_type": "expected a mapping of key: value lines",
-        "model_attributes_type": "expected a mapping of key: value lines",
-        "list_type": "expected a list",
-        "date_type": "expected a date like 2026-12-31",
-        "date_parsing": "expected a date like 2026-12-31",
-        "date_from_datetime_parsing": "expected a date like 2026-12-31",
-    }.get(kind)
-    if text is None:
-        text = str(error["msg"]).removeprefix("Value error, ")
-        if kind == "string_pattern_mismatch" and "A-Za-z0-9_" in text:
-            text = f"bad id {error['input']!r}: use 1-32 latin letters, digits or _ (no spaces)"
-        elif kind == "rule" and isinstance(error["input"], dict) and len(error["input"]) == 1:
-            text = f"unknown rule {next(iter(error['input']))!r}: {text}"
-        elif kind == "too_short":
-            text = "must not be empty"
-        else:
-            text = text.replace("Input should be", "should be")
-    return f"{where}: {text}" if where else text
-
-
-def _position(error: Any, path: Path_, data: Any, where: SourceMap) -> Position:
-    """Where a schema error stands: at the key for keys and for whole mappings."""
-    if error["type"] == "missing":
-        return where.locate(path[:-1], key=True)
-    if error["type"] == "extra_forbidden" or "[key]" in error["loc"]:
-        return where.locate(path, key=True)
-    return where.locate(path, key=isinstance(_value_at(data, path), dict))
-
-
-def _value_at(data: Any, path: Path_) -> Any:
-    for part in path:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
 def load_scenario(folder: Path) -> LoadedScenario:
     """Read and check every `*.yaml` in `folder`; raise `ScenarioError` with all problems."""
     folder = Path(folder)
-    display = _display_name(folder)
+    start = Position(_display_name(folder), 1, 1)
     if not folder.is_dir():
-        raise ScenarioError([Problem(Position(display, 1, 1), "no such scenario folder")])
+        raise ScenarioError([Finding(start, Say("folder.missing")).render("ru")])
     files = tuple(sorted(folder.glob("*.yaml")))
     if not files:
-        raise ScenarioError([Problem(Position(display, 1, 1), "no *.yaml files in this folder")])
-    problems: list[Problem] = []
-    parts = []
-    for file in files:
-        data, source, file_problems = read_yaml(file, _display_name(file))
-        problems.extend(file_problems)
-        parts.append((_display_name(file), data, source))
-    if problems:
-        raise ScenarioError(problems)
-    data, where = _merge(parts, problems)
-    first_file = Position(_display_name(files[0]), 1, 1)
-    where.values.setdefault((), first_file)
-    try:
-        scenario = Scenario.model_validate(data)
-    except ValidationError as exc:
-        for error in exc.errors():
-            path = _data_path(data, error["loc"])
-            position = _position(error, path, data, where)
-            problems.append(Problem(position, _message(error, path)))
-        raise ScenarioError(problems) from None
-    for path, message in check_scenario(scenario, folder):
-        problems.append(Problem(where.locate(path), f"{format_path(path)}: {message}"))
-    if problems:
-        raise ScenarioError(problems)
-    warnings = sorted(
-        Problem(where.locate(path), f"{format_path(path)}: {message}")
-        for path, message in lint_scenario(scenario)
+        problem = Finding(start, Say("folder.no_yaml")).render("ru")
+        raise ScenarioError([problem], warnings=_unread(folder, files, None, "ru"))
+    found = _read(files)
+    findings = found.findings
+    data, where = _merge(found.parts, findings)
+    where.values.setdefault((), Position(_display_name(files[0]), 1, 1))
+    settings = data.get("settings")
+    written = settings.get("language") if isinstance(settings, dict) else None
+    language = language_of(written if written is not None else found.language)
+
+    validated = validate(data, found.unknown)
+    for error in validated.errors:
+        section = error["loc"][0] if len(error["loc"]) == 1 else None
+        if error["type"] == "missing" and section in found.unknown:
+            continue  # the section may well be in a file that is not YAML
+        findings.append(schema_finding(error, data, where))
+    for path, said in check_scenario(validated.scenario, folder, validated.unchecked):
+        path = validated.as_written(path)
+        findings.append(Finding(where.locate(path), said, path))
+    # A file that is not YAML may name any file to send: only YAML-like names are sure.
+    named = None if found.unknown else named_under("file", [part[1] for part in found.parts])
+    warnings = list(_unread(folder, files, named, language))
+    if validated.complete:  # on a scenario pieced together, what leads nowhere is unknown
+        for path, said in lint_scenario(validated.scenario):
+            warnings.append(Finding(where.locate(path), said, path).render(language))
+    if findings:
+        problems = [finding.render(language) for finding in findings]
+        raise ScenarioError(problems, warnings=tuple(sorted(warnings)), language=language)
+    return LoadedScenario(
+        scenario=validated.scenario, folder=folder, files=files, warnings=tuple(sorted(warnings))
     )
-    return LoadedScenario(scenario=scenario, folder=folder, files=files, warnings=tuple(warnings))
+
+
+@dataclass
+class _Files:
+    """The files as read: the data of those that parse, and what the others seem to hold."""
+
+    parts: list[tuple[str, Any, SourceMap]]
+    findings: list[Finding]
+    unknown: frozenset[str]  # sections that files which are not YAML may hold
+    language: str | None  # settings.language as glimpsed in a file that is not YAML
+
+
+def _read(files: tuple[Path, ...]) -> _Files:
+    found = _Files([], [], frozenset(), None)
+    for file in files:
+        data, source, findings = read_yaml(file, _display_name(file))
+        found.findings += findings
+        if data is not None:
+            found.parts.append((_display_name(file), data, source))
+            continue
+        seen = glimpse(file)
+        found.unknown |= SECTIONS if seen.sections is None else seen.sections
+        found.language = found.language or seen.language
+    return found
+
+
+def _unread(
+    folder: Path, files: tuple[Path, ...], named: set[str] | None, language: Language
+) -> tuple[Problem, ...]:
+    """Warnings for the files in the folder that the bot does not read."""
+    return tuple(
+        Finding(Position(_display_name(path), 1, 1), said).render(language)
+        for path, said in ignored_files(folder, files, named)
+    )

@@ -33,6 +33,7 @@ from bot.scenario.fields import (
 )
 from bot.scenario.settings import ScenarioSettings
 from bot.scenario.texts import Messages
+from bot.scenario.wording import WordedError
 from bot.stems import WordStems
 
 
@@ -45,7 +46,7 @@ class OfferButton(Strict):
     @classmethod
     def _no_label(cls, value: Any) -> Any:
         if isinstance(value, dict) and {"text", "url"} & set(value):
-            raise ValueError("an offer: button shows the offer's title; give it no text: or url:")
+            raise WordedError("offer_button.label")
         return value
 
 
@@ -89,7 +90,7 @@ class Deliver(Strict):
     @model_validator(mode="after")
     def _one_file(self) -> Deliver:
         if self.file and self.url:
-            raise ValueError("give either file: (a path in the scenario folder) or url:, not both")
+            raise WordedError("deliver.file_or_url")
         return self
 
 
@@ -98,7 +99,7 @@ def _handoff(value: Any) -> bool | str:
         return value
     if isinstance(value, str) and 0 < len(value.strip()) <= HANDOFF_NOTE:
         return value.strip()
-    raise ValueError(f"give true, or a note for the managers of 1 to {HANDOFF_NOTE} characters")
+    raise WordedError("button.handoff_value", limit=HANDOFF_NOTE)
 
 
 # `handoff: true` hands the lead over; a text does too, and tells the managers what is asked.
@@ -149,11 +150,11 @@ class Question(Strict):
     @model_validator(mode="after")
     def _fits_type(self) -> Question:
         if self.type == "choice" and not self.options:
-            raise ValueError("a choice question needs options:")
+            raise WordedError("question.needs_options")
         if self.type != "choice" and self.options:
-            raise ValueError(f"options: only go with type: choice, not {self.type}")
+            raise WordedError("question.options_only_choice", type=self.type)
         if self.button is not None and self.type != "phone":
-            raise ValueError("button: only goes with type: phone (the share-contact button)")
+            raise WordedError("question.button_only_phone")
         return self
 
 
@@ -173,21 +174,13 @@ class StepButton(Strict):
     @model_validator(mode="after")
     def _does_something(self) -> StepButton:
         if self.url and (self.handoff or self.reply is not None):
-            raise ValueError(
-                "a url: button opens the page and the bot hears nothing; "
-                "handoff: and reply: need a button without url:"
-            )
+            raise WordedError("button.url_hears_nothing")
         if (self.handoff or self.reply is not None) and not (self.event or self.offer):
-            raise ValueError(
-                "the press is recorded as an event: give the button event: "
-                "(like callback_requested)"
-            )
+            raise WordedError("button.needs_event")
         if not (self.event or self.url or self.offer):
-            raise ValueError("a button needs event:, url: or offer:")
+            raise WordedError("button.does_nothing")
         if self.offer and (self.event or self.url or self.handoff or self.reply):
-            raise ValueError(
-                "an offer: button opens the offer; give it no event:, url:, handoff: or reply:"
-            )
+            raise WordedError("button.offer_only")
         return self
 
     @property
@@ -213,18 +206,18 @@ class Step(Strict):
     if_: Rule | None = Field(default=None, alias="if")
     variants: dict[Id, str] = {}
     # About the lead's own request (getting ready for a booked call, did it happen): no
-    # advertising, so it needs no advertising consent, survives /stop's "no more ads" and
-    # is outside settings.ad_limit. Quiet hours still apply.
+    # advertising, so it needs no advertising consent, a chain started after /stop still
+    # sends it, and it is outside settings.ad_limit. Quiet hours still apply.
     service: bool = False
 
     @model_validator(mode="after")
     def _says_something(self) -> Step:
         if not (self.text or self.ask or self.file):
-            raise ValueError("a step needs text:, ask: or file:")
+            raise WordedError("step.says_nothing")
         if self.variants and not self.text:
-            raise ValueError("variants: are other versions of text:, so the step needs text:")
+            raise WordedError("step.variants_need_text")
         if "a" in self.variants:
-            raise ValueError('variant "a" is the step\'s own text: name the others b, c, ...')
+            raise WordedError("step.variant_a")
         return self
 
 
@@ -236,9 +229,9 @@ class StartOn(Strict):
     @model_validator(mode="after")
     def _one_trigger(self) -> StartOn:
         if (self.event is None) == (self.stage is None):
-            raise ValueError("start_on takes either event: or stage:")
+            raise WordedError("start_on.one")
         if self.where and self.event is None:
-            raise ValueError("where: filters an event's details, so it needs event:")
+            raise WordedError("start_on.where")
         return self
 
 
@@ -252,14 +245,12 @@ class Sequence(Strict):
 def parse_local_moment(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            raise ValueError("give a local time without a zone: each lead gets it in their own")
+            raise WordedError("value.moment_zone")
         return value
     try:
         return datetime.strptime(str(value).strip(), "%Y-%m-%d %H:%M")
     except ValueError:
-        raise ValueError(
-            f'bad moment {value!r}: use "YYYY-MM-DD HH:MM" in quotes, like "2026-12-01 11:00"'
-        ) from None
+        raise WordedError("value.moment", value=value) from None
 
 
 class Broadcast(Strict):
@@ -312,13 +303,13 @@ class Promo(Strict):
     @model_validator(mode="after")
     def _fits_kind(self) -> Promo:
         if self.kind == "shared" and not self.code:
-            raise ValueError("a shared promo needs code: (the one code everybody types)")
+            raise WordedError("promo.shared_code")
         if self.kind == "personal" and self.code:
-            raise ValueError("a personal promo generates its codes: give prefix:, not code:")
+            raise WordedError("promo.personal_code")
         if self.valid and self.until:
-            raise ValueError("give either valid: (a duration) or until: (a date), not both")
+            raise WordedError("promo.valid_or_until")
         if self.remind_before is not None and not (self.valid or self.until):
-            raise ValueError("remind_before: needs valid: or until:, or the code never expires")
+            raise WordedError("promo.remind_never")
         if self.kind == "shared" and "uses" not in self.model_fields_set:
             object.__setattr__(self, "uses", None)  # a campaign code is for everybody
         if self.kind == "shared" and self.per_lead is None:
@@ -336,10 +327,7 @@ class Referral(Strict):
     @classmethod
     def _a_funnel_stage(cls, value: str) -> str:
         if value not in FUNNEL_STAGES[1:]:
-            raise ValueError(
-                "the friend counts on reaching a funnel stage: one of "
-                + ", ".join(FUNNEL_STAGES[1:])
-            )
+            raise WordedError("referral.stage", stages=", ".join(FUNNEL_STAGES[1:]))
         return value
 
 

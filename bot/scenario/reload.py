@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import LoadedScenario, ScenarioError, load_scenario
+from bot.scenario.source import Problem
+from bot.scenario.wording import Language, Say
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +60,12 @@ class ScenarioReloader:
         try:
             loaded = await asyncio.to_thread(load_scenario, folder)
         except ScenarioError as exc:
-            shown = [str(p) for p in exc.problems[:REPORT_LINES]]
-            more = len(exc.problems) - len(shown)
+            said = Say("reload.refused", folder=folder, count=len(exc.problems))
             report = "\n".join(
                 [
-                    f"Сценарий {folder} не принят (ошибок: {len(exc.problems)}), "
-                    "работает прежний:",
-                    *shown,
-                    *([f"... и ещё {more}"] if more > 0 else []),
+                    said.render(exc.language),
+                    *_listed(exc.problems, exc.language),
+                    *_warned(exc.warnings, exc.language),
                 ]
             )
             log.error("scenario reload refused, the running scenario stays:\n%s", exc)
@@ -77,16 +77,35 @@ class ScenarioReloader:
             return False, report
         self.active.replace(loaded)
         s = loaded.scenario
-        report = (
-            f"Сценарий {folder} обновлён: {len(s.offers)} офферов, "
-            f"{len(s.sequences)} цепочек, {len(loaded.files)} файлов."
+        said = Say(
+            "reload.accepted",
+            folder=folder,
+            offers=len(s.offers),
+            sequences=len(s.sequences),
+            files=len(loaded.files),
         )
-        if loaded.warnings:
-            shown = [str(w) for w in loaded.warnings[:REPORT_LINES]]
-            report += f"\nПредупреждения ({len(loaded.warnings)}):\n" + "\n".join(shown)
+        report = "\n".join(
+            [said.render(loaded.language), *_warned(loaded.warnings, loaded.language)]
+        )
         log.info("scenario reloaded from %s", folder)
         log_warnings(loaded)
         return True, report
+
+
+def _listed(problems: Sequence[Problem], language: Language) -> list[str]:
+    """The first REPORT_LINES problems, and how many more there are: a chat is not a log."""
+    shown = [str(p) for p in problems[:REPORT_LINES]]
+    more = len(problems) - len(shown)
+    return [*shown, *([Say("reload.more", count=more).render(language)] if more > 0 else [])]
+
+
+def _warned(warnings: Sequence[Problem], language: Language) -> list[str]:
+    if not warnings:
+        return []
+    return [
+        Say("reload.warnings", count=len(warnings)).render(language),
+        *_listed(warnings, language),
+    ]
 
 
 def log_warnings(loaded: LoadedScenario) -> None:

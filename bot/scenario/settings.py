@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from bot.scenario.fields import Duration, Strict, _quiet_hours, _zone
+from bot.scenario.wording import WordedError
 
 
 class AdLimit(Strict):
@@ -22,7 +23,7 @@ class AdLimit(Strict):
     @classmethod
     def _some_time(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
-            raise ValueError("the window needs a length, like 1w or 7d")
+            raise WordedError("value.window")
         return value
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bot.scenario.wording import Language, Say
 
 Path_ = tuple[str | int, ...]
 
@@ -28,6 +31,19 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.position}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem before it is worded: found before the scenario's language is known."""
+
+    position: Position
+    say: Say
+    path: Path_ = ()  # the place in the scenario, shown before the message when there is one
+
+    def render(self, language: Language) -> Problem:
+        text = self.say.render(language)
+        return Problem(self.position, f"{format_path(self.path)}: {text}" if self.path else text)
 
 
 @dataclass
@@ -116,7 +132,7 @@ class _Reader:
         self.file = file
         self.loader = loader
         self.map = SourceMap()
-        self.problems: list[Problem] = []
+        self.problems: list[Finding] = []
         # How many leading entries of each flattened mapping came from `<<:` merges; a node
         # behind an alias is read again, after its merge keys are already gone.
         self.merged: dict[int, int] = {}
@@ -142,19 +158,13 @@ class _Reader:
                     else None  # a list or mapping as a key (it could be an alias bomb too)
                 )
                 if not isinstance(key, str | int):
-                    what = f"{format_path(path) or 'top level'}: keys must be plain words"
-                    self.problems.append(Problem(where, what))
+                    self.problems.append(Finding(where, Say("yaml.key_not_word"), path))
                     continue
                 key = str(key)
                 if key in result and key not in from_merge:
                     first = self.map.keys[(*path, key)]
-                    self.problems.append(
-                        Problem(
-                            where,
-                            f"{format_path((*path, key))}: this key is already given at line "
-                            f"{first.line}; keep one",
-                        )
-                    )
+                    said = Say("yaml.key_twice", line=first.line)
+                    self.problems.append(Finding(where, said, (*path, key)))
                     continue
                 if key in result:  # a key written next to `<<:` overrides the merged one
                     self._forget((*path, key))
@@ -174,7 +184,7 @@ class _Reader:
                 del positions[path]
 
 
-def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
+def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Finding:
     """PyYAML's parser terms rewritten for people who write the scenario, not the parser."""
     context, problem = exc.context or "", exc.problem or ""
     raw = " ".join(filter(None, [context, problem]))
@@ -192,46 +202,47 @@ def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
     ):
         mark = opened
     if "'\\t'" in problem:
-        text = "a tab character; indent with spaces"
+        what = Say("yaml.tab")
     elif "mapping values are not allowed" in problem:
-        text = (
-            'a colon inside a text (put the text in quotes, like text: "Важно: ...") '
-            "or a key indented too far"
-        )
+        what = Say("yaml.colon")
     elif "quoted scalar" in context:
-        text = "a quote is not closed"
+        what = Say("yaml.quote")
     elif "flow sequence" in context:
-        text = "a [ is not closed with ] or a comma is missing; quote texts that have a colon"
+        what = Say("yaml.bracket")
     elif "flow mapping" in context:
-        text = "a { is not closed with } or a comma is missing; quote texts that have a colon"
+        what = Say("yaml.brace")
     elif "undefined alias" in problem:
-        name = problem.rsplit(" ", 1)[-1].strip("'")
-        text = f"*{name} refers to no &{name} anchor above it"
+        what = Say("yaml.alias", name=problem.rsplit(" ", 1)[-1].strip("'"))
     elif "simple key" in context:
-        text = "this line is not key: value; if it goes on with a text, indent it under the key"
+        what = Say("yaml.not_key_value")
     elif "flow node" in context and "<stream end>" in problem:
-        text = "the file ends before a [ or { is closed"
+        what = Say("yaml.unclosed_at_end")
     elif "expected <block end>" in problem:
-        text = "the indentation does not match the lines above"
+        what = Say("yaml.indentation")
     elif "cannot start any token" in problem:
         character = problem.removeprefix("found character ").split(" that", 1)[0]
-        text = f"a text cannot start with {character}; put the text in quotes"
+        what = Say("yaml.bad_start", character=character)
     else:
-        text = raw
+        what = Say("yaml.other", raw=raw)
     position = _position(file, mark) if mark else Position(file, 1, 1)
-    return Problem(position, f"YAML syntax: {text}")
+    return Finding(position, Say("yaml", what=what))
 
 
-def read_yaml(file: Path, display_name: str) -> tuple[Any, SourceMap, list[Problem]]:
-    """Parse one file into plain data plus positions; syntax errors come back as problems."""
+def read_yaml(file: Path, display_name: str) -> tuple[Any, SourceMap, list[Finding]]:
+    """Parse one file into plain data plus positions; syntax errors come back as findings,
+    with no data when the file could not be read as a whole."""
     start = Position(display_name, 1, 1)
     try:
         if file.stat().st_size > MAX_FILE_BYTES:
-            what = f"the file is over {MAX_FILE_BYTES:,} bytes; a scenario file is far smaller"
-            return None, SourceMap(), [Problem(start, what)]
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, SourceMap(), [Problem(start, f"cannot read: {exc}")]
+            return None, SourceMap(), [Finding(start, Say("file.too_big", limit=MAX_FILE_BYTES))]
+        raw = file.read_bytes()
+    except OSError as exc:
+        return None, SourceMap(), [Finding(start, Say("file.unreadable", error=exc))]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a file saved as Windows-1251 by an old editor
+        where = Position(display_name, raw[: exc.start].count(b"\n") + 1, 1)
+        return None, SourceMap(), [Finding(where, Say("file.not_utf8"))]
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -245,13 +256,39 @@ def read_yaml(file: Path, display_name: str) -> tuple[Any, SourceMap, list[Probl
     except yaml.MarkedYAMLError as exc:
         return None, SourceMap(), [_syntax_problem(display_name, exc)]
     except RecursionError:  # PyYAML composes and reads nested values recursively
-        what = "values are nested too deeply; a scenario nests a few levels"
-        return None, SourceMap(), [Problem(start, what)]
+        return None, SourceMap(), [Finding(start, Say("file.too_deep"))]
     except _TooLarge as stop:
-        what = (
-            f"over {MAX_VALUES:,} values once the aliases (*name) are written out: an alias "
-            "repeats a large part, or aliases repeat each other"
-        )
-        return None, SourceMap(), [Problem(_position(display_name, stop.node.start_mark), what)]
+        where = _position(display_name, stop.node.start_mark)
+        return None, SourceMap(), [Finding(where, Say("file.alias_bomb", limit=MAX_VALUES))]
     finally:
         loader.dispose()
+
+
+_TOP_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)[ \t]*:", re.MULTILINE)
+_LANGUAGE = re.compile(r"\blanguage[ \t]*:[ \t]*[\"']?([A-Za-z_-]+)")
+
+
+@dataclass(frozen=True)
+class Glimpse:
+    """What can be told of a file that does not parse, from its lines alone: the sections it
+    seems to hold (None: cannot tell) and `settings.language` if it seems to set one."""
+
+    sections: frozenset[str] | None
+    language: str | None = None
+
+
+def glimpse(file: Path) -> Glimpse:
+    try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            return Glimpse(None)
+        text = file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return Glimpse(None)
+    starts = list(_TOP_KEY.finditer(text))
+    language = None
+    for here, after in zip(starts, [*starts[1:], None], strict=True):
+        if here[1] == "settings":
+            block = text[here.end() : after.start() if after else len(text)]
+            found = _LANGUAGE.search(block)
+            language = found[1] if found else None
+    return Glimpse(frozenset(match[1] for match in starts) or None, language)

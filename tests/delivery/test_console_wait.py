@@ -44,24 +44,24 @@ async def test_wait_delivers_the_guide_warmup_when_each_step_falls_due(
     assert delivered[:3] == ["bot: Ваш гайд, Гость.", "     [file] guide.pdf", "     [1] В меню"]
 
     assert await chat.process("/wait 59m") == [
-        "(clock moved 59m forward, now 2026-11-23 09:59 UTC)"
+        "(clock moved 59m forward, now 2026-11-23 12:59 MSK)"
     ]
     assert await chat.process("/wait 1w") == [
-        "(2026-11-23 10:00 UTC)",
+        "(2026-11-23 13:00 MSK)",
         "bot: Гость, получилось открыть гайд?",
         "     [link] Читать кейс -> https://example.com/case",
-        "(clock moved 1w forward, now 2026-11-30 09:59 UTC)",
+        "(clock moved 1w forward, now 2026-11-30 12:59 MSK)",
     ]
-    # the question comes 7 days after the first step, at 10:00 UTC (13:00 in Moscow)
+    # the question comes 7 days after the first step, at 13:00 in Moscow (the fixture's zone)
     assert await chat.process("/wait 1h") == [
-        "(2026-11-30 10:00 UTC)",
+        "(2026-11-30 13:00 MSK)",
         "bot: Оцените нас",
         "bot: Оцените от 0 до 10",
         *NPS_BUTTONS,
-        "(clock moved 1h forward, now 2026-11-30 10:59 UTC)",
+        "(clock moved 1h forward, now 2026-11-30 13:59 MSK)",
     ]
     assert await chat.process("11") == ["bot: Спасибо за ответ!", "     [1] В меню"]
     state = await snapshot(sqlite_db, "console", channel="console")
     assert state.answers["nps"] == "10"
     assert state.sequences == {"guide_warmup": "finished"}
-    assert await chat.process("/wait 1w") == ["(clock moved 1w forward, now 2026-12-07 10:59 UTC)"]
+    assert await chat.process("/wait 1w") == ["(clock moved 1w forward, now 2026-12-07 13:59 MSK)"]

@@ -155,4 +155,4 @@ async def run_broadcast(bot: RunningBot, scenario: Path, step: str, queued: int 
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert f"queued {queued} messages" in done.stdout, done.stdout
+    assert f"Поставлено в очередь: {queued} " in done.stdout, done.stdout

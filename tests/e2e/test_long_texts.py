@@ -32,7 +32,7 @@ GUIDE = "Гайд: настройка Битрикс24 за вечер"
 START = {"command": "start"}
 DELIVERY = "держите гайд"  # the guide's text, sent at once with the file
 NEWS = "в четверг вебинар"  # a broadcast, sent from the outbox
-WEBINAR = "Записаться на вебинар"
+WEBINAR = "Хочу на вебинар"
 SENTENCE = "Настройте воронку продаж и карточку сделки под свой процесс, а не наоборот. "
 
 

@@ -171,7 +171,7 @@ def test_a_mistake_behind_an_anchor_is_reported_where_it_was_written(
         (
             "version: 1\n",
             "version: 1\ncolor: red\n",
-            "sc/funnel.yaml:3:1: color: unknown key 'color'",
+            "sc/funnel.yaml:2:1: color: unknown key 'color'",
         ),
     ],
     ids=["nested", "in-a-list-in-a-sequence", "section", "nothing-close"],
@@ -242,7 +242,7 @@ def test_missing_section(scenario_dir: Path, edit: Edit) -> None:
 def test_wrong_version(scenario_dir: Path, edit: Edit) -> None:
     edit("version: 1", "version: 2")
 
-    assert problems(scenario_dir) == ["sc/funnel.yaml:2:10: version: should be 1"]
+    assert problems(scenario_dir) == ["sc/funnel.yaml:1:10: version: should be 1"]
 
 
 def test_bad_duration(scenario_dir: Path, edit: Edit) -> None:
@@ -745,13 +745,13 @@ def test_empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Path("sc").mkdir()
     (tmp_path / "sc" / "notes.txt").write_text("not a scenario", encoding="utf-8")
 
-    assert problems(Path("sc")) == ["sc:1:1: no *.yaml files in this folder"]
+    assert problems(Path("sc")) == ["sc:1:1: в этой папке нет файлов *.yaml"]
 
 
 def test_folder_that_does_not_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
-    assert problems(Path("nope")) == ["nope:1:1: no such scenario folder"]
+    assert problems(Path("nope")) == ["nope:1:1: такой папки сценария нет"]
 
 
 def test_files_outside_the_working_directory_show_absolute(
@@ -763,7 +763,7 @@ def test_files_outside_the_working_directory_show_absolute(
     monkeypatch.chdir(elsewhere)
 
     shown = (tmp_path / "sc" / "funnel.yaml").resolve()
-    assert problems(tmp_path / "sc") == [f"{shown}:2:10: version: should be 1"]
+    assert problems(tmp_path / "sc") == [f"{shown}:1:10: version: should be 1"]
 
 
 def test_codes_and_the_referral_link_work_in_an_immediate_reply_given_a_programme(

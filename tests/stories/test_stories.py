@@ -61,6 +61,7 @@ async def test_story(scenario: str, story: dict[str, Any], sqlite_db: Database) 
         first_name=story.get("first_name", "Гость"),
         worker=worker,
         transport=transport,
+        zone="UTC",  # the stories give each moment in UTC (timing.yaml says so)
     )
     shown: list[str] = []
     pressable: list[Button] = []  # every button shown so far: old ones stay on the screen

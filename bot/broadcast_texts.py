@@ -28,14 +28,14 @@ ZONES_SHOWN = 6  # time zones listed one by one in a dry run; the rest are summe
 OVERDUE = timedelta(minutes=5)
 
 UNKNOWN = {
-    "offer": "неизвестное предложение",
+    "offer": "неизвестный оффер",
     "source": "неизвестный источник",
     "tag": "неизвестный тег",
     "event": "неизвестное событие",
     "question": "неизвестный вопрос",
 }
 NONE_KNOWN = {
-    "offer": "в сценарии нет предложений",
+    "offer": "в сценарии нет офферов",
     "source": "ни один лид не пришёл по ссылке с источником, и правила сценария их не называют",
     "tag": "сценарий не ставит тегов, и ни у одного лида их нет",
     "event": "таких событий нет",
@@ -243,7 +243,7 @@ def _button_does(button: StepButton) -> str:
     if button.url:
         return f"ссылка {button.url}" + (f", событие {button.event}" if button.event else "")
     if button.offer:
-        return f"предложение {button.offer}"
+        return f"оффер {button.offer}"
     does = f"событие {button.event}"
     return does + (", к менеджерам" if button.handoff else "")
 

@@ -108,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"leadbot: bad setting: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
+    if args.command in ("broadcast", "stats"):
+        # Alembic's "Context impl SQLiteImpl." above a report tells a marketer nothing.
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     try:
         if args.command == "check":
             return check(args.scenario or args.folder or settings.scenario_dir)

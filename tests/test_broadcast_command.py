@@ -314,7 +314,7 @@ SEGMENT_ERRORS = [
      "'wants_audit'?"),
     ("{source: vkadz}", "неизвестный источник 'vkadz' — возможно, имелось в виду 'vkads'?"),
     ("{source: telegram_ads}", "неизвестный источник 'telegram_ads' (известны: site, vkads)"),
-    ("{offer: gude}", "неизвестное предложение 'gude' — возможно, имелось в виду 'guide'?"),
+    ("{offer: gude}", "неизвестный оффер 'gude' — возможно, имелось в виду 'guide'?"),
     (
         "{all: [{tag: wants_audit}, {answer: {compny_size: 1}}]}",
         "неизвестный вопрос 'compny_size' — возможно, имелось в виду 'company_size'?",

@@ -4,7 +4,9 @@ the chat: a live talk."""
 
 from __future__ import annotations
 
+from bot.engine import commands
 from bot.engine.faq import match_faq
+from bot.engine.plain_commands import asks_to_delete, asks_to_stop
 from bot.engine.small_talk import is_thanks, without_greeting
 from bot.engine.turn import Turn
 from bot.handoff import post_about_lead
@@ -24,11 +26,24 @@ def small_talk(turn: Turn, text: str) -> bool:
     return False
 
 
+async def plain_command(turn: Turn, text: str) -> bool:
+    """«стоп», «отпишите меня» do what /stop does, «удалите мои данные» asks as /delete."""
+    if asks_to_stop(text):
+        await commands.stop(turn)
+        return True
+    if asks_to_delete(text):
+        commands.ask_to_delete(turn)
+        return True
+    return False
+
+
 async def free_text(turn: Turn, text: str) -> None:
     lead = turn.lead
     managers = turn.funnel.routes.managers
     handoff = await turn.uow.session.get(Handoff, lead.id) if managers else None
     held_by = handoff.manager_name if handoff and handoff.status == "claimed" else None
+    if not held_by and await plain_command(turn, text):
+        return
     if not held_by and small_talk(turn, text):
         return
     asked = without_greeting(text) or text  # "привет, сколько стоит?" asks the FAQ its question

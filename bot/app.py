@@ -79,8 +79,11 @@ class App:
         transports: Mapping[str, Transport],
         managers: Mapping[str, ManagersChat] | None = None,
         crm: CrmExporter | None = None,
+        *,
+        only_own_channels: bool = False,
     ) -> DeliveryWorker:
-        """The worker that sends what falls due, through these channels."""
+        """The worker that sends what falls due, through these channels (only their rows
+        with `only_own_channels`: the terminal chat on a database the bot may share)."""
         return DeliveryWorker(
             self.db,
             self.scenarios,
@@ -91,6 +94,7 @@ class App:
             managers=managers,
             crm=crm,
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
+            only_own_channels=only_own_channels,
         )
 
 

@@ -274,7 +274,9 @@ def converse(
             )
         )
         transport, managers = ConsoleTransport(), ConsoleManagersChat()
-        worker = app.delivery_worker({CHANNEL: transport}, {CHANNEL: managers})
+        worker = app.delivery_worker(
+            {CHANNEL: transport}, {CHANNEL: managers}, only_own_channels=True
+        )
         console = ConsoleChat(
             app.funnel,
             clock,

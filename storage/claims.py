@@ -10,7 +10,7 @@ RETURNING is already exclusive. Both take over rows whose lease expired (a crash
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,14 +37,23 @@ CLAIMED_COLUMNS = (
 
 
 async def claim_due(
-    session: AsyncSession, *, now: datetime, worker: str, lease: timedelta, limit: int
+    session: AsyncSession,
+    *,
+    now: datetime,
+    worker: str,
+    lease: timedelta,
+    limit: int,
+    channels: Collection[str] | None = None,
 ) -> Sequence[Row[Any]]:
     """Mark up to `limit` claimable rows (pending and due, or sending with an expired lease:
-    a crashed worker's) as being sent by `worker` until `now + lease`; the rows."""
+    a crashed worker's) as being sent by `worker` until `now + lease`; the rows. With
+    `channels`, only rows of those (a terminal chat on a shared database leaves the
+    messengers' rows to the bot that has them)."""
     if _is_postgresql(session):
-        ids = await _postgresql_candidates(session, now, limit)
+        ids = await _postgresql_candidates(session, now, limit, channels)
     else:
-        ids = list((await session.execute(_sqlite_candidates(now, limit))).scalars())
+        statement = _sqlite_candidates(now, limit, channels)
+        ids = list((await session.execute(statement)).scalars())
     if not ids:
         return []
     table = OutboxRow.__table__
@@ -114,7 +123,9 @@ def _is_postgresql(session: AsyncSession) -> bool:
     return session.bind is not None and session.bind.dialect.name == "postgresql"
 
 
-async def _postgresql_candidates(session: AsyncSession, now: datetime, limit: int) -> list[int]:
+async def _postgresql_candidates(
+    session: AsyncSession, now: datetime, limit: int, channels: Collection[str] | None
+) -> list[int]:
     """The due rows nobody else holds, in due order, locked (FOR UPDATE SKIP LOCKED), so
     several workers take disjoint batches without waiting for each other.
 
@@ -131,7 +142,7 @@ async def _postgresql_candidates(session: AsyncSession, now: datetime, limit: in
     ):
         query = (
             select(OutboxRow.due_at, OutboxRow.id)
-            .where(OutboxRow.status == status, condition)
+            .where(OutboxRow.status == status, condition, *_of_channels(channels))
             .order_by(OutboxRow.due_at, OutboxRow.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -141,14 +152,20 @@ async def _postgresql_candidates(session: AsyncSession, now: datetime, limit: in
     return [row_id for _, row_id in sorted(found)[:limit]]
 
 
-def _sqlite_candidates(now: datetime, limit: int) -> Select[tuple[int]]:
+def _of_channels(channels: Collection[str] | None) -> list[Any]:
+    return [] if channels is None else [OutboxRow.channel.in_(sorted(channels))]
+
+
+def _sqlite_candidates(
+    now: datetime, limit: int, channels: Collection[str] | None = None
+) -> Select[tuple[int]]:
     """The claimable rows in due order, read as two branches that each walk the
     (status, due_at, id) index in order. With the OR, SQLite sorted every due row in a temporary
     B-tree: 97 ms against 0.2 ms with 500,000 due rows (bench/outbox.py), all of it under the
     write lock that incoming events wait for."""
     branches = [
         select(OutboxRow.id, OutboxRow.due_at)
-        .where(OutboxRow.status == status, condition)
+        .where(OutboxRow.status == status, condition, *_of_channels(channels))
         .order_by(OutboxRow.due_at, OutboxRow.id)
         .limit(limit)
         .subquery()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -563,9 +563,11 @@ class OutboxRepository:
         )
         return {key for key, status in await self.session.execute(query) if status in statuses}
 
-    async def next_due(self) -> datetime | None:
-        """When the earliest pending row is due."""
+    async def next_due(self, channels: Collection[str] | None = None) -> datetime | None:
+        """When the earliest pending row (of `channels`, if given) is due."""
         query = select(func.min(OutboxRow.due_at)).where(OutboxRow.status == "pending")
+        if channels is not None:
+            query = query.where(OutboxRow.channel.in_(sorted(channels)))
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def for_lead(self, lead_id: int) -> Sequence[OutboxRow]:

@@ -60,8 +60,14 @@ class DeliveryWorker:
         capacity: int = CAPACITY,
         lease: timedelta = LEASE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        only_own_channels: bool = False,
     ) -> None:
         self.db = db
+        # A terminal chat on a shared database claims only its own rows: another channel's
+        # would fail here for want of a transport, though the bot that has it would send it.
+        self.channels: frozenset[str] | None = (
+            frozenset(transports) | frozenset(managers or ()) if only_own_channels else None
+        )
         self.scenarios = scenarios
         self.clock = clock
         self.funnel = funnel
@@ -148,7 +154,7 @@ class DeliveryWorker:
 
     async def next_due(self) -> datetime | None:
         async with self.db.unit_of_work() as uow:
-            return await uow.outbox.next_due()
+            return await uow.outbox.next_due(self.channels)
 
     # ---- the stages ----
 
@@ -163,7 +169,12 @@ class DeliveryWorker:
             loaded = self.scenarios.current
             async with self.db.unit_of_work() as uow:
                 claimed = await claim_due(
-                    uow.session, now=now, worker=self.worker_id, lease=self.lease, limit=limit
+                    uow.session,
+                    now=now,
+                    worker=self.worker_id,
+                    lease=self.lease,
+                    limit=limit,
+                    channels=self.channels,
                 )
                 await uow.commit()
             if not claimed:

@@ -23,6 +23,18 @@ class Kind(StrEnum):
     INVITE = "invite"  # /invite: the referral link and how many friends came
 
 
+# The prospect's commands besides /start, by name, as every channel reads them from a typed
+# "/name" (Telegram also lists them in its menu).
+COMMANDS: dict[str, Kind] = {
+    "menu": Kind.MENU,
+    "stop": Kind.STOP,
+    "mydata": Kind.MY_DATA,
+    "delete": Kind.DELETE,
+    "promo": Kind.PROMO,
+    "invite": Kind.INVITE,
+}
+
+
 Purpose = Literal["reply", "advertising", "support", "notice"]
 
 

@@ -41,6 +41,8 @@ from bot.scenario.conditions import (
     SourceRule,
     StageRule,
     TagRule,
+    events_in,
+    leaves,
 )
 from bot.stages import RANK
 from storage import kept_facts
@@ -160,11 +162,6 @@ def explain(rule: Rule, facts: LeadFacts) -> str | None:
     raise TypeError(f"not a rule: {rule!r}")
 
 
-def events_in(rule: Rule) -> set[str]:
-    """The event names the rule reads, so a caller loads only those counts."""
-    return {leaf.event.name for leaf in _leaves(rule) if isinstance(leaf, EventRule)}
-
-
 @dataclass(frozen=True)
 class Reads:
     """Which of a lead's stored facts rules read: only those are loaded (the lead's own
@@ -188,7 +185,7 @@ class Reads:
 
 def reads(rule: Rule) -> Reads:
     """What evaluating (or explaining) the rule reads."""
-    kinds = {type(leaf) for leaf in _leaves(rule)}
+    kinds = {type(leaf) for leaf in leaves(rule)}
     return Reads(
         events=frozenset(events_in(rule)),
         tags=TagRule in kinds,
@@ -196,17 +193,6 @@ def reads(rule: Rule) -> Reads:
         contacts=ContactRule in kinds,
         offers=OfferRule in kinds,
     )
-
-
-def _leaves(rule: Rule) -> list[Rule]:
-    match rule:
-        case AnyRule():
-            return [leaf for child in rule.any for leaf in _leaves(child)]
-        case AllRule():
-            return [leaf for child in rule.all for leaf in _leaves(child)]
-        case NotRule():
-            return _leaves(rule.not_)
-    return [rule]
 
 
 class LeadColumns(Protocol):

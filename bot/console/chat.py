@@ -18,7 +18,7 @@ from bot.delivery import DeliveryWorker
 from bot.durations import parse_duration
 from bot.engine.funnel import Funnel
 from bot.handoff import Manager, ManagerDesk, parse_amount
-from bot.messages import Button, Incoming, Kind, Outgoing
+from bot.messages import COMMANDS, Button, Incoming, Kind, Outgoing
 from bot.outside import LeadRef, OutsideEvents, Refused
 from bot.scenario.reload import ScenarioReloader, fingerprint
 
@@ -37,14 +37,9 @@ And the world outside:
                           expiry and unclaimed-card reminders run, in order
 /help shows this; /quit ends."""
 
-PROSPECT_COMMANDS = {
-    "/menu": Kind.MENU,
-    "/stop": Kind.STOP,
-    "/promo": Kind.PROMO,
-    "/invite": Kind.INVITE,
-    "/mydata": Kind.MY_DATA,
-    "/delete": Kind.DELETE,
-    "/sticker": Kind.UNSUPPORTED,
+# The messengers' commands, and a sticker to try what is not text.
+PROSPECT_COMMANDS = {f"/{name}": kind for name, kind in COMMANDS.items()} | {
+    "/sticker": Kind.UNSUPPORTED
 }
 SMALLEST_STEP = timedelta(seconds=1)  # `/wait` always moves on, whatever a row says
 

@@ -32,7 +32,7 @@ from bot.consent import MARKETING
 from bot.crm import CrmExporter, CrmRejected
 from bot.delivery.coalescing import Coalescer
 from bot.delivery.ordering import ChatLines, Turn
-from bot.delivery.outcomes import ADVERTISING, Prepared, Skip, purpose_of
+from bot.delivery.outcomes import ADVERTISING, Prepared, Skip, advertises, purpose_of
 from bot.delivery.windows import SendWindows
 from bot.handoff import RELAY
 from bot.pacing import Pacer
@@ -328,12 +328,10 @@ class Sender:
     def _open(self, item: Prepared, row: Row[Any] | None) -> bool:
         if row is None or row.status != "sending" or row.leased_by != self.worker_id:
             return False  # cancelled by the engine, or taken over after the lease ran out
-        if item.kind in ADVERTISING and item.details.get("service"):
-            return not (row.unreachable_at or row.erased_at)  # no advertising: no consent
-        if item.kind in ADVERTISING:
+        if advertises(item):
             stopped = row.unsubscribed_at or row.unreachable_at or row.erased_at
             return bool(row.consenting) and not stopped
-        if item.kind in PERSONAL:
+        if item.kind in PERSONAL or item.kind in ADVERTISING:  # a `service:` step is personal
             return not (row.unreachable_at or row.erased_at)
         return True
 

@@ -182,3 +182,20 @@ Rule = Annotated[
 ]
 for _model in (AnyRule, AllRule, NotRule):
     _model.model_rebuild()
+
+
+def leaves(rule: Rule) -> list[Rule]:
+    """The rule's conditions under its any/all/not."""
+    match rule:
+        case AnyRule():
+            return [leaf for child in rule.any for leaf in leaves(child)]
+        case AllRule():
+            return [leaf for child in rule.all for leaf in leaves(child)]
+        case NotRule():
+            return leaves(rule.not_)
+    return [rule]
+
+
+def events_in(rule: Rule) -> set[str]:
+    """The event names the rule reads."""
+    return {leaf.event.name for leaf in leaves(rule) if isinstance(leaf, EventRule)}

@@ -13,11 +13,11 @@ from bot.scenario.conditions import (
     AnyRule,
     ContactRule,
     EventRule,
-    NotRule,
     OfferRule,
     Rule,
     ScoreRule,
     TagRule,
+    events_in,
 )
 from bot.scenario.fields import BUILTIN_EVENTS, FUNNEL_STAGES
 from bot.scenario.model import Scenario
@@ -40,7 +40,7 @@ def _idle_events(s: Scenario) -> Iterator[Found]:
     reads them, and the button that records them neither replies nor hands over."""
     used = set(s.scoring.events)
     for rule in _rules(s):
-        used |= rule_events(rule)
+        used |= events_in(rule)
     for sequence in s.sequences.values():
         used |= set(sequence.stop_on)
         if sequence.start_on is not None and sequence.start_on.event:
@@ -69,15 +69,6 @@ def _rules(s: Scenario) -> Iterator[Rule]:
     for sequence in s.sequences.values():
         yield from (step.if_ for step in sequence.steps if step.if_ is not None)
     yield from (broadcast.segment for broadcast in s.broadcasts.values())
-
-
-def rule_events(rule: Rule) -> set[str]:
-    if isinstance(rule, AnyRule | AllRule):
-        items = rule.any if isinstance(rule, AnyRule) else rule.all
-        return set().union(*(rule_events(item) for item in items))
-    if isinstance(rule, NotRule):
-        return rule_events(rule.not_)
-    return {rule.event.name} if isinstance(rule, EventRule) else set()
 
 
 @dataclass

@@ -10,7 +10,7 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message, Update
 
 from bot.engine.funnel import Funnel
-from bot.messages import Incoming, Kind, Outgoing
+from bot.messages import COMMANDS, Incoming, Kind, Outgoing
 from bot.transport import Blocked
 from handlers.telegram.callbacks import Press
 from handlers.telegram.sender import TelegramSender
@@ -68,14 +68,7 @@ def setup_router() -> Router:
             incoming(event_update, message, message.chat.id, Kind.START, payload=command.args),
         )
 
-    for name, kind in (
-        ("menu", Kind.MENU),
-        ("stop", Kind.STOP),
-        ("mydata", Kind.MY_DATA),
-        ("delete", Kind.DELETE),
-        ("promo", Kind.PROMO),
-        ("invite", Kind.INVITE),
-    ):
+    for name, kind in COMMANDS.items():
 
         @router.message(Command(name))
         async def command(

@@ -18,7 +18,7 @@ from vkbottle_types.events import GroupEventType
 from bot.engine.funnel import Funnel, StorageUnavailable
 from bot.flood import FloodGate
 from bot.handoff import Manager, ManagerDesk
-from bot.messages import SIZES, Incoming, Kind, Outgoing, fitted_all
+from bot.messages import COMMANDS, SIZES, Incoming, Kind, Outgoing, fitted_all
 from bot.redemption import Redemptions, managers_text, parse_redeem
 from bot.scenario.reload import ScenarioReloader
 from bot.transport import Blocked, Refused, RetryLater, TemporaryFailure, send_waiting
@@ -32,14 +32,7 @@ log = logging.getLogger(__name__)
 UNSTORED: ContextVar[list[Incoming] | None] = ContextVar("vk_unstored", default=None)
 
 CONVERSATIONS = 2_000_000_000  # peer ids from here on are group conversations
-COMMANDS = {
-    "/menu": Kind.MENU,
-    "/stop": Kind.STOP,
-    "/promo": Kind.PROMO,
-    "/invite": Kind.INVITE,
-    "/mydata": Kind.MY_DATA,
-    "/delete": Kind.DELETE,
-}
+TYPED_COMMANDS = {f"/{name}": kind for name, kind in COMMANDS.items()}
 START_WORDS = {"/start", "start", "начать", "старт"}
 NAMES_KEPT = 10_000  # first names looked up, kept per process
 # A reply waits out VK's "too many requests" (1 s), not its flood control (a minute): the
@@ -279,8 +272,8 @@ def message_fields(message: dict[str, Any]) -> dict[str, Any]:
         return {"kind": Kind.START, "payload": argument.strip() or None}
     if payload is not None:
         return {"kind": Kind.BUTTON, "payload": action_of(payload) or ""}
-    if command.lower() in COMMANDS:
-        return {"kind": COMMANDS[command.lower()]}
+    if command.lower() in TYPED_COMMANDS:
+        return {"kind": TYPED_COMMANDS[command.lower()]}
     if text:
         return {"kind": Kind.TEXT, "text": text}
     return {"kind": Kind.UNSUPPORTED}

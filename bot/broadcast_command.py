@@ -151,7 +151,7 @@ async def _check_names(db: Database, s: Scenario, request: Request) -> None:
 
 async def _dry_run(db: Database, loaded: LoadedScenario, request: Request) -> None:
     s, now = loaded.scenario, SystemClock().now()
-    crowd = await broadcasts.audience(db, request.segment)
+    crowd = await broadcasts.audience(db, request.segment, now=now, rfm_limits=s.settings.rfm)
     had = await broadcasts.already_queued(db, request.broadcast_id, crowd.reachable)
     coming = [lead for lead in crowd.reachable if lead not in had]
     origin = "из сценария" if request.defined else "с текстом из командной строки"
@@ -221,7 +221,7 @@ async def _held_by_ad_limit(
 
 async def _queue(db: Database, s: Scenario, request: Request) -> None:
     now = SystemClock().now()
-    crowd = await broadcasts.audience(db, request.segment)
+    crowd = await broadcasts.audience(db, request.segment, now=now, rfm_limits=s.settings.rfm)
     run_id = await broadcasts.start_run(
         db,
         request.broadcast_id,

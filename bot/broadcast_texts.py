@@ -19,6 +19,7 @@ from bot.scenario.conditions import RULE_KINDS
 from bot.scenario.model import StepButton
 from bot.scenario.settings import ScenarioSettings
 from bot.scenario.source import format_path
+from bot.scenario.wording import Say
 from storage.broadcast_runs import CANCELLED_BY_COMMAND, Progress
 from storage.models import BroadcastRun
 
@@ -60,10 +61,7 @@ REASONS = {
         "отписался, заблокировал бота или удалил данные перед самой отправкой"
     ),
 }
-RULES_HELP = (  # as `leadbot check` says it of a rule in the scenario
-    "правило — это одно из any, all, not, score, tag, stage, event, answer, contact, source, "
-    'offer или имя события, например "case_read" или "pricing_viewed >= 3"'
-)
+RULES_HELP = Say("schema.rule_kinds").render("ru")  # as `leadbot check` says it
 
 
 def plural(number: int, one: str, few: str, many: str) -> str:

@@ -27,7 +27,7 @@ from bot.scenario.conditions import (
     TagRule,
 )
 from bot.scenario.model import Scenario
-from bot.scenario.settings import ScenarioSettings
+from bot.scenario.settings import RfmSettings, ScenarioSettings
 from bot.sequences import NO_CHANNEL
 from bot.timing import local_instant, out_of_quiet_hours, zone_of
 from storage import broadcast_runs
@@ -72,7 +72,9 @@ AUDIENCE_FIELDS = (
 )
 
 
-async def audience(db: Database, segment: Rule) -> Audience:
+async def audience(
+    db: Database, segment: Rule, *, now: datetime, rfm_limits: RfmSettings
+) -> Audience:
     """Who a segment reaches: only leads with advertising consent, not unsubscribed, not
     blocked, not erased. Consent is checked again when each message is sent. A few
     statements per thousands of leads."""
@@ -83,7 +85,7 @@ async def audience(db: Database, segment: Rule) -> Audience:
         # everything else the audience of a large broadcast takes.
         query = select(*AUDIENCE_FIELDS).where(Lead.erased_at.is_(None)).order_by(Lead.id)
         leads = (await uow.session.execute(query)).all()
-        facts = await load_facts_many(uow, leads, reads(segment))
+        facts = await load_facts_many(uow, leads, reads(segment), now=now, rfm_limits=rfm_limits)
         consenting = await uow.leads.with_active_consent([lead.id for lead in leads], MARKETING)
         for lead in leads:
             if not evaluate(segment, facts[lead.id]):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot import broadcast_command, promo_stats, stats
+from bot.analytics import export_command, report_command, spend_command
 from bot.app import SchemaOutdated, StartupFailed, build_app, prepare_database, serve
 from bot.clock import FakeClock, SystemClock
 from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleManagersChat, ConsoleTransport
@@ -75,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--until", help="last day, included, YYYY-MM-DD (default: now)")
     report.add_argument("--by", choices=("source", "offer"), help="also per source or offer")
     report.add_argument("--db", help="database URL (default: DATABASE_URL)")
+    report_command.add_parser(commands)
+
+    spend_command.add_parser(commands)
+
+    export_command.add_parser(commands)
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -108,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"leadbot: bad setting: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
-    if args.command in ("broadcast", "stats"):
+    if args.command in ("broadcast", "stats", "report", "export"):
         # Alembic's "Context impl SQLiteImpl." above a report tells a marketer nothing.
         logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     try:
@@ -123,6 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(broadcast_command.broadcast(settings, args, _missing))
         if args.command == "stats":
             return asyncio.run(funnel_stats(settings, args))
+        if args.command == "export":
+            return asyncio.run(export_command.run(settings, args))
+        if args.command == "report":
+            return asyncio.run(report_command.run(settings, args, _missing))
+        if args.command == "spend":
+            return asyncio.run(spend_command.run(settings, args))
         if args.command == "chat":
             return chat(settings, args.scenario, args.db, args.name, args.log)
         if settings.telegram_bot_token is None and settings.vk_group_token is None:

@@ -14,13 +14,13 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import select, update
 
 from bot import reactions, stages
+from bot.analytics.managers_stats import StatsAnswer, managers_figures, stats_answer
 from bot.answers import InvalidAnswer, normalize_email, normalize_phone
 from bot.clock import Clock
 from bot.lead_card import Rows, render_card
 from bot.scenario.active import ActiveScenario
 from bot.scenario.model import Scenario
 from bot.scoring import queue_cards
-from bot.stats import managers_summary
 from bot.transport import ManagersChat
 from storage.claims import singleton_lock
 from storage.database import Database
@@ -354,10 +354,14 @@ class ManagerDesk:
             text, buttons = await render_card(uow, s, lead, await _handoff(uow, lead.id))
             return lead.id, text, buttons
 
-    async def stats(self) -> str:
-        """`/stats`: the funnel today, for 7 and for 30 days, by stage and source."""
-        async with self.db.unit_of_work() as uow:
-            return await managers_summary(uow.session, now=self.clock.now())
+    async def stats(self) -> StatsAnswer:
+        """`/stats`: the funnel today, for 7 and for 30 days, by stage and source, and the
+        30 days' funnel as a picture with its key figures. Read in a short read-only
+        transaction; the picture is drawn after it, in a thread."""
+        async with self.db.reading() as session:
+            s = self.scenarios.current.scenario
+            figures = await managers_figures(session, s, now=self.clock.now())
+        return await stats_answer(figures)
 
 
 async def find_lead(uow: UnitOfWork, query: str, phone_region: str) -> Lead | None:

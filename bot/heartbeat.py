@@ -10,6 +10,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.analytics.experiments import decide
 from bot.clock import Clock
 from bot.delivery import DeliveryWorker
 from bot.reactions import remind_expiring_codes
@@ -89,6 +90,18 @@ def start_heartbeat(
         seconds=60,
         id="promo-expiry",
         args=[db, worker.scenarios, clock],
+        max_instances=1,
+        coalesce=True,
+    )
+    # A/B tests that finish themselves: a decision a few minutes late costs nothing, and
+    # the figures over all time are a heavier read than the other jobs'. One process at a
+    # time decides (the advisory lock inside), and a decision is recorded once anyway.
+    scheduler.add_job(
+        decide,
+        "interval",
+        minutes=10,
+        id="experiments",
+        args=[db, worker.scenarios, clock, worker.funnel.routes],
         max_instances=1,
         coalesce=True,
     )

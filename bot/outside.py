@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import reactions, scoring, stages
+from bot import reactions, scoring, sequences, stages
 from bot.engine.funnel import Funnel
 from bot.handoff import lead_by_contact
 from bot.scenario.model import Scenario
@@ -92,9 +92,16 @@ class OutsideEvents:
             lead = await uow.leads.get(link.lead_id, lock=True) if first else None
             if lead is not None and lead.erased_at is None:
                 context = self._context()
-                await apply_event(uow, s, lead, "link_clicked", {"url": link.url}, **context)
+                # The step or broadcast whose button this is: the A/B report's click.
+                target, recorded = link.url, link.event or ""
+                place = sequences.button_place(
+                    s, lambda b: b.url == target and (b.event or "") == recorded
+                )
+                clicked = {"url": link.url, **place}
+                await apply_event(uow, s, lead, "link_clicked", clicked, **context)
                 if link.event:
-                    await apply_event(uow, s, lead, link.event, {"via": "link"}, **context)
+                    details = {"via": "link", **place}
+                    await apply_event(uow, s, lead, link.event, details, **context)
             url = link.url
             await uow.commit()
         return with_lead_token(url, token)

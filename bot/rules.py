@@ -13,6 +13,9 @@ one lead, as docs/scenario.md ("rules") describes. Decisions the docs leave open
   An unanswered question makes its condition false. Several questions must all match.
 - An event rule compares how many times the event happened (0 when it never did).
 - `contact: any` means a phone or an e-mail.
+- `rfm: <segment>` is true for a customer (a lead with a purchase) whose RFM segment, as of
+  the `now` the facts are loaded at, is one of those named (bot/analytics/rfm.py defines the
+  segments, with the scenario's `settings.rfm`). A lead who never bought is in none.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import func, select
 
+from bot.analytics import rfm
 from bot.scenario.conditions import (
     AllRule,
     AnswerCondition,
@@ -36,6 +41,7 @@ from bot.scenario.conditions import (
     EventRule,
     NotRule,
     OfferRule,
+    RfmRule,
     Rule,
     ScoreRule,
     SourceRule,
@@ -44,6 +50,7 @@ from bot.scenario.conditions import (
     events_in,
     leaves,
 )
+from bot.scenario.settings import RfmSettings
 from bot.stages import RANK
 from storage import kept_facts
 from storage.models import Answer, Contact, Event, Lead, Tag
@@ -75,6 +82,7 @@ class LeadFacts:
     contacts: frozenset[str]  # contact kinds the lead left: "phone", "email"
     source: str | None = None  # the first `src_` tag the lead came with
     offers: frozenset[str] = frozenset()  # offers the lead took
+    rfm: str | None = None  # the customer's RFM segment; None: not a customer (or not read)
 
 
 def evaluate(rule: Rule, facts: LeadFacts) -> bool:
@@ -109,6 +117,8 @@ def evaluate(rule: Rule, facts: LeadFacts) -> bool:
             return facts.source == rule.source
         case OfferRule():
             return rule.offer in facts.offers
+        case RfmRule():
+            return facts.rfm in rule.rfm
     raise TypeError(f"not a rule: {rule!r}")
 
 
@@ -159,6 +169,8 @@ def explain(rule: Rule, facts: LeadFacts) -> str | None:
             return f"source {rule.source}" if facts.source == rule.source else None
         case OfferRule():
             return f"offer {rule.offer}" if rule.offer in facts.offers else None
+        case RfmRule():
+            return f"rfm {facts.rfm}" if facts.rfm in rule.rfm else None
     raise TypeError(f"not a rule: {rule!r}")
 
 
@@ -172,6 +184,7 @@ class Reads:
     answers: bool = False
     contacts: bool = False
     offers: bool = False
+    rfm: bool = False  # the customer's RFM segment
 
     def __or__(self, other: Reads) -> Reads:
         return Reads(
@@ -180,6 +193,7 @@ class Reads:
             self.answers or other.answers,
             self.contacts or other.contacts,
             self.offers or other.offers,
+            self.rfm or other.rfm,
         )
 
 
@@ -192,6 +206,7 @@ def reads(rule: Rule) -> Reads:
         answers=AnswerRule in kinds,
         contacts=ContactRule in kinds,
         offers=OfferRule in kinds,
+        rfm=RfmRule in kinds,
     )
 
 
@@ -205,10 +220,19 @@ class LeadColumns(Protocol):
     source: str | None
 
 
-async def load_facts(uow: UnitOfWork, lead: Lead, needs: Reads) -> LeadFacts:
+async def load_facts(
+    uow: UnitOfWork,
+    lead: Lead,
+    needs: Reads,
+    *,
+    now: datetime | None = None,
+    rfm_limits: RfmSettings | None = None,
+) -> LeadFacts:
     """The facts of a lead this transaction holds, those `needs` says (see `reads`): what it
     keeps on its row (storage/kept_facts.py), computed and kept first if it is not known;
-    answers, when read, from their table."""
+    answers, when read, from their table. The RFM segment, when read, is the one at `now`
+    (the caller's clock; the system clock if not given) with the scenario's
+    `settings.rfm` as `rfm_limits` (the defaults if not given)."""
     session = uow.session
     facts = kept_facts.current(session, lead)
     if facts is None:
@@ -219,6 +243,12 @@ async def load_facts(uow: UnitOfWork, lead: Lead, needs: Reads) -> LeadFacts:
         await session.flush()
         query = select(Answer.question, Answer.value).where(Answer.lead_id == lead.id)
         answers = dict((await session.execute(query)).all())  # type: ignore[arg-type]
+    segments: dict[int, str] = {}
+    if needs.rfm:
+        await session.flush()
+        segments = await rfm.segments_of(
+            session, [lead.id], now or datetime.now(UTC), rfm_limits or RfmSettings()
+        )
     counts = facts.get("events", {})
     return LeadFacts(
         score=lead.score,
@@ -230,6 +260,7 @@ async def load_facts(uow: UnitOfWork, lead: Lead, needs: Reads) -> LeadFacts:
         contacts=frozenset(facts.get("contacts", ())),
         source=lead.source,
         offers=frozenset(facts.get("offers", ())),
+        rfm=segments.get(lead.id),
     )
 
 
@@ -243,14 +274,20 @@ FACTS_CHUNK = 5_000
 
 
 async def load_facts_many(
-    uow: UnitOfWork, leads: Sequence[LeadColumns], needs: Reads
+    uow: UnitOfWork,
+    leads: Sequence[LeadColumns],
+    needs: Reads,
+    *,
+    now: datetime | None = None,
+    rfm_limits: RfmSettings | None = None,
 ) -> dict[int, LeadFacts]:
     """The facts of many leads (a broadcast's segment, a delivery batch's `if:`), in a
     statement per kind of fact `needs` names per `FACTS_CHUNK` leads, whatever their number.
-    What is not needed is left empty."""
-    if needs.events or needs.tags or needs.answers or needs.contacts or needs.offers:
+    What is not needed is left empty. `now` and `rfm_limits` as for `load_facts`."""
+    if needs != Reads():
         await uow.session.flush()  # rules run right after the event recorded what it did
     events = needs.events
+    moment, limits = now or datetime.now(UTC), rfm_limits or RfmSettings()
     facts: dict[int, LeadFacts] = {}
     for start in range(0, len(leads), FACTS_CHUNK):
         part = leads[start : start + FACTS_CHUNK]
@@ -292,6 +329,9 @@ async def load_facts_many(
             ):
                 if offer:
                     offers[lead_id].add(offer)
+        segments: dict[int, str] = {}
+        if needs.rfm:
+            segments = await rfm.segments_of(uow.session, ids, moment, limits)
         for lead in part:
             facts[lead.id] = LeadFacts(
                 score=lead.score,
@@ -303,6 +343,7 @@ async def load_facts_many(
                 contacts=frozenset(contacts[lead.id]),
                 source=lead.source,
                 offers=frozenset(offers[lead.id]),
+                rfm=segments.get(lead.id),
             )
     return facts
 
@@ -400,6 +441,8 @@ def _describe(rule: Rule) -> str:
             return f"source {rule.source}"
         case OfferRule():
             return f"offer {rule.offer}"
+        case RfmRule():
+            return "rfm " + " or ".join(rule.rfm)
     raise TypeError(f"not a rule: {rule!r}")
 
 

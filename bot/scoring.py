@@ -70,7 +70,8 @@ async def qualify(
     if stages.RANK[lead.funnel_stage] >= stages.RANK["qualified"]:
         return None  # handed over before, or a customer already
     # The rule first: it reads only what the lead keeps, and is false after most events.
-    why = explain(rule, await load_facts(uow, lead, reads(rule)))
+    facts = await load_facts(uow, lead, reads(rule), now=now, rfm_limits=s.settings.rfm)
+    why = explain(rule, facts)
     if why is None or not await hand_over(uow, lead, now, routes, why):
         return None
     return why

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from bot.scenario.model import Scenario, Sequence, StartOn, Step
+from bot.scenario.model import Scenario, Sequence, StartOn, Step, StepButton
 from bot.timing import step_due, zone_of
-from storage.models import Lead, OutboxRow, SequenceRun
+from storage.models import ExperimentDecision, Lead, OutboxRow, SequenceRun
 from storage.repositories import NOT_YET_SENT, outbox_row
 from storage.unit_of_work import UnitOfWork
 
@@ -34,12 +35,64 @@ def step_key(lead_id: int, sequence: str, step_id: str) -> str:
     return f"step:{lead_id}:{sequence}:{step_id}"
 
 
-def variant_of(lead_id: int, sequence: str, step: Step) -> str:
+def variant_of(lead_id: int, sequence: str, step: Step, winner: str | None = None) -> str:
     """The A/B variant of a step for a lead: "a" is the step's text, others its `variants`.
-    A hash, not a coin: the same lead always gets the same variant, on any worker."""
-    names = ["a", *sorted(step.variants)]
+    A hash, not a coin: the same lead always gets the same variant, on any worker; `weights`
+    split the hash's range (equal shares by default). Once the step's test is decided,
+    `winner` (the caller has it only for a lead the step was not sent to yet) is the answer,
+    unless the scenario has since dropped that variant."""
+    names = step.variant_names
+    if winner in names:
+        return winner
+    shares = [step.weights.get(name, 1) for name in names] if step.weights else [1] * len(names)
     digest = hashlib.sha256(f"{lead_id}:{sequence}:{step.id}".encode()).digest()
-    return names[int.from_bytes(digest[:4], "big") % len(names)]
+    point = int.from_bytes(digest[:4], "big") % sum(shares)
+    for name, share in zip(names, shares, strict=True):
+        if point < share:
+            return name
+        point -= share
+    raise AssertionError("unreachable: point < sum(shares)")
+
+
+async def decided(
+    uow: UnitOfWork, s: Scenario, payloads: list[dict[str, Any]]
+) -> dict[tuple[str, str], str]:
+    """(sequence, step) -> the winner, for the decided A/B tests among the steps these outbox
+    rows name. The delivery worker reads this once per batch rather than caching it: one read
+    of a table of a few rows by its key costs little beside the batch's other reads, and every
+    worker sees a decision the moment it is committed, with no cache to keep in step."""
+    tested = {
+        (str(payload["sequence"]), step.id)
+        for payload in payloads
+        if (step := step_of(s, payload)) is not None and step.variants
+    }
+    if not tested:
+        return {}
+    query = select(
+        ExperimentDecision.sequence, ExperimentDecision.step, ExperimentDecision.winner
+    ).where(ExperimentDecision.sequence.in_(sorted({seq for seq, _ in tested})))
+    found = await uow.session.execute(query)
+    return {(seq, step): winner for seq, step, winner in found if (seq, step) in tested}
+
+
+def button_place(s: Scenario, matches: Callable[[StepButton], bool]) -> dict[str, str]:
+    """The message a pressed button or opened link belongs to, as event details: {sequence,
+    step} or {broadcast}; empty unless exactly one step or broadcast has such a button (two
+    places with the same button cannot be told apart, and a wrong guess is worse than none:
+    the A/B report counts these as the step's clicks)."""
+    places: set[tuple[str, ...]] = set()
+    for path, button in s.step_buttons():
+        if not matches(button):
+            continue
+        if path[0] == "sequences":
+            seq_id, index = str(path[1]), int(path[3])
+            places.add((seq_id, s.sequences[seq_id].steps[index].id))
+        else:
+            places.add((str(path[1]),))
+    if len(places) != 1:
+        return {}
+    [place] = places
+    return {"sequence": place[0], "step": place[1]} if len(place) == 2 else {"broadcast": place[0]}
 
 
 def step_text(step: Step, variant: str) -> str | None:

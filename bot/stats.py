@@ -3,52 +3,28 @@ left it, for `leadbot stats` and the managers' `/stats`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.durations import DURATION_HINT, parse_duration
+from bot.analytics.funnel import Counts, count_funnel
+from bot.analytics.tables import percent
+from bot.durations import parse_duration
 from bot.scenario.fields import FUNNEL_STAGES, SIDE_STAGES
-from bot.stages import RANK
-from storage.models import Lead
 
 GroupBy = Literal["source", "offer"]
+# What a marketer reads when a period is mistyped (bot.durations.DURATION_HINT, in Russian).
+PERIOD_HINT = "нужно целое число и единица m, h, d или w (30m, 1h, 2d, 1w)"
 NO_GROUP = "(none)"
 # Sources in the managers' summary: enough to see the leaders, few enough for one message.
 TOP_SOURCES = 10
 
 
-@dataclass
-class Cohort:
-    """Leads of one period (and group): how many reached each funnel stage, where they left."""
-
-    total: int = 0
-    reached: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FUNNEL_STAGES, 0))
-    side: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDE_STAGES, 0))
-
-    def add(self, funnel_stage: str, stage: str, count: int) -> None:
-        self.total += count
-        # A stage name the scenario no longer knows still means the lead came in.
-        rank = RANK.get(funnel_stage, 0)
-        for reached in FUNNEL_STAGES[: rank + 1]:
-            self.reached[reached] += count
-        if stage in self.side:
-            self.side[stage] += count
-
-    def conversion(self, stage: str) -> float | None:
-        """Percent of the previous funnel stage that reached this one; None for the first."""
-        rank = RANK[stage]
-        if rank == 0:
-            return None
-        return _percent(self.reached[stage], self.reached[FUNNEL_STAGES[rank - 1]])
-
-    def share(self, stage: str) -> float | None:
-        """Percent of all leads that reached this funnel stage, or are in this side stage."""
-        count = self.side[stage] if stage in self.side else self.reached[stage]
-        return _percent(count, self.total)
+# Leads of one period (and group): how many reached each stage (counted as in the report's
+# funnel, bot.analytics.funnel: a purchase from outside is not a handoff), where they are now.
+Cohort = Counts
 
 
 @dataclass(frozen=True)
@@ -63,34 +39,38 @@ class FunnelReport:
 
 
 def period_bounds(
-    *, now: datetime, period: str | None = None, since: str | None = None, until: str | None = None
+    *,
+    now: datetime,
+    period: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    zone: tzinfo = UTC,
 ) -> tuple[datetime, datetime]:
-    """[since, until) from what an operator types: a duration back from now ("30d"), or UTC
-    days YYYY-MM-DD with `until` the last day included. ValueError says what is wrong."""
+    """[since, until) from what an operator types: a duration back from now ("30d"), or
+    days YYYY-MM-DD of `zone` (the report's is the scenario's: a marketer's "November" is
+    November where the business is) with `until` the last day included. ValueError says
+    what is wrong."""
     if since is None:
         if until is not None:
-            raise ValueError("--until needs --since")
+            raise ValueError("--until нужен вместе с --since")
         try:
             return now - parse_duration(period or "30d"), now
         except ValueError:
-            raise ValueError(f"--period {period!r}: {DURATION_HINT}") from None
-    start = _utc_day(since, "--since")
-    end = _utc_day(until, "--until") + timedelta(days=1) if until is not None else now
+            raise ValueError(f"--period {period!r}: {PERIOD_HINT}") from None
+    start = _midnight(since, "--since", zone)
+    end = _midnight(until, "--until", zone, after=1) if until is not None else now
     if end <= start:
-        raise ValueError("--until is before --since")
+        raise ValueError("--until раньше --since")
     return start, end
 
 
-def _utc_day(text: str, option: str) -> datetime:
+def _midnight(text: str, option: str, zone: tzinfo, after: int = 0) -> datetime:
+    """The start of day `text` (plus `after` days) in `zone`, in UTC."""
     try:
-        day = date.fromisoformat(text)
+        day = date.fromisoformat(text) + timedelta(days=after)
     except ValueError:
-        raise ValueError(f"{option} {text!r}: use YYYY-MM-DD") from None
-    return datetime.combine(day, time(), tzinfo=UTC)
-
-
-def _percent(part: int, whole: int) -> float | None:
-    return None if whole == 0 else 100 * part / whole
+        raise ValueError(f"{option} {text!r}: нужна дата ГГГГ-ММ-ДД") from None
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
 
 
 async def funnel_report(
@@ -102,23 +82,8 @@ async def funnel_report(
 ) -> FunnelReport:
     """The funnel of leads created in [since, until), erased ones included (they stay,
     anonymous, for these counts); with `by`, also per source or offer."""
-    columns = [Lead.funnel_stage, Lead.stage]
-    if by is not None:
-        columns.append({"source": Lead.source, "offer": Lead.offer}[by])
-    # One row per (funnel stage, current stage, group): a handful, however many leads.
-    query = (
-        select(*columns, func.count())
-        .where(Lead.created_at >= since, Lead.created_at < until)
-        .group_by(*columns)
-    )
-    overall = Cohort()
-    groups: dict[str, Cohort] = {}
-    for row in await session.execute(query):
-        funnel_stage, stage, count = row[0], row[1], row[-1]
-        overall.add(funnel_stage, stage, count)
-        if by is not None:
-            group = row[2] if row[2] is not None else NO_GROUP
-            groups.setdefault(group, Cohort()).add(funnel_stage, stage, count)
+    overall, found = await count_funnel(session, since=since, until=until, by=by)
+    groups = {NO_GROUP if name is None else name: cohort for name, cohort in found}
     ordered = dict(sorted(groups.items(), key=lambda item: (-item[1].total, item[0])))
     return FunnelReport(since=since, until=until, by=by, overall=overall, groups=ordered)
 
@@ -138,6 +103,15 @@ def _table(cohort: Cohort, indent: str = "") -> list[str]:
         lines.append(
             f"{indent}{stage:<{width}}  {cohort.reached[stage]:>6}  {conversion:>13}  {share:>6}"
         )
+        if stage == "customer":
+            # Who bought through a manager (measured on handed_off) and who without one.
+            for label, count, of_previous in (
+                ("  by manager", cohort.via_manager, cohort.manager_conversion()),
+                ("  no manager", cohort.without_manager, None),
+            ):
+                conversion = _format_percent(of_previous)
+                share = _format_percent(percent(count, cohort.total))
+                lines.append(f"{indent}{label:<{width}}  {count:>6}  {conversion:>13}  {share:>6}")
     lines.append(f"{indent}where the rest are now:")
     for stage in SIDE_STAGES:
         share = _format_percent(cohort.share(stage))
@@ -169,6 +143,9 @@ async def managers_summary(session: AsyncSession, *, now: datetime) -> str:
     lines = ["Воронка: сегодня / 7 дней / 30 дней (лиды по дате прихода, UTC)"]
     for stage in FUNNEL_STAGES:
         lines.append(f"{stage}: " + " / ".join(str(c.reached[stage]) for c in periods))
+        if stage == "customer":
+            without = " / ".join(str(c.without_manager) for c in periods)
+            lines.append(f"  из них без менеджера: {without}")
     lines.append("Сейчас вне воронки:")
     for stage in SIDE_STAGES:
         lines.append(f"{stage}: " + " / ".join(str(c.side[stage]) for c in periods))

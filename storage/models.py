@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -64,7 +65,7 @@ class Lead(Base):
     __tablename__ = "leads"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # reports by arrival
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # `stage` is where the lead is now (may be a side stage: lost, unsubscribed, blocked);
     # `funnel_stage` is the furthest hourglass stage reached, so a side trip loses nothing.
@@ -396,3 +397,35 @@ class BroadcastRun(Base):
     first_row: Mapped[int | None] = mapped_column(BigInteger)
     last_row: Mapped[int | None] = mapped_column(BigInteger)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AdSpend(Base):
+    """Money spent on advertising one source over a span of days (a day, a month), entered by
+    `leadbot spend add` or `POST /api/spend`. A report over part of the span counts the
+    share of its days."""
+
+    __tablename__ = "ad_spend"
+    __table_args__ = (Index("ix_ad_spend_first_day", "first_day", "last_day"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)  # included
+    amount: Mapped[str] = mapped_column(String(32))  # a decimal string, like Handoff.amount
+    note: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A retried `POST /api/spend` with the same id is stored once.
+    request_key: Mapped[str | None] = mapped_column(String(96), unique=True)
+
+
+class ExperimentDecision(Base):
+    """An A/B test of a step that finished itself (`auto: true`): from `decided_at` new leads
+    get `winner`; `why` keeps the figures the decision rested on, for the report."""
+
+    __tablename__ = "experiment_decisions"
+
+    sequence: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step: Mapped[str] = mapped_column(String(64), primary_key=True)
+    winner: Mapped[str] = mapped_column(String(32))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    why: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

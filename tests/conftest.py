@@ -30,6 +30,46 @@ POSTGRES_URL = os.environ.get(
 REQUIRE_SERVICES = os.environ.get("LEADBOT_REQUIRE_SERVICES") == "1"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "alone: measures wall-clock pacing, so under pytest-xdist it runs while no other test "
+        "does (on a busy CPU its own sends bunch up and look like a broken limit)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def alone_or_beside_others(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist, a test marked `alone` waits for the other workers' tests to end and
+    holds theirs back until it is done; any other test runs beside the others'. Two locks in
+    the run's temporary folder, shared by its workers: every test holds `tests.lock` shared
+    (`alone`: exclusive) from before its fixtures are set up until after they are torn down,
+    and takes it through `gate.lock`, which an `alone` test holds while it waits, so that the
+    others cannot keep it waiting for ever. Without xdist a test is alone anyway."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    import fcntl
+
+    alone = request.node.get_closest_marker("alone") is not None
+    folder = tmp_path_factory.getbasetemp().parent  # the run's, above each worker's own
+    with (folder / "gate.lock").open("a") as gate, (folder / "tests.lock").open("a") as tests:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(tests, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            if not alone:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(tests, fcntl.LOCK_UN)
+            if alone:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+
+
 def _postgres_reachable() -> str | None:
     """None when PostgreSQL answers, else why not."""
     import asyncpg

@@ -128,11 +128,13 @@ def check_outbox_report(report: str, *, apscheduler: bool) -> None:
     )
 
 
+@pytest.mark.alone  # its paced part counts the sends in each window of the wall clock
 def test_outbox_bench_on_sqlite() -> None:
     check_outbox_report(run(OUTBOX, *TINY), apscheduler=True)
 
 
 @pytest.mark.postgres
+@pytest.mark.alone
 def test_outbox_bench_on_postgresql(postgres_url: str) -> None:
     # APScheduler's store is a SQLite file whatever the database: measured once, above.
     report = run(OUTBOX, *TINY, "--database", postgres_url, "--skip-apscheduler")
@@ -207,3 +209,37 @@ def test_the_window_check_sees_a_window_over_the_limit() -> None:
     assert bench.violations([0.0, 0.5], Limit(rate=1.0, burst=1)) == 1
     assert bench.violations([0.0, 1.0], Limit(rate=1.0, burst=1)) == 0
     assert bench.achieved([0.0, 0.5], limit) == (None, 0)  # within one window: no share
+
+
+REPORT = ROOT / "bench" / "report.py"
+
+
+def report_statements(output: str) -> dict[str, int]:
+    """Statements of the whole report and of each section, from the bench's lines."""
+    return {
+        m[1]: int(m[2])
+        for m in re.finditer(
+            r"^\s*(\w+)\s+wall [\d.]+ s\s+CPU [\d.]+ s\s+statements (\d+)", output, re.M
+        )
+    }
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_report_bench_reads_in_a_fixed_number_of_statements(
+    database: str, request: pytest.FixtureRequest
+) -> None:
+    """The report is aggregates in SQL: twice the leads and events, the same statements."""
+    url = "sqlite" if database == "sqlite" else request.getfixturevalue("postgres_url")
+    small, large = (
+        run(REPORT, "--leads", str(leads), "--events", str(10 * leads), "--database", url)
+        for leads in (150, 300)
+    )
+    goal = rf"GOAL report for {{leads}} leads and {NUMBER} events < 5 s: {NUMBER} s wall -> "
+    assert re.search(goal.format(leads=150), small), small
+    assert re.search(goal.format(leads=300), large), large
+    counted = report_statements(small)
+    assert {"baseline", "report", "funnel", "ab", "conversation"} <= counted.keys(), small
+    assert report_statements(large) == counted
+    assert counted["report"] == sum(
+        v for k, v in counted.items() if k not in ("baseline", "report")
+    )

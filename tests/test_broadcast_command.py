@@ -5,12 +5,8 @@ segment that names what does not exist refused with the name it probably meant."
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import re
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +15,6 @@ import pytest
 import yaml
 
 from bot import broadcasts
-from bot.cli import main
 from bot.clock import FakeClock
 from bot.console import ConsoleTransport
 from bot.delivery import DeliveryWorker
@@ -32,6 +27,7 @@ from storage.database import Database
 from storage.repositories import outbox_row
 from tests.broadcast_leads import Person, seed
 from tests.conftest import FIXTURE_SCENARIO
+from tests.in_process import Leadbot, command_runner
 
 WEBINAR = {
     "segment": {"tag": "wants_audit"},
@@ -57,44 +53,12 @@ def write_scenario(folder: Path, *, quiet_hours: bool = True, **settings: Any) -
     return folder
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
-
-
-Leadbot = Callable[..., Result]
-
-
 @pytest.fixture
 def leadbot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Leadbot:
     """`leadbot broadcast ARGS` in this process, from a folder with no .env."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith(("DATABASE_", "SCENARIO_", "TELEGRAM_", "VK_", "LOG_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    root = logging.getLogger()
-
-    def run(*args: str) -> Result:
-        # The command sets up logging for its process; pytest's own handlers stay.
-        handlers, level = root.handlers[:], root.level
-        try:
-            code = main(["broadcast", *args])
-        finally:
-            root.handlers[:] = handlers
-            root.setLevel(level)
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
+    return command_runner("broadcast", tmp_path, monkeypatch, capsys)
 
 
 def database(url: str, *people: Person) -> dict[str, int]:
@@ -326,7 +290,7 @@ SEGMENT_ERRORS = [
     (
         "{all: [{tag: wants_audit}, {nope: 1}]}",
         "неизвестное правило 'nope': правило — это одно из any, all, not, score, tag, stage, "
-        'event, answer, contact, source, offer или имя события, например "case_read" или '
+        'event, answer, contact, source, offer, rfm или имя события, например "case_read" или '
         '"pricing_viewed >= 3"',
     ),
     ("{tag: wants audit}", "tag: 'wants audit' — не имя: 1–32 латинские буквы, цифры или _, "
@@ -334,8 +298,8 @@ SEGMENT_ERRORS = [
     ("{tag: wants_audit", "не читается как YAML: не хватает закрывающей } (символ 18)"),
     ("{any: {tag: a}}", "any: нужен список правил, например [{tag: a}, {tag: b}]"),
     ("[tag, wants_audit]", "не правило: ['tag', 'wants_audit']; правило — это одно из any, all, "
-     'not, score, tag, stage, event, answer, contact, source, offer или имя события, например '
-     '"case_read" или "pricing_viewed >= 3"'),
+     'not, score, tag, stage, event, answer, contact, source, offer, rfm или имя события, '
+     'например "case_read" или "pricing_viewed >= 3"'),
 ]  # fmt: skip
 
 

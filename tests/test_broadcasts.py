@@ -19,6 +19,7 @@ from bot.pacing import MemoryPacer
 from bot.scenario.active import ActiveScenario
 from bot.scenario.conditions import Rule
 from bot.scenario.loader import load_scenario
+from bot.scenario.settings import RfmSettings
 from storage.database import Database
 from tests.conftest import FIXTURE_SCENARIO, ROOT
 from tests.prospect import Prospect, snapshot
@@ -44,7 +45,12 @@ async def test_a_broadcast_reaches_the_segment_with_consent_once_in_its_window(
     funnel = Funnel(sqlite_db, scenarios, clock)
     await subscribed(funnel, "yes", marketing=True)
     await subscribed(funnel, "no", marketing=False)
-    crowd = await broadcasts.audience(sqlite_db, segment({"source": "vkads", "offer": "guide"}))
+    crowd = await broadcasts.audience(
+        sqlite_db,
+        segment({"source": "vkads", "offer": "guide"}),
+        now=clock.now(),
+        rfm_limits=RfmSettings(),
+    )
     assert crowd.matched == 2
     assert len(crowd.reachable) == 1  # advertising only with consent
     evening = datetime(2026, 11, 23, 19, 30, tzinfo=UTC)  # 22:30 in Moscow: quiet hours

@@ -33,7 +33,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("bot.engine",),
     ("bot.delivery", "bot.heartbeat", "bot.redemption", "bot.outside", "bot.console"),
     ("handlers.telegram", "handlers.vk", "handlers.web"),
-    ("bot.app", "bot.cli", "bot.broadcast_command"),
+    (
+        "bot.app",
+        "bot.cli",
+        "bot.broadcast_command",
+        "bot.analytics.report_command",
+        "bot.analytics.spend_command",
+        "bot.analytics.export_command",
+    ),
 ]
 CHANNELS = ("handlers.telegram", "handlers.vk", "handlers.web")
 MAX_LINES = 500

@@ -74,11 +74,15 @@ async def test_the_funnel_counts_leads_of_the_period_by_the_furthest_stage_reach
         "contact": 6,
         "warming": 5,
         "qualified": 4,  # the erased, unsubscribed lead still counts: it got there
-        "handed_off": 2,
+        # The customer was never handed off (no claim, no handoff): it bought without a
+        # manager, so it is not counted under handed_off (it was, before issue 17).
+        "handed_off": 1,
         "customer": 1,
         "advocate": 0,
     }
     assert overall.side == {"lost": 1, "unsubscribed": 1, "blocked": 1}
+    assert (overall.via_manager, overall.without_manager) == (0, 1)
+    assert overall.manager_conversion() == 0  # of the one handed off, nobody bought
     assert [overall.conversion(s) for s in ("new", "engaged", "qualified", "advocate")] == [
         None,
         80,
@@ -101,12 +105,9 @@ async def test_groups_are_ordered_by_size_and_leads_without_one_are_shown_as_non
         ("(none)", 1),
     ]
     vkads, yandex, unknown = by_source.groups.values()
-    assert [vkads.reached[s] for s in ("engaged", "contact", "qualified", "customer")] == [
-        4,
-        3,
-        2,
-        1,
-    ]
+    assert [
+        vkads.reached[s] for s in ("engaged", "contact", "qualified", "handed_off", "customer")
+    ] == [4, 3, 2, 0, 1]
     assert (vkads.side["blocked"], yandex.side["lost"], unknown.side["unsubscribed"]) == (1, 1, 1)
     assert yandex.conversion("handed_off") == 100
 
@@ -127,7 +128,7 @@ async def test_an_empty_period_has_no_percentages(db: Database) -> None:
 async def test_the_table_shows_counts_conversions_and_shares(db: Database) -> None:
     await add_leads(db, COHORT)
     text = stats.format_report(await report(db, by="source"))
-    assert text.splitlines()[:15] == [
+    assert text.splitlines()[:17] == [
         "Leads created 2026-11-01 00:00 .. 2026-11-23 00:00 UTC: 10",
         "",
         "stage          leads  from previous  of all",
@@ -136,8 +137,10 @@ async def test_the_table_shows_counts_conversions_and_shares(db: Database) -> No
         "contact            6            75%     60%",
         "warming            5          83.3%     50%",
         "qualified          4            80%     40%",
-        "handed_off         2            50%     20%",
-        "customer           1            50%     10%",
+        "handed_off         1            25%     10%",
+        "customer           1            25%     10%",
+        "  by manager       0             0%      0%",
+        "  no manager       1              -     10%",
         "advocate           0             0%      0%",
         "where the rest are now:",
         "lost               1                    10%",
@@ -175,6 +178,7 @@ async def test_managers_summary_shows_today_the_week_and_the_month_side_by_side(
             "qualified: 1 / 1 / 2",
             "handed_off: 0 / 0 / 1",
             "customer: 0 / 0 / 0",
+            "  из них без менеджера: 0 / 0 / 0",
             "advocate: 0 / 0 / 0",
             "Сейчас вне воронки:",
             "lost: 0 / 0 / 1",
@@ -263,10 +267,10 @@ def test_leadbot_stats_covers_the_last_30_days_by_default(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["--period", "month"], "leadbot: --period 'month': use a whole number and a unit"),
-        (["--until", "2026-11-22"], "leadbot: --until needs --since"),
-        (["--since", "1.11.2026"], "leadbot: --since '1.11.2026': use YYYY-MM-DD"),
-        (["--since", "2026-11-02", "--until", "2026-11-01"], "leadbot: --until is before"),
+        (["--period", "month"], "leadbot: --period 'month': нужно целое число и единица"),
+        (["--until", "2026-11-22"], "leadbot: --until нужен вместе с --since"),
+        (["--since", "1.11.2026"], "leadbot: --since '1.11.2026': нужна дата ГГГГ-ММ-ДД"),
+        (["--since", "2026-11-02", "--until", "2026-11-01"], "leadbot: --until раньше --since"),
     ],
 )
 def test_a_wrong_period_says_what_is_wrong(tmp_path: Path, args: list[str], error: str) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import func, or_, select
 
+from bot.analytics.experiments import decide
 from bot.engine.funnel import Funnel
 from bot.handoff import remind_unclaimed
 from bot.heartbeat import forget_old_update_keys
@@ -28,6 +29,7 @@ class PeriodicJobs:
         await remind_expiring_codes(f.db, f.scenarios, f.clock)
         await remind_unclaimed(f.db, f.scenarios, f.clock, f.routes.managers)
         await forget_old_update_keys(f.db, f.clock)
+        await decide(f.db, f.scenarios, f.clock, f.routes)
 
     async def next_due(self) -> datetime | None:
         """The first moment after now at which a job finds work it would not find now. Read

@@ -81,6 +81,8 @@ class Batch:
     answers: dict[int, dict[str, str]]
     facts: dict[int, LeadFacts] = field(default_factory=dict)
     ads: AdLog | None = None  # with `settings.ad_limit`: the advertising each lead had
+    # (sequence, step) -> the winner of its A/B test, for the batch's steps with variants.
+    decisions: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 async def lock_leads(
@@ -99,7 +101,9 @@ async def load_runs(uow: UnitOfWork, lead_ids: Sequence[int]) -> dict[tuple[int,
     return {(r.lead_id, r.sequence): r for r in await uow.session.execute(query)}
 
 
-async def load_batch(uow: UnitOfWork, s: Scenario, rows: Sequence[Prepared]) -> Batch:
+async def load_batch(
+    uow: UnitOfWork, s: Scenario, rows: Sequence[Prepared], now: datetime
+) -> Batch:
     lead_ids = sorted({item.lead_id for item in rows if item.lead_id})
     leads = await lock_leads(uow, lead_ids)
     messaging = [i.lead_id for i in rows if i.kind not in (CARD, MANAGERS_POST, CRM_EXPORT)]
@@ -129,7 +133,10 @@ async def load_batch(uow: UnitOfWork, s: Scenario, rows: Sequence[Prepared]) -> 
         if step is not None and step.if_ is not None and lead_id in leads
     ]
     if needing:
-        batch.facts = await load_facts_many(uow, needing, needs)
+        batch.facts = await load_facts_many(
+            uow, needing, needs, now=now, rfm_limits=s.settings.rfm
+        )
+    batch.decisions = await sequences.decided(uow, s, [i.payload for i in steps])
     return batch
 
 
@@ -167,14 +174,14 @@ class Preparer:
         self, uow: UnitOfWork, rows: Sequence[Prepared]
     ) -> tuple[list[Prepared], list[tuple[Prepared, Skip]], Batch]:
         """The rows ready to send, those decided otherwise, and what was read for them."""
-        batch = await load_batch(uow, self.s, rows)
+        batch = await load_batch(uow, self.s, rows, self.now)
         batch.ads = await load_ad_log(uow, self.s, rows, self.now)
         ready: list[Prepared] = []
         skipped: list[tuple[Prepared, Skip]] = []
         for item in rows:
             lead = batch.leads.get(item.lead_id)
             try:
-                if lead is None:
+                if lead is None and not (item.kind == MANAGERS_POST and not item.lead_id):
                     raise Skip("cancelled", "lead gone")
                 await self._prepare(uow, batch, item, lead)
                 if batch.ads is not None and advertises(item):
@@ -193,9 +200,11 @@ class Preparer:
         return ready, skipped, batch
 
     async def _prepare(
-        self, uow: UnitOfWork, batch: Batch, item: Prepared, lead: Row[Any]
+        self, uow: UnitOfWork, batch: Batch, item: Prepared, lead: Row[Any] | None
     ) -> None:
-        if item.kind == sequences.STEP:
+        if lead is None:  # a managers' post about no lead (an A/B test decided)
+            await self._post(uow, batch, item, None)
+        elif item.kind == sequences.STEP:
             self._step(batch, item, lead)
             await self._fill(uow, batch, item, lead)
         elif item.kind == broadcasts.BROADCAST:
@@ -242,7 +251,11 @@ class Preparer:
             raise Skip("skipped", "if: false", queue_next=True)
         if not step.service:  # after `if:`: a step not sent is not held back
             self._within_ad_limit(batch, lead)
-        variant = sequences.variant_of(lead.id, payload["sequence"], step)
+        # A row a part of which went out already keeps the variant it started with.
+        winner = batch.decisions.get((payload["sequence"], step.id))
+        variant = sequences.variant_of(
+            lead.id, payload["sequence"], step, winner if item.parts_sent == 0 else None
+        )
         text = sequences.step_text(step, variant)
         question = s.questions[step.ask].text if step.ask else None
         item.details = {
@@ -384,12 +397,15 @@ class Preparer:
 
     # ---- not advertising ----
 
-    async def _post(self, uow: UnitOfWork, batch: Batch, item: Prepared, lead: Row[Any]) -> None:
-        """A lead card (first post, reminder, escalation) or a post about a lead."""
+    async def _post(
+        self, uow: UnitOfWork, batch: Batch, item: Prepared, lead: Row[Any] | None
+    ) -> None:
+        """A lead card (first post, reminder, escalation) or a post about a lead (or none)."""
         purpose = item.payload.get("purpose", "card")
         if item.kind == MANAGERS_POST:
             item.post = (item.payload["text"], ())
         else:
+            assert lead is not None  # only a managers' post may be about no lead
             handoff = batch.handoffs.get(lead.id)
             if handoff is None:
                 raise Skip("cancelled", "the lead was never handed over")

@@ -94,7 +94,8 @@ class Recorder:
     async def flush(self, outcomes: list[Outcome]) -> list[None]:
         """The group commit: one transaction for every outcome handed in meanwhile."""
         async with self.db.unit_of_work() as uow:
-            lead_ids = [item.lead_id for item, _ in outcomes]
+            # A managers' post may be about no lead (lead_id 0: an A/B test decided).
+            lead_ids = [item.lead_id for item, _ in outcomes if item.lead_id]
             leads = await lock_leads(
                 uow, lead_ids, (Lead.id, Lead.timezone, Lead.awaiting, Lead.facts)
             )
@@ -197,7 +198,8 @@ class Recorder:
         awaiting: list[dict[str, Any]] = []
         for item in sent:
             if item.kind in (CARD, MANAGERS_POST):
-                if item.reference is not None:
+                # A reply to a post about no lead has no one to go to: not remembered.
+                if item.reference is not None and item.lead_id:
                     kind = "card" if item.kind == CARD else item.details["purpose"]
                     await remember_message(
                         uow, item.channel, item.reference, item.lead_id, kind, now

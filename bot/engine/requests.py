@@ -4,7 +4,7 @@ who already work it, and the answer says what happens next."""
 
 from __future__ import annotations
 
-from bot import scoring
+from bot import scoring, sequences
 from bot.engine.turn import Turn
 from bot.handoff import post_about_lead
 from bot.lead_card import contact_line
@@ -17,7 +17,11 @@ CLOSED = {"won": "сделка закрыта", "lost": "был отказ", "no
 async def press(turn: Turn, button: StepButton) -> None:
     """A sequence or broadcast button that records an event."""
     assert button.event is not None  # event_button finds buttons by their event
-    event = turn.record(button.event, button=True)
+    # The step or broadcast the button belongs to: the A/B report counts it as its click.
+    place = sequences.button_place(
+        turn.s, lambda b: b.event == button.event and not b.url and b.action == button.action
+    )
+    event = turn.record(button.event, button=True, **place)
     await turn.score_event(button.event)
     if button.handoff:
         turn.requests.append((request_note(button.handoff, button.text), event))

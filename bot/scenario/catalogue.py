@@ -158,9 +158,9 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "schema.rule_kinds": (
         "a rule is one of any, all, not, score, tag, stage, event, answer, contact, source, "
-        'offer, or an event name like "case_read" or "pricing_viewed >= 3"',
+        'offer, rfm, or an event name like "case_read" or "pricing_viewed >= 3"',
         "правило — это одно из any, all, not, score, tag, stage, event, answer, contact, "
-        'source, offer или имя события, например "case_read" или "pricing_viewed >= 3"',
+        'source, offer, rfm или имя события, например "case_read" или "pricing_viewed >= 3"',
     ),
     "schema.other": ("{text}", "неверное значение: {text}"),  # pydantic's words, rarely seen
     # The schema's own validators (bot/scenario/model.py, fields.py, settings.py, ...).
@@ -195,6 +195,16 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "value.event_condition": (
         'bad event condition {value!r}: use a name or "name >= 3"',
         'непонятное условие {value!r}: нужно имя события или "имя >= 3"',
+    ),
+    "value.rfm_segment": (
+        "unknown RFM segment {name!r}{more}",
+        "неизвестный RFM-сегмент {name!r}{more}",
+    ),
+    "value.rfm_order": (
+        "the RFM thresholds go up: recent < lapsing < lost, like {{recent: 30d, lapsing: 90d, "
+        "lost: 180d}}",
+        "пороги RFM идут по возрастанию: recent < lapsing < lost, например {{recent: 30d, "
+        "lapsing: 90d, lost: 180d}}",
     ),
     "value.moment_zone": (
         "give a local time without a zone: each lead gets it in their own",
@@ -264,6 +274,28 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "step.variant_a": (
         'variant "a" is the step\'s own text: name the others b, c, ...',
         'вариант "a" — это сам text: шага; остальные назовите b, c, ...',
+    ),
+    "step.weights_keys": (
+        "weights: needs a share for each variant and no other: {names} (given: {given})",
+        "в weights: нужна доля для каждого варианта и только для них: {names} "
+        "(а указано: {given})",
+    ),
+    "step.weights_no_variants": (
+        "weights: split the step's variants, and it has none: add variants: or remove weights:",
+        "weights: делит лидов между вариантами шага, а вариантов нет: добавьте variants: "
+        "или уберите weights:",
+    ),
+    "step.auto_needs_variants": (
+        "auto: true picks the best of the variants, and the step has none: add variants:",
+        "auto: true выбирает лучший из вариантов, а у шага их нет: добавьте variants:",
+    ),
+    "step.confidence": (
+        "confidence: {value} is out of range: give a share from 0.8 to 0.999, like 0.95",
+        "confidence: {value} вне допустимого: нужна доля от 0.8 до 0.999, например 0.95",
+    ),
+    "step.goal_where": (
+        "a step's goal: takes event: or stage:, without where:",
+        "в goal: шага укажите только event: или stage:, без where:",
     ),
     "start_on.one": (
         "start_on takes either event: or stage:",
@@ -375,6 +407,20 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "or promo reads it",
         "на событие {name!r} ничего не реагирует: баллов в scoring.events нет, и его не "
         "читает ни правило, ни цепочка, ни промокод",
+    ),
+    "lint.goal_never_recorded": (
+        "the goal event {name!r} of this A/B test is never recorded: no button, chain or "
+        "events: entry makes it, so no variant can win; use an event a button or the events "
+        "API records, or leave goal: out (a press of the step's buttons)",
+        "событие-цель {name!r} этого A/B-теста никто не записывает: его нет ни у кнопок, ни в "
+        "разделе events:, поэтому ни один вариант не сможет победить; укажите событие, которое "
+        "записывает кнопка или API событий, или уберите goal: (тогда цель — нажатие кнопок шага)",
+    ),
+    "lint.goal_no_buttons": (
+        "this A/B test's goal is a press of the step's buttons, and the step has no event: or "
+        "url: button; give it one, or a goal: (an event or a stage)",
+        "цель этого A/B-теста — нажатие кнопок шага, а у шага нет кнопок с event: или url:; "
+        "добавьте кнопку или укажите goal: (событие или стадию)",
     ),
     "lint.offer_alone": (
         "a lead who takes this offer never reaches the managers: {why}, and no handoff: true "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -124,6 +125,44 @@ class OfferRule(Strict):
     offer: Id
 
 
+# The RFM segments of customers, in the order the report lists them, with the names a
+# marketer reads there; bot/analytics/rfm.py `segment_of` says who is in which.
+RFM_SEGMENTS: dict[str, str] = {
+    "champions": "Чемпионы",
+    "loyal": "Лояльные",
+    "new": "Новые",
+    "at_risk": "Под угрозой",
+    "lost": "Потерянные",
+}
+RfmSegment = Literal["champions", "loyal", "new", "at_risk", "lost"]
+
+
+def _rfm_segments(value: Any) -> Any:
+    """One segment id or a list of them. An unknown name is refused with the closest id:
+    a typo would otherwise be a segment of nobody. The Russian name leads to its id."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple):
+        raise WordedError("value.rfm_segment", name=value, more=_rfm_hint(str(value)))
+    for name in names:
+        if not isinstance(name, str) or name not in RFM_SEGMENTS:
+            raise WordedError("value.rfm_segment", name=name, more=_rfm_hint(str(name)))
+    return tuple(dict.fromkeys(names))
+
+
+def _rfm_hint(name: str) -> Say:
+    by_name = {title.casefold(): key for key, title in RFM_SEGMENTS.items()}
+    close = difflib.get_close_matches(name.strip().casefold(), [*RFM_SEGMENTS, *by_name], n=1)
+    if close:
+        return Say("ref.did_you_mean", name=by_name.get(close[0], close[0]))
+    return Say("ref.known", names=", ".join(RFM_SEGMENTS))
+
+
+class RfmRule(Strict):
+    """The lead is a customer in one of these RFM segments, as of when the rule is read."""
+
+    rfm: Annotated[tuple[RfmSegment, ...], BeforeValidator(_rfm_segments)] = Field(min_length=1)
+
+
 RULE_KINDS = (
     "any",
     "all",
@@ -136,6 +175,7 @@ RULE_KINDS = (
     "contact",
     "source",
     "offer",
+    "rfm",
 )
 
 
@@ -170,7 +210,8 @@ Rule = Annotated[
     | Annotated[AnswerRule, Tag("answer")]
     | Annotated[ContactRule, Tag("contact")]
     | Annotated[SourceRule, Tag("source")]
-    | Annotated[OfferRule, Tag("offer")],
+    | Annotated[OfferRule, Tag("offer")]
+    | Annotated[RfmRule, Tag("rfm")],
     Discriminator(
         _rule_kind,
         custom_error_type="rule",

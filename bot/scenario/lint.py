@@ -32,7 +32,23 @@ BEFORE_QUALIFIED = FUNNEL_STAGES[: FUNNEL_STAGES.index("qualified")]
 
 
 def lint_scenario(s: Scenario) -> list[Found]:
-    return [*_idle_events(s), *_offers_without_managers(s)]
+    return [*_idle_events(s), *_offers_without_managers(s), *_goals_never_reached(s)]
+
+
+def _goals_never_reached(s: Scenario) -> Iterator[Found]:
+    """A/B tests whose goal nothing can record: the test would run for ever without a winner.
+    Events that come from outside the chat are known once declared under `events:`."""
+    known = s.known_events()
+    for seq_id, sequence in s.sequences.items():
+        for index, step in enumerate(sequence.steps):
+            if not step.variants:
+                continue
+            path: Path_ = ("sequences", seq_id, "steps", index)
+            goal = step.goal
+            if goal is not None and goal.event is not None and goal.event not in known:
+                yield (*path, "goal", "event"), Say("lint.goal_never_recorded", name=goal.event)
+            elif goal is None and step.auto and not any(b.event or b.url for b in step.buttons):
+                yield (*path, "variants"), Say("lint.goal_no_buttons")
 
 
 def _idle_events(s: Scenario) -> Iterator[Found]:

@@ -209,6 +209,14 @@ class Step(Strict):
     # advertising, so it needs no advertising consent, a chain started after /stop still
     # sends it, and it is outside settings.ad_limit. Quiet hours still apply.
     service: bool = False
+    # The A/B test of the variants (bot/analytics/ab.py): the split, what counts as success
+    # (default: a press or click of the step's own buttons), and `auto:` to let the bot pick
+    # the winner once the data supports it at `confidence` with `min_sent` sends a variant.
+    weights: dict[str, Annotated[int, Field(ge=1)]] = {}
+    goal: StartOn | None = None
+    auto: bool = False
+    confidence: float = 0.95
+    min_sent: int = Field(default=100, ge=1)
 
     @model_validator(mode="after")
     def _says_something(self) -> Step:
@@ -219,6 +227,28 @@ class Step(Strict):
         if "a" in self.variants:
             raise WordedError("step.variant_a")
         return self
+
+    @model_validator(mode="after")
+    def _fits_test(self) -> Step:
+        names = self.variant_names
+        if self.weights and not self.variants:
+            raise WordedError("step.weights_no_variants")
+        if self.weights and set(self.weights) != set(names):
+            raise WordedError(
+                "step.weights_keys", names=", ".join(names), given=", ".join(self.weights)
+            )
+        if self.auto and not self.variants:
+            raise WordedError("step.auto_needs_variants")
+        if not 0.8 <= self.confidence <= 0.999:
+            raise WordedError("step.confidence", value=self.confidence)
+        if self.goal is not None and self.goal.where:
+            raise WordedError("step.goal_where")
+        return self
+
+    @property
+    def variant_names(self) -> list[str]:
+        """ "a" (the step's own text) and the names of `variants`, in a fixed order."""
+        return ["a", *sorted(self.variants)]
 
 
 class StartOn(Strict):

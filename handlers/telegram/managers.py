@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, Message, User
+from aiogram.types import BufferedInputFile, CallbackQuery, Message, User
 
 from bot.engine.funnel import Funnel
 from bot.handoff import Manager, ManagerDesk
@@ -22,6 +23,7 @@ from handlers.telegram.sender import inline_keyboard, post_reference
 
 log = logging.getLogger(__name__)
 CHANNEL = "telegram"
+STATS_PICTURE = "funnel.png"
 
 
 def manager_of(user: User) -> Manager:
@@ -103,7 +105,16 @@ def setup_managers_router(managers: ManagersChatId) -> Router:
 
     @router.message(Command("stats"))
     async def stats(message: Message, desk: ManagerDesk) -> None:
-        await message.answer(await desk.stats())
+        answer = await desk.stats()
+        if answer.picture is not None:
+            try:
+                await message.answer_photo(
+                    BufferedInputFile(answer.picture, filename=STATS_PICTURE),
+                    caption=answer.caption,
+                )
+            except TelegramAPIError as exc:  # the figures still go, as the text below
+                log.warning("the /stats picture was not sent: %s", exc)
+        await message.answer(answer.text)
 
     @router.message(F.reply_to_message & F.text & F.from_user)
     async def reply(message: Message, desk: ManagerDesk) -> None:

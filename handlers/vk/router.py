@@ -188,6 +188,7 @@ class VkHandlers:
         manager = await self.manager(message["from_id"])
         command, _, args = text.partition(" ")
         answer: str | None = None
+        attachment: str | None = None
         if command == "/redeem":
             readings = parse_redeem(args)
             if readings is None:
@@ -201,7 +202,7 @@ class VkHandlers:
         elif command == "/lead":
             answer = await self._lead(args)
         elif command == "/stats":
-            answer = await self.desk.stats()
+            answer, attachment = await self._stats()
         elif command == "/reload" and self.reloader is not None:
             answer = (await self.reloader.reload())[1][:4000]
         elif (replied := message.get("reply_message")) and text:
@@ -215,9 +216,26 @@ class VkHandlers:
             # /redeem's redemption is keyed), so VK is what stops a second answer to it.
             key = reply_key(update_id, 0) if update_id else None
             try:
-                await self.sender.post_to_managers(answer, idempotency_key=key)
+                await self.sender.post_to_managers(
+                    answer, idempotency_key=key, attachment=attachment
+                )
             except (RetryLater, TemporaryFailure, Blocked) as exc:
                 log.warning("answer in the VK managers' chat not sent: %s", exc)
+
+    async def _stats(self) -> tuple[str, str | None]:
+        """`/stats` as one VK message: the key figures and the text, with the funnel's
+        picture attached; the text alone when the picture cannot be drawn or uploaded."""
+        stats = await self.desk.stats()
+        text = f"{stats.caption}\n\n{stats.text}"
+        if len(text) > SIZES[CHANNEL].text:
+            text = stats.text  # the summary fits one message; the key figures are in it too
+        if stats.picture is None:
+            return text, None
+        try:
+            return text, await self.sender.managers_photo(stats.picture, "funnel.png")
+        except Exception as exc:  # a picture is a nicety: the figures go without it
+            log.warning("the /stats picture was not uploaded to VK: %r", exc)
+            return text, None
 
     async def _lead(self, query: str) -> str:
         if not query.strip():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from vkbottle import API, DocMessagesUploader
+from vkbottle import API, DocMessagesUploader, PhotoMessageUploader
 from vkbottle.exception_factory import VKAPIError
 
 from bot.messages import Button, FileRef, Outgoing
@@ -44,6 +44,7 @@ TEMPORARY_CODES = {1, 10}  # unknown error; internal server error
 # The same message would be refused again: too long; an intent VK does not allow (or none
 # past the 24 hours after the person's last message).
 REFUSED_CODES = {914, 943}
+PICTURES_KEPT = 64  # attachments of pictures uploaded to the managers' chat, per process
 
 
 def random_id(key: str | None) -> int:
@@ -121,6 +122,8 @@ class VkSender:
         self.group_id = group_id
         self.managers_peer_id = managers_peer_id
         self._uploader = DocMessagesUploader(api)
+        self._photos = PhotoMessageUploader(api, attachment_name="picture.png")
+        self._pictures: dict[tuple[str, int], str] = {}  # uploaded pictures, by content and peer
         self._docs: dict[tuple[str, float, int], str] = {}  # uploaded files, by path and peer
 
     # ---- prospects ----
@@ -171,14 +174,18 @@ class VkSender:
         *,
         expect_reply: bool = False,
         idempotency_key: str | None = None,
+        attachment: str | None = None,
     ) -> str | None:
         """Post in the managers' conversation; the reference is `<peer>:<number>`: VK
         numbers messages per conversation, so the number alone would clash with an earlier
         conversation's posts once `MANAGERS_VK_PEER_ID` changes. With `idempotency_key`, VK
-        drops a repeat of the post."""
+        drops a repeat of the post. `attachment` is one uploaded already (a picture from
+        `managers_photo`)."""
         if self.managers_peer_id is None:
             return None
         params = await self._params(self.managers_peer_id, Outgoing(text, buttons))
+        if attachment:
+            params["attachment"] = ",".join(filter(None, (params.get("attachment"), attachment)))
         sent = await self._call(
             "messages.send",
             peer_ids=str(self.managers_peer_id),
@@ -190,6 +197,30 @@ class VkSender:
             raise TemporaryFailure(f"managers' chat refused the post: {first['error']}")
         number = first.get("conversation_message_id")
         return reference(self.managers_peer_id, number) if number is not None else None
+
+    async def managers_photo(self, data: bytes, name: str = "picture.png") -> str | None:
+        """Upload a picture (PNG or JPEG bytes) for the managers' conversation; its
+        attachment string (`photo<owner>_<id>`), None without that conversation. Raises as
+        `send` does when VK refuses or cannot be reached."""
+        if self.managers_peer_id is None:
+            return None
+        # The same picture again (/stats asked twice, nothing changed; an update VK sent
+        # again) goes as the same attachment: one upload, and an identical repeat of the send.
+        key = (hashlib.sha256(data).hexdigest(), self.managers_peer_id)
+        if key in self._pictures:
+            return self._pictures[key]
+        try:
+            attachment = await self._photos.upload(
+                self._photos.get_bytes_io(data, name=name), peer_id=self.managers_peer_id
+            )
+        except VKAPIError as exc:
+            raise _mapped(exc) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise TemporaryFailure(f"photo upload failed: {exc!r}") from exc
+        if len(self._pictures) >= PICTURES_KEPT:
+            self._pictures.clear()
+        self._pictures[key] = attachment
+        return attachment
 
     async def edit_in_managers(self, reference: str, text: str, buttons: Rows = ()) -> None:
         peer, _, number = reference.rpartition(":")

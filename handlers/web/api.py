@@ -1,6 +1,7 @@
-"""The HTTP side beside the messengers: `POST /api/events` for the website or CRM and
-`POST /api/promo/redeem` for the till or the shop (bearer token), and `GET /r/<token>` for
-tracked links. aiohttp, on the server of the Telegram webhook when there is one."""
+"""The HTTP side beside the messengers: `POST /api/events` for the website or CRM,
+`POST /api/spend` for ad spend, `GET /api/stats` for a dashboard and `POST /api/promo/redeem`
+for the till or the shop (bearer token), and `GET /r/<token>` for tracked links. aiohttp, on
+the server of the Telegram webhook when there is one."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, get_args
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bot.analytics import report
+from bot.analytics.spend import MAX_NOTE, add_spend, month_days
+from bot.analytics.window import By, Window
 from bot.outside import LeadRef, OutsideEvents, Refused
 from bot.redemption import Redemptions
+from bot.stats import period_bounds
 from bot.tracking import PATH
 from handlers.web.server import MAX_BODY, web_app
 
@@ -24,6 +31,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/api/events"
 REDEEM_PATH = "/api/promo/redeem"
+SPEND_PATH = "/api/spend"
+STATS_PATH = "/api/stats"
 OUTSIDE = web.AppKey("outside", OutsideEvents)
 REDEMPTIONS = web.AppKey("redemptions", Redemptions)
 TOKEN = web.AppKey("api_token", str)
@@ -80,6 +89,39 @@ class RedeemBody(BaseModel):
         if len(given) > 1:
             raise ValueError("name the lead with at most one of lead_id, phone, email, token")
         return self
+
+
+class SpendBody(BaseModel):
+    """Ad spend of one source for a day (`date`) or a month (`month`); an id of the
+    request's own makes a retry stored once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(pattern=r"^[A-Za-z0-9_]{1,32}$")  # an Id, as in src_<source> links
+    amount: Decimal = Field(ge=0, lt=Decimal("1e12"), decimal_places=2)
+    day: date | None = Field(default=None, alias="date")  # `date` would shadow the type
+    month: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
+    note: str | None = Field(default=None, max_length=MAX_NOTE)
+    id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_span(self) -> SpendBody:
+        if (self.day is None) == (self.month is None):
+            raise ValueError("give exactly one of date (YYYY-MM-DD) and month (YYYY-MM)")
+        if self.month is not None:
+            try:
+                month_days(self.month)
+            except ValueError:
+                raise ValueError(f"month {self.month!r} is not a month of the calendar") from None
+        return self
+
+    @property
+    def days(self) -> tuple[date, date]:
+        """The first and the last day the spend covers."""
+        if self.month is not None:
+            return month_days(self.month)
+        assert self.day is not None
+        return self.day, self.day
 
 
 def _bad_request(reason: str) -> web.Response:
@@ -161,6 +203,74 @@ async def post_event(request: web.Request) -> web.Response:
     )
 
 
+async def post_spend(request: web.Request) -> web.Response:
+    read = await _body(request, SpendBody)
+    if isinstance(read, web.Response):
+        return read
+    body, _ = read
+    funnel = request.app[OUTSIDE].funnel
+    first, last = body.days
+    async with funnel.db.unit_of_work() as uow:
+        added = await add_spend(
+            uow.session,
+            source=body.source,
+            amount=body.amount,
+            first_day=first,
+            last_day=last,
+            note=body.note,
+            key=body.id,
+            now=funnel.clock.now(),
+        )
+        await uow.commit()
+    spend = added.spend
+    answer = {
+        "id": spend.id,
+        "source": spend.source,
+        "amount": f"{spend.amount:f}",  # a string: money stays exact
+        "first_day": spend.first_day.isoformat(),
+        "last_day": spend.last_day.isoformat(),
+        "note": spend.note,
+        "created_at": spend.created_at.isoformat(),
+        "duplicate": added.duplicate,
+    }
+    return web.json_response(answer, status=200 if added.duplicate else 201)
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    """The report as JSON for a dashboard: `?period=30d`, or `?since=YYYY-MM-DD&until=...`
+    (days of the scenario's zone), and `by=source|offer|variant`; API_TOKEN only."""
+    if _caller(request, tills=False) is None:
+        return web.json_response(
+            {"error": "a valid bearer token is required"},
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    query = request.query
+    unknown = sorted(set(query) - {"period", "since", "until", "by"})
+    if unknown:
+        return _bad_request(f"unknown parameter {unknown[0]!r}: use period, since, until, by")
+    by = query.get("by")
+    if by not in (None, *get_args(By)):
+        return _bad_request("by: use source, offer or variant")
+    funnel = request.app[OUTSIDE].funnel
+    s = funnel.scenarios.current.scenario
+    zone, now = ZoneInfo(s.settings.timezone), funnel.clock.now()
+    try:
+        since, until = period_bounds(
+            now=now,
+            period=query.get("period"),
+            since=query.get("since"),
+            until=query.get("until"),
+            zone=zone,
+        )
+    except ValueError as exc:
+        return _bad_request(str(exc).replace("--", ""))
+    window = Window(since=since, until=until, now=now, zone=zone, by=cast(By | None, by))
+    async with funnel.db.unit_of_work() as uow:
+        built = await report.build(uow.session, s, window)
+    return web.json_response(report.as_json(built))
+
+
 async def redeem_code(request: web.Request) -> web.Response:
     read = await _body(request, RedeemBody, tills=True)
     if isinstance(read, web.Response):
@@ -227,7 +337,7 @@ def add_api_routes(
     redemptions: Redemptions | None = None,
     tills: Mapping[str, Caller] | None = None,
 ) -> None:
-    """Tracked links always; the events API with API_TOKEN, redemption with it or with a
+    """Tracked links always; the events and spend API with API_TOKEN, redemption with it or with a
     till's token of REDEEM_TOKENS (no token, no API)."""
     app[OUTSIDE] = outside
     # GET only: a HEAD from a link checker is not a click.
@@ -235,6 +345,8 @@ def add_api_routes(
     if api_token:
         app[TOKEN] = api_token
         app.router.add_post(EVENTS_PATH, post_event)
+        app.router.add_post(SPEND_PATH, post_spend)
+        app.router.add_get(STATS_PATH, get_stats, allow_head=False)
     if api_token or tills:
         app[TILLS] = dict(tills or {})
         app[REDEMPTIONS] = redemptions or Redemptions(outside.funnel)

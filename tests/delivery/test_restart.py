@@ -15,6 +15,13 @@ backlog of outcomes waiting for a slow commit) repeats more, and this test fails
 aimed at the window: the platform holds its answer to a send, and the worker that made it (or
 both workers) is killed while it waits.
 
+A killed worker's rows wait for their lease to run out. The test does not sit through it: once
+the process is dead, it moves the end of that process's leases (and only its) to now, as the
+clock would have moved it, so the next claim takes them over (storage/claims.py, the same
+query as after a real wait; tests/delivery/test_sending.py lets a lease run out on its own).
+The live workers keep their whole lease, so a live worker's row taken over still fails the
+test.
+
 `LEADBOT_RESTART_MESSAGES` changes the number of messages (1,000 by default; bench/restart.py
 runs 10,000).
 """
@@ -39,7 +46,7 @@ from typing import Any, TextIO
 import pytest
 import yaml
 from aiohttp import web
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import func, insert, inspect, select, text, update
 
 from bot import sequences
 from bot.consent import MARKETING
@@ -56,17 +63,18 @@ FIXTURE_SCENARIO = ROOT / "tests" / "fixtures" / "funnel"
 MESSAGES = int(os.environ.get("LEADBOT_RESTART_MESSAGES", "1000"))
 CHANNEL = "fake"
 CHAIN, STEP, TEXT = "blast", "only", "Привет"
-# Short, so a killed worker's rows are taken over within the test, yet well over the time a
-# live worker holds a row: claimed and prepared with its batch (the summary shows the longest
-# claim), waiting behind at most the worker's capacity of claimed rows for one of CONCURRENCY
-# places in flight, sent, and written by the next group commit, which waits for the write lock
-# the other worker shares on SQLite. A lease that runs out meanwhile has a live worker's row
-# taken over and sent again, which this test counts as a failure (a 3 s lease did that in the
-# batch-at-a-time worker: 200 rows resent at the first contended tick).
+# Well over the time a live worker holds a row: claimed and prepared with its batch (the
+# summary shows the longest claim), waiting behind at most the worker's capacity of claimed
+# rows for one of CONCURRENCY places in flight, sent, and written by the next group commit,
+# which waits for the write lock the other worker shares on SQLite. A lease that runs out
+# meanwhile has a live worker's row taken over and sent again, which this test counts as a
+# failure (a 3 s lease did that in the batch-at-a-time worker: 200 rows resent at the first
+# contended tick). A killed worker's rows do not wait for it: the test ends their leases once
+# the process is dead.
 LEASE_SECONDS = 15.0
 # The real heartbeat (bot/heartbeat.py), beating every 0.2 s instead of every second. A
 # worker refills itself as its sends finish, so the beat matters only when it found nothing
-# to claim: after a restart, and while a killed worker's rows wait for their lease to end.
+# to claim: after a restart, and when a killed worker's leases have just ended.
 HEARTBEAT_SECONDS = 0.2
 # The fake channel's rate in the stop test: slow enough that most of a batch still waits for
 # its pacing slot when the worker is told to stop.
@@ -286,11 +294,15 @@ class Workers:
         self.current[slot] = worker
         return worker
 
-    async def kill(self, slot: str) -> None:
+    async def kill(self, slot: str, db: Database) -> int:
+        """SIGKILL, then the dead process's leases run out (it can no longer record a send):
+        the rows it held are free for the next claim, as they would be after LEASE_SECONDS;
+        how many there were."""
         worker = self.current[slot]
         worker.process.send_signal(signal.SIGKILL)
         await worker.process.wait()
         worker.killed = True
+        return await end_leases(db, worker.worker_id)
 
     def terminate(self, worker: WorkerProcess) -> None:
         worker.log_end = worker.log.stat().st_size
@@ -365,6 +377,19 @@ async def wait_until(
         await asyncio.sleep(every)
 
 
+async def end_leases(db: Database, worker_id: str) -> int:
+    """The lease of every row `worker_id` holds ends now; the number of rows."""
+    table = OutboxRow.__table__
+    async with db.unit_of_work() as uow:
+        result = await uow.session.execute(
+            update(table)
+            .where(table.c.status == "sending", table.c.leased_by == worker_id)
+            .values(lease_until=datetime.now(UTC))
+        )
+        await uow.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def outbox_statuses(db: Database) -> dict[str, int]:
     async with db.unit_of_work() as uow:
         query = select(OutboxRow.status, func.count()).group_by(OutboxRow.status)
@@ -399,6 +424,7 @@ def sent_again(platform: Platform) -> Counter[str]:
 class Kill:
     held: Attempt  # the send on the wire when the kill came
     workers: tuple[str, ...]  # the incarnations killed
+    held_rows: int  # the rows they held (claimed, not recorded) when they died
 
 
 async def test_killed_workers_lose_nothing_and_repeat_only_what_was_on_the_wire(
@@ -436,9 +462,11 @@ async def test_killed_workers_lose_nothing_and_repeat_only_what_was_on_the_wire(
                 s for s, w in workers.current.items() if w.worker_id == held.result().worker
             )
             slots = sorted(workers.current) if both else [caught]
-            kills.append(Kill(held.result(), tuple(workers.current[s].worker_id for s in slots)))
+            victims = tuple(workers.current[s].worker_id for s in slots)
+            held_rows = 0
             for slot in slots:
-                await workers.kill(slot)
+                held_rows += await workers.kill(slot, db)
+            kills.append(Kill(held.result(), victims, held_rows))
             platform.release()
             for slot in slots:
                 await workers.start(slot)
@@ -474,7 +502,8 @@ async def test_killed_workers_lose_nothing_and_repeat_only_what_was_on_the_wire(
     again = sent_again(platform)
     repeats = sum(again.values())
     per_kill = "; ".join(
-        f"kill {n} ({' + '.join(f'{w} {again[w]}' for w in kill.workers)})"
+        f"kill {n} ({' + '.join(f'{w} {again[w]}' for w in kill.workers)} again of "
+        f"{kill.held_rows} rows held)"
         for n, kill in enumerate(kills, 1)
     )
     per_worker = {
@@ -502,6 +531,7 @@ async def test_killed_workers_lose_nothing_and_repeat_only_what_was_on_the_wire(
     # Each kill hit a worker with a send on the wire, unrecorded: that send was repeated.
     for kill in kills:
         assert kill.held.worker in kill.workers
+        assert kill.held_rows >= 1, kill  # the held send's row among them
         assert any(a is kill.held for a in platform.attempts[kill.held.key][:-1]), kill
 
 

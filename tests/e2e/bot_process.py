@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -68,10 +69,34 @@ class RunningBot:
             raise
 
 
+# Ports handed out here: a stretch below the kernel's ephemeral ports, a share of it for each
+# pytest-xdist worker.
+PORT_SHARES = 16
+PORTS_BELOW_EPHEMERAL = 10_000
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port nobody listens on, for a process that will listen there in a moment (the bot
+    takes seconds to start). Not one of the ephemeral ports, which the kernel hands to every
+    bind to port 0 and to the local end of every outgoing connection (thousands of them when
+    the tests run in parallel), any of which could take the port before the bot does; within
+    those below them, one of this pytest-xdist worker's own share, at random, and free now."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    first = low - PORTS_BELOW_EPHEMERAL
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    share = int(worker) % PORT_SHARES if worker.isdigit() else 0
+    for _ in range(100):
+        port = random.randrange(first + share, low, PORT_SHARES) if first >= 1024 else 0
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise AssertionError(f"no free port in {first}..{low} for worker {worker}")
 
 
 def start_bot(client: TelegramClient, tmp_path: Path, **extra: str) -> RunningBot:

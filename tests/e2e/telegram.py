@@ -86,7 +86,8 @@ def _installed_version() -> str | None:
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on a file, so that parallel test runs do not install at the same time."""
+    """An exclusive lock on a file, so that parallel test runs (and the workers of one) do not
+    install at the same time."""
     try:
         import fcntl
     except ImportError:  # not on POSIX: no lock
@@ -110,11 +111,12 @@ def ensure_emulator_installed() -> str:
             f"{missing} not found on PATH: the Telegram e2e tests need Node.js to run "
             f"{PACKAGE}@{VERSION}"
         )
-    if _installed_version() == VERSION:
-        return node
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    # Looked at under the lock only: while another test process (a parallel run, or another
+    # pytest-xdist worker) runs `npm install`, the package's package.json may be there before
+    # the packages it needs, and a look without the lock would start a half-installed emulator.
     with _file_lock(CACHE_DIR.parent / "tg.lock"):
-        if _installed_version() == VERSION:  # another run installed it while we waited
+        if _installed_version() == VERSION:
             return node
         command = [
             npm,

@@ -24,6 +24,8 @@
  *   - sendDocument/sendPhoto/... (multipart uploads with attach://, URLs or file_ids), edit*,
  *     deleteMessage, answerCallbackQuery, sendChatAction, set/get/deleteMyCommands, webhooks, getFile;
  *   - Telegram's checks that catch real bugs: HTML parse_mode entities, text and caption length,
+ *     an uploaded photo that is not a picture (IMAGE_PROCESS_FAILED) or has dimensions Telegram refuses
+ *     (a PNG's own width and height are what the message's photo then says),
  *     inline keyboard shape and callback_data size, "message is not modified", double answers,
  *     a callback answer over 200 characters, a reply to a deleted message;
  *   - an unknown method answers 404 {ok:false, error_code:404, description:"Not Found: method not found"};
@@ -448,7 +450,8 @@ function resolveInputFile(kind, value, files) {
   if (upload) {
     if (upload.data.length === 0) throw badRequest('file must be non-empty');
     if (upload.data.length > 50 * 1024 * 1024) throw new ApiError(413, 'Request Entity Too Large');
-    return { source: 'upload', given: null, url: null, ...storeUpload(kind, upload) };
+    const dimensions = kind === 'photo' ? checkPhoto(upload.data) : null;
+    return { source: 'upload', given: null, url: null, ...storeUpload(kind, upload), dimensions };
   }
   if (typeof value !== 'string' || value === '') throw badRequest(`there is no ${kind} in the request`);
   if (/^https?:\/\//i.test(value)) {
@@ -471,12 +474,37 @@ function resolveInputFile(kind, value, files) {
   };
 }
 
+// What Telegram takes as a photo: a picture (PNG, JPEG, GIF, WebP, BMP) of at most 10 MB whose
+// width and height add up to at most 10000, neither over 20 times the other.
+const IMAGE_SIGNATURES = [
+  Buffer.from([0x89, 0x50, 0x4e, 0x47]), Buffer.from([0xff, 0xd8, 0xff]), Buffer.from('GIF8'), Buffer.from('BM'),
+];
+
+/** A photo upload's {width, height} when it is a PNG whose header says so, else null; throws
+ * Telegram's 400 for what is not a picture and for dimensions Telegram refuses. */
+function checkPhoto(data) {
+  const webp = data.length >= 12 && data.slice(0, 4).toString('latin1') === 'RIFF' && data.slice(8, 12).toString('latin1') === 'WEBP';
+  if (!webp && !IMAGE_SIGNATURES.some((sig) => data.length >= sig.length && data.slice(0, sig.length).equals(sig))) {
+    throw badRequest('IMAGE_PROCESS_FAILED');
+  }
+  if (data.length > 10 * 1024 * 1024) throw badRequest('PHOTO_INVALID_DIMENSIONS');
+  const png = data.length >= 24 && data.slice(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))
+    && data.slice(12, 16).toString('latin1') === 'IHDR';
+  if (!png) return null;
+  const width = data.readUInt32BE(16);
+  const height = data.readUInt32BE(20);
+  if (width === 0 || height === 0 || width + height > 10000 || width > 20 * height || height > 20 * width) {
+    throw badRequest('PHOTO_INVALID_DIMENSIONS');
+  }
+  return { width, height };
+}
+
 function mediaObject(kind, f) {
   const base = { file_id: f.file_id, file_unique_id: f.file_unique_id };
   if (f.file_size !== null && f.file_size !== undefined) base.file_size = f.file_size;
   const named = { ...(f.file_name ? { file_name: f.file_name } : {}), ...(f.mime_type ? { mime_type: f.mime_type } : {}) };
   switch (kind) {
-    case 'photo': return [{ ...base, width: 320, height: 240 }];
+    case 'photo': return [{ ...base, width: f.dimensions ? f.dimensions.width : 320, height: f.dimensions ? f.dimensions.height : 240 }];
     case 'video':
     case 'animation': return { ...base, width: 320, height: 240, duration: 1, ...named };
     case 'audio': return { ...base, duration: 1, ...named };

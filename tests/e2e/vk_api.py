@@ -17,8 +17,9 @@ What it speaks, as vkbottle 4.11 sends it (POST form data to `<api_url><method>`
 information), messages.send (`peer_id`, `user_id`, `peer_ids`, `random_id` de-duplication,
 `keyboard` checked as VK checks it, `attachment`, `intent`, `dont_parse_links`), messages.edit,
 messages.sendMessageEventAnswer, users.get, docs.getMessagesUploadServer, the upload server and
-docs.save. Answers are `{"response": ...}` or `{"error": {"error_code", "error_msg",
-"request_params"}}` with VK's documented codes and texts.
+docs.save, photos.getMessagesUploadServer, its upload server and photos.saveMessagesPhoto.
+Answers are `{"response": ...}` or `{"error": {"error_code", "error_msg", "request_params"}}`
+with VK's documented codes and texts.
 
 VK's habits that bots trip over are kept: in a conversation (peer id 2000000000 + n) a bot gets
 message id 0 (in `message_new` and from messages.send with `peer_id`) and must edit by
@@ -26,8 +27,10 @@ message id 0 (in `message_new` and from messages.send with `peer_id`) and must e
 `error` and no `message_id`; a repeated non-zero `random_id` to the same peer returns the first
 message's id and delivers nothing.
 
-Deliberately stricter than VK, so a bug shows: a `doc` attachment must name a document saved
-through this fake, and a message is at most 4096 characters (VK's documented practical limit).
+Deliberately stricter than VK, so a bug shows: a `doc` or `photo` attachment must name one saved
+through this fake, a photo upload must be a PNG, JPEG or GIF (VK's upload server answers an empty
+`photo` for anything else, which photos.saveMessagesPhoto then refuses), and a message is at
+most 4096 characters (VK's documented practical limit).
 
 VK's limits hold by default, as they do for a real community: more than 20 calls in a second
 from one token get error 6, and a message to a person whose last message to the community is
@@ -128,6 +131,8 @@ BUTTON_ACTIONS = (
     "intent_subscribe",
     "intent_unsubscribe",
 )
+# What a photo upload must start with: PNG, JPEG, GIF.
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 DOC_TYPES = {  # docs.save's `type`: 1 text, 2 archive, 3 gif, 4 image, 5 audio, 6 video, 7 book
     **dict.fromkeys(("txt", "pdf", "doc", "docx", "rtf", "odt", "xls", "xlsx", "csv"), 1),
     **dict.fromkeys(("zip", "rar", "7z", "tar", "gz"), 2),
@@ -286,6 +291,21 @@ class SavedDoc:
 
 
 @dataclass(frozen=True)
+class SavedPhoto:
+    """A picture the bot saved with photos.saveMessagesPhoto."""
+
+    owner_id: int
+    photo_id: int
+    access_key: str
+    content: bytes
+    peer_id: int | None  # the peer of the upload server it came through
+
+    @property
+    def attachment(self) -> str:
+        return f"photo{self.owner_id}_{self.photo_id}_{self.access_key}"
+
+
+@dataclass(frozen=True)
 class Pressed:
     """A button press: `event_id` for a callback button, `message` for a text button."""
 
@@ -364,6 +384,8 @@ class VkApiFake:
         self._pending_files: dict[str, _Upload] = {}
         self._docs: dict[tuple[int, int], SavedDoc] = {}
         self._doc_ids = itertools.count(600_000_001)
+        self._photos: dict[tuple[int, int], SavedPhoto] = {}
+        self._photo_ids = itertools.count(457_239_001)
         self._methods: dict[str, Callable[[dict[str, str]], Any]] = {
             "groups.getById": self._groups_get_by_id,
             "groups.getLongPollServer": self._groups_get_long_poll_server,
@@ -373,6 +395,8 @@ class VkApiFake:
             "users.get": self._users_get,
             "docs.getMessagesUploadServer": self._docs_get_messages_upload_server,
             "docs.save": self._docs_save,
+            "photos.getMessagesUploadServer": self._photos_get_messages_upload_server,
+            "photos.saveMessagesPhoto": self._photos_save_messages_photo,
         }
 
     # -------------------------------------------------------------- lifecycle
@@ -382,6 +406,7 @@ class VkApiFake:
         app.router.add_route("*", r"/method/{name:.*}", self._api)
         app.router.add_route("*", r"/whp/{group_id:\d+}", self._long_poll)
         app.router.add_post(r"/upload/doc/{upload_id:\w+}", self._upload)
+        app.router.add_post(r"/upload/photo/{upload_id:\w+}", self._upload_photo)
         app.router.add_get(r"/doc/{owner_id:-?\d+}/{doc_id:\d+}", self._download)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
@@ -752,6 +777,19 @@ class VkApiFake:
     def docs(self) -> list[SavedDoc]:
         return list(self._docs.values())
 
+    def photos(self) -> list[SavedPhoto]:
+        return list(self._photos.values())
+
+    def photo(self, attachment: str) -> SavedPhoto:
+        """The picture an attachment string (photo<owner>_<id>[_key]) names."""
+        match = ATTACHMENT.match(attachment)
+        if match is None or match.group(1) != "photo":
+            raise AssertionError(f"{attachment!r} is not a photo attachment")
+        found = self._photos.get((int(match.group(2)), int(match.group(3))))
+        if found is None:
+            raise AssertionError(f"no photo {attachment!r} was saved")
+        return found
+
     def doc(self, attachment: str) -> SavedDoc:
         """The document an attachment string (doc<owner>_<id>[_key]) names."""
         match = ATTACHMENT.match(attachment)
@@ -1028,6 +1066,10 @@ class VkApiFake:
                 self._docs
             ):
                 raise _invalid(f"attachment {item!r}: no such document")
+            if match.group(1) == "photo":
+                photo = self._photos.get((int(match.group(2)), int(match.group(3))))
+                if photo is None or photo.access_key != match.group(4):
+                    raise _invalid(f"attachment {item!r}: no such photo or a wrong access key")
 
     # messages.edit
     def _messages_edit(self, params: dict[str, str]) -> int:
@@ -1171,6 +1213,73 @@ class VkApiFake:
         title = params.get("title") or filename
         doc = self._store_doc(-self.group_id, title, content, peer_id=upload.peer_id)
         return {"type": "doc", "doc": doc.as_object()}
+
+    # photos.getMessagesUploadServer, the upload server, photos.saveMessagesPhoto
+    def _photos_get_messages_upload_server(self, params: dict[str, str]) -> dict[str, Any]:
+        peer = _int(params, "peer_id") if params.get("peer_id") else None
+        if peer is not None:
+            failure = self._take_failure("photos.getMessagesUploadServer", peer)
+            if failure is not None:
+                raise failure
+        upload_id = secrets.token_hex(8)
+        self._uploads[upload_id] = _Upload(peer, "photo")
+        return {
+            "upload_url": f"{self.base_url}/upload/photo/{upload_id}",
+            "album_id": -3,
+            "group_id": self.group_id,
+        }
+
+    async def _upload_photo(self, request: web.Request) -> web.Response:
+        upload = self._uploads.get(request.match_info["upload_id"])
+        if upload is None or upload.kind != "photo":
+            return _json({"error": "upload_url is invalid or used"})
+        form = await request.post()
+        file = form.get("photo")
+        if not isinstance(file, web.FileField):
+            self._calls.append(Call("upload_photo", {}, False, None, None, "no photo"))
+            return _json({"error": "no photo"})
+        content = file.file.read()
+        self._uploads.pop(request.match_info["upload_id"])
+        server = 850_000 + len(self._photos)
+        if not content.startswith(IMAGE_SIGNATURES):
+            # VK's answer to a file that is not a picture: an empty list, refused on save.
+            self._calls.append(Call("upload_photo", {"filename": file.filename}, False))
+            self._notify()
+            return _json({"server": server, "photo": "[]", "hash": secrets.token_hex(16)})
+        upload.file = (file.filename or "photo", content)
+        upload.token = json.dumps([{"photo": secrets.token_hex(8), "size": len(content)}])
+        self._pending_files[upload.token] = upload
+        self._calls.append(Call("upload_photo", {"filename": upload.file[0]}, True))
+        self._notify()
+        return _json({"server": server, "photo": upload.token, "hash": secrets.token_hex(16)})
+
+    def _photos_save_messages_photo(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        token = params.get("photo")
+        if not token or token == "[]":
+            raise _invalid("photo is undefined")
+        if not params.get("server") or not params.get("hash"):
+            raise _invalid("server and hash are required")
+        upload = self._pending_files.pop(token, None)
+        if upload is None or upload.file is None or upload.kind != "photo":
+            raise _invalid("photos_list is invalid")
+        photo = SavedPhoto(
+            owner_id=-self.group_id,
+            photo_id=next(self._photo_ids),
+            access_key=secrets.token_hex(9),
+            content=upload.file[1],
+            peer_id=upload.peer_id,
+        )
+        self._photos[(photo.owner_id, photo.photo_id)] = photo
+        return [
+            {
+                "id": photo.photo_id,
+                "owner_id": photo.owner_id,
+                "album_id": -3,
+                "access_key": photo.access_key,
+                "date": int(time.time()),
+                "sizes": [{"type": "x", "width": 604, "height": 453, "url": ""}],
+            }
+        ]
 
     def _store_doc(
         self, owner: int, title: str, content: bytes, *, peer_id: int | None

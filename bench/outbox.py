@@ -303,7 +303,9 @@ async def load_one(
 
     segment = TypeAdapter(Rule).validate_python({"score": ">= 0"})  # every lead
     meter = Meter.now()
-    crowd = await broadcasts.audience(db, segment)
+    crowd = await broadcasts.audience(
+        db, segment, now=datetime.now(UTC), rfm_limits=scenario.settings.rfm
+    )
     chosen = meter.since()
     meter = Meter.now()
     queued = await broadcasts.enqueue(

@@ -13,7 +13,7 @@ import signal
 import socket
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -27,6 +27,7 @@ from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
 from bot.handoff import ManagerDesk, remind_unclaimed
 from bot.heartbeat import Heartbeat, start_heartbeat
+from bot.metrics import Metrics
 from bot.outside import OutsideEvents
 from bot.pacing import DEFAULT_LIMITS, ChannelLimits, Limit, pacer_for
 from bot.redemption import Redemptions
@@ -38,6 +39,7 @@ from bot.scoring import Routes
 from bot.settings import Settings
 from bot.transport import ChannelUnavailable, ManagersChat, Transport
 from handlers.web.api import Caller, add_api_routes
+from handlers.web.health import Probes, add_health_routes
 from handlers.web.server import AccessLog
 from handlers.web.server import web_app as new_web_app
 from storage import migrate
@@ -63,6 +65,8 @@ class App:
     scenarios: ActiveScenario
     funnel: Funnel
     clock: Clock
+    # The process's counters, shared by the engine, the worker and the redemptions.
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -95,6 +99,7 @@ class App:
             crm=crm,
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
             only_own_channels=only_own_channels,
+            metrics=self.metrics,
         )
 
 
@@ -175,6 +180,7 @@ async def build_app(
         raise
     clock = clock or SystemClock()
     scenarios = ActiveScenario(loaded)
+    metrics = Metrics()
     funnel = Funnel(
         db,
         scenarios,
@@ -187,6 +193,7 @@ async def build_app(
         referral_links=ReferralLinks(
             vk_group=f"club{settings.vk_group_id}" if settings.vk_group_id else None
         ),
+        metrics=metrics,
     )
     log.info(
         "scenario %s loaded (%d offers), database %s",
@@ -194,7 +201,14 @@ async def build_app(
         len(loaded.scenario.offers),
         db.engine.url.render_as_string(hide_password=True),
     )
-    return App(settings=settings, db=db, scenarios=scenarios, funnel=funnel, clock=clock)
+    return App(
+        settings=settings,
+        db=db,
+        scenarios=scenarios,
+        funnel=funnel,
+        clock=clock,
+        metrics=metrics,
+    )
 
 
 class Channel(Protocol):
@@ -285,13 +299,18 @@ async def _serve_http(
 ) -> web.AppRunner | None:
     """The web server, when something needs it: a webhook, the events API (a token is set),
     promo redemption (a till's token is set) or tracked links (they point at
-    `WEBHOOK_BASE_URL`)."""
+    `WEBHOOK_BASE_URL`), or `HTTP_ALWAYS` asks for the probes and metrics it always serves.
+    Not by default otherwise: bots side by side (tests, a terminal chat) would fight for the
+    port."""
     web_app = new_web_app()
+    probes = Probes(app.db, app.metrics, app.clock.now, redis_url=settings.redis_url)
+    add_health_routes(web_app, probes)
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
     tills = {token: Caller(*till) for token, till in settings.redeem_callers().items()}
     add_api_routes(web_app, OutsideEvents(app.funnel), api_token, redemptions, tills)
     webhooks = [channel.add_routes(web_app) for channel in channels]
-    if not (any(webhooks) or api_token or tills or settings.webhook_base_url):
+    needed = any(webhooks) or api_token or tills or settings.webhook_base_url
+    if not (needed or settings.http_always):
         return None
     runner = web.AppRunner(
         web_app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log_class=AccessLog

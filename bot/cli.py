@@ -16,6 +16,7 @@ from bot.app import SchemaOutdated, StartupFailed, build_app, prepare_database, 
 from bot.clock import FakeClock, SystemClock
 from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleManagersChat, ConsoleTransport
 from bot.console.terminal import Terminal
+from bot.logs import JsonFormatter
 from bot.scenario.loader import ScenarioError, load_scenario
 from bot.scenario.reload import ScenarioReloader
 from bot.scenario.wording import Say
@@ -91,13 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str, file: Path | None = None) -> None:
-    """On stderr; in a file instead when given (the chat keeps its screen for the dialog)."""
+def _configure_logging(level: str, file: Path | None = None, log_format: str = "text") -> None:
+    """On stderr; in a file instead when given (the chat keeps its screen for the dialog).
+    LOG_FORMAT=json writes JSON lines instead of text (`basicConfig` keeps a set formatter)."""
     handler: logging.Handler = (
         logging.FileHandler(file, mode="w", encoding="utf-8")
         if file
         else logging.StreamHandler(sys.stderr)
     )
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -113,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"leadbot: bad setting: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, log_format=settings.log_format)
     if args.command in ("broadcast", "stats", "report", "export"):
         # Alembic's "Context impl SQLiteImpl." above a report tells a marketer nothing.
         logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
@@ -251,7 +255,7 @@ def chat(
     """The chat's log goes to a file: the screen shows the dialog and the managers' pane."""
     log_file = log_file or Path(tempfile.gettempdir()) / "leadbot-chat.log"
     try:
-        _configure_logging(settings.log_level, log_file)
+        _configure_logging(settings.log_level, log_file, settings.log_format)
     except OSError as exc:
         print(
             f"leadbot: cannot write the log to {log_file}: {exc.strerror or exc}", file=sys.stderr

@@ -96,6 +96,19 @@ class Redemptions:
     ) -> Outcome:
         """`redeem` for text that can be read more than one way ("START-7KQ4M 23456": one
         code, or a code and an amount): the first reading whose code exists is taken."""
+        outcome = await self._redeem_reading(readings, source, by, lead, key)
+        if self.funnel.metrics is not None:  # the engine's counters: one per process
+            self.funnel.metrics.redeemed("repeated" if outcome.duplicate else outcome.status)
+        return outcome
+
+    async def _redeem_reading(
+        self,
+        readings: Sequence[tuple[str, Decimal | None]],
+        source: str,
+        by: str,
+        lead: LeadRef | None,
+        key: str | None,
+    ) -> Outcome:
         try:
             return await self._attempt(readings, source[:128], by, lead, key)
         except IntegrityError:

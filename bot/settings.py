@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///data/leadbot.db"
     scenario_dir: Path = Path("scenarios")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object a line (bot.logs)
     default_phone_region: str = Field(default="RU", min_length=2, max_length=2)
     max_input_length: int = Field(default=1000, ge=64, le=4096)
     flood_rate: float = Field(default=1.0, gt=0)
@@ -50,6 +51,8 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # Serve /healthz, /readyz and /metrics even when nothing else needs the web server.
+    http_always: bool = False
 
     api_token: SecretStr | None = None
     redeem_tokens: SecretStr | None = None
@@ -63,6 +66,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator(
         "telegram_bot_token",

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
         "bot.names",
         "bot.stems",
         "bot.consent",
+        "bot.logs",  # imported by the engine, the channels and the CLI: it imports none
     ),
     ("bot",),
     ("bot.engine",),

@@ -18,6 +18,7 @@ from bot.delivery import DeliveryWorker
 from bot.durations import parse_duration
 from bot.engine.funnel import Funnel
 from bot.handoff import Manager, ManagerDesk, parse_amount
+from bot.logs import one_event
 from bot.messages import COMMANDS, Button, Incoming, Kind, Outgoing
 from bot.outside import LeadRef, OutsideEvents, Refused
 from bot.scenario.reload import ScenarioReloader, fingerprint
@@ -110,7 +111,8 @@ class ConsoleChat:
         elif command in ("/event", "/purchase"):
             output += await self.outside_event(command, argument)
         else:
-            reply = await self.funnel.handle(self.incoming_for(line, command, argument))
+            with one_event():  # this line's log carries the lead's id, the next one's not
+                reply = await self.funnel.handle(self.incoming_for(line, command, argument))
             output += self.show(reply.messages)
         return [*output, *await self.deliver()]
 

@@ -20,6 +20,7 @@ from bot import sequences
 from bot.delivery.outcomes import MAX_ATTEMPTS, Outcome, Prepared, Skip, backoff
 from bot.delivery.prepare import load_runs, lock_leads
 from bot.handoff import MANAGERS_POST, remember_message
+from bot.metrics import Metrics, delivery_outcome
 from bot.scenario.active import ActiveScenario
 from bot.scenario.model import Scenario
 from bot.scoring import CARD, CRM_EXPORT
@@ -85,11 +86,19 @@ async def still_mine(uow: UnitOfWork, row_ids: Sequence[int], worker: str) -> di
 
 
 class Recorder:
-    def __init__(self, db: Database, scenarios: ActiveScenario, worker_id: str, now: Any) -> None:
+    def __init__(
+        self,
+        db: Database,
+        scenarios: ActiveScenario,
+        worker_id: str,
+        now: Any,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.db = db
         self.scenarios = scenarios
         self.worker_id = worker_id
         self.now = now  # the clock's `now`
+        self.metrics = metrics
 
     async def flush(self, outcomes: list[Outcome]) -> list[None]:
         """The group commit: one transaction for every outcome handed in meanwhile."""
@@ -134,8 +143,18 @@ class Recorder:
             await session.execute(
                 _PROGRESS, [{"row_id": i.row_id, "parts": i.parts_sent} for i in progress]
             )
+        asked = [skip.status for _, skip in decided]  # `_decision` turns them into statuses
         if decided:
             await session.execute(_DECIDED, [self._decision(i, skip, now) for i, skip in decided])
+        if self.metrics is not None:
+            # Counted here, every row's fate passing through this one place (the worker's
+            # skips at preparation too); a commit failing after this over-counts, rarely.
+            for item in sent:
+                self.metrics.row_recorded(item.channel, "sent")
+                if item.kind == CARD:
+                    self.metrics.card_posted(item.channel, item.payload.get("purpose", "card"))
+            for (item, skip), before in zip(decided, asked, strict=True):
+                self.metrics.row_recorded(item.channel, delivery_outcome(before, skip.status))
         await self._follow_up(uow, s, sent, decided, leads, now)
 
     async def _mark_sent(

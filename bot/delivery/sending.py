@@ -35,6 +35,7 @@ from bot.delivery.ordering import ChatLines, Turn
 from bot.delivery.outcomes import ADVERTISING, Prepared, Skip, advertises, purpose_of
 from bot.delivery.windows import SendWindows
 from bot.handoff import RELAY
+from bot.metrics import Metrics
 from bot.pacing import Pacer
 from bot.referrals import REWARD
 from bot.scoring import CRM_EXPORT
@@ -72,6 +73,7 @@ class Sender:
         lease: timedelta,
         sleep: Callable[[float], Awaitable[None]],
         on_part: Callable[[Prepared], Awaitable[None]],
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -84,6 +86,7 @@ class Sender:
         self.lease = lease
         self.sleep = sleep
         self.on_part = on_part  # a message of a row of several is out: record it now
+        self.metrics = metrics
         self.windows = SendWindows(pacer.limits)
         self.waiting: set[int] = set()  # rows waiting for a slot: nothing of theirs in flight
         self._wire = asyncio.Semaphore(CONCURRENCY)
@@ -198,6 +201,8 @@ class Sender:
 
     async def _wait(self, item: Prepared, seconds: float) -> None:
         """Wait for a slot; meanwhile the row may be given back (`waiting`)."""
+        if self.metrics is not None:  # counted as booked: a row given back meanwhile waited too
+            self.metrics.paced(item.channel, seconds)
         self.waiting.add(item.row_id)
         try:
             await self.sleep(seconds)

@@ -28,6 +28,7 @@ from bot.delivery.prepare import Preparer
 from bot.delivery.record import PROGRESS, Recorder
 from bot.delivery.sending import Sender
 from bot.engine.funnel import Funnel
+from bot.metrics import Metrics
 from bot.pacing import Pacer
 from bot.scenario.active import ActiveScenario
 from bot.transport import ManagersChat, Transport
@@ -61,8 +62,11 @@ class DeliveryWorker:
         lease: timedelta = LEASE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         only_own_channels: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        # Counted where the engine counts, unless told otherwise.
+        self.metrics = metrics if metrics is not None else funnel.metrics
         # A terminal chat on a shared database claims only its own rows: another channel's
         # would fail here for want of a transport, though the bot that has it would send it.
         self.channels: frozenset[str] | None = (
@@ -76,7 +80,7 @@ class DeliveryWorker:
         self.capacity = max(capacity, batch)
         self.lease = lease
         self.pacer = pacer
-        self.recorder = Recorder(db, scenarios, worker_id, clock.now)
+        self.recorder = Recorder(db, scenarios, worker_id, clock.now, self.metrics)
         self._records: Coalescer[Outcome, None] = Coalescer(self.recorder.flush)
         self.sender = Sender(
             db,
@@ -90,6 +94,7 @@ class DeliveryWorker:
             lease=lease,
             sleep=sleep,
             on_part=self._record_progress,
+            metrics=self.metrics,
         )
         self._deliveries: dict[asyncio.Task[None], Prepared] = {}
         self._generation = 0

@@ -8,6 +8,7 @@ from bot.answers import InvalidAnswer, normalize_phone
 from bot.consent import MARKETING, PERSONAL_DATA, marketing_version, personal_data_version
 from bot.engine.turn import Turn
 from bot.handoff import post_about_lead
+from bot.logs import about_lead
 from bot.messages import Button
 from bot.rules import times
 
@@ -124,6 +125,7 @@ async def merge_on(turn: Turn, kind: str, value: str, *, verified: bool) -> None
     )
     if merged is not None:
         turn.lead = merged
+        about_lead(merged.id)  # the event goes on as the merged lead's
         await turn.load_answers()
 
 

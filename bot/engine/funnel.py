@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -17,6 +18,7 @@ from bot.clock import Clock
 from bot.engine import consequences, understand
 from bot.engine.turn import Turn
 from bot.messages import Incoming, Outgoing, Reply
+from bot.metrics import Metrics
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import LoadedScenario
 from storage.claims import is_unavailable, is_write_conflict
@@ -69,8 +71,12 @@ class Funnel:
         routes: scoring.Routes | None = None,
         link_base: str | None = None,
         referral_links: referrals.ReferralLinks | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        # The process's counters (bot/metrics.py); the worker and redemptions of this engine
+        # record into them too. None: nothing is counted (most tests).
+        self.metrics = metrics
         self.referral_links = referral_links or referrals.ReferralLinks()
         # Where a qualified lead and the questions the FAQ cannot answer go.
         self.routes = routes or scoring.Routes()
@@ -100,10 +106,14 @@ class Funnel:
         incoming = incoming.cleaned()
         loaded = self.scenarios.current
         lock_first: set[int] = set()
+        started = time.perf_counter()
+        outcome = "cancelled"  # until it ends otherwise
         try:
             for attempt in range(ATTEMPTS):
                 try:
-                    return await self._handle_once(incoming, loaded, lock_first)
+                    reply = await self._handle_once(incoming, loaded, lock_first)
+                    outcome = "duplicate" if reply.duplicate else "handled"
+                    return reply
                 except merge.LockOrder as busy:
                     if attempt == ATTEMPTS - 1:
                         raise
@@ -118,7 +128,9 @@ class Funnel:
                         incoming.external_id,
                     )
         except Exception as exc:
+            outcome = "failed"
             if is_unavailable(exc):
+                outcome = "unavailable"
                 log.warning(
                     "%s event of %s:%s not stored, the database is unavailable: %s",
                     incoming.kind,
@@ -133,6 +145,10 @@ class Funnel:
                 incoming.channel,
                 incoming.external_id,
             )
+        finally:
+            if self.metrics is not None:
+                seconds = time.perf_counter() - started
+                self.metrics.update_handled(incoming.channel, outcome, seconds)
         return Reply([Outgoing(loaded.scenario.messages.error)])
 
     async def _handle_once(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot import promos, referrals, scoring, stages
 from bot.answers import question_markup
+from bot.logs import about_lead
 from bot.messages import Button, Incoming, Outgoing, Reply
 from bot.render import render
 from bot.scenario.checks import placeholders
@@ -37,6 +38,7 @@ class Turn:
         self.loaded = loaded
         self.s: Scenario = loaded.scenario
         self.lead = lead
+        about_lead(lead.id)  # the rest of this event's log lines carry the lead's id
         self.identity = identity
         self.incoming = incoming
         self.now = funnel.clock.now()

@@ -10,6 +10,7 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message, Update
 
 from bot.engine.funnel import Funnel
+from bot.logs import one_event
 from bot.messages import COMMANDS, Incoming, Kind, Outgoing
 from bot.transport import Blocked
 from handlers.telegram.callbacks import Press
@@ -40,11 +41,12 @@ async def deliver(
     funnel: Funnel, sender: TelegramSender, chat_id: int, event: Incoming
 ) -> list[Outgoing]:
     """Hand the event to the engine (which commits), then send its replies."""
-    reply = await funnel.handle_until_stored(event)
-    try:
-        await sender.send_now(chat_id, reply.messages)
-    except Blocked:
-        await funnel.mark_blocked(CHANNEL, event.external_id)
+    with one_event():  # the lines logged until the replies are sent carry the lead's id
+        reply = await funnel.handle_until_stored(event)
+        try:
+            await sender.send_now(chat_id, reply.messages)
+        except Blocked:
+            await funnel.mark_blocked(CHANNEL, event.external_id)
     return reply.messages
 
 

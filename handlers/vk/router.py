@@ -18,6 +18,7 @@ from vkbottle_types.events import GroupEventType
 from bot.engine.funnel import Funnel, StorageUnavailable
 from bot.flood import FloodGate
 from bot.handoff import Manager, ManagerDesk
+from bot.logs import one_event
 from bot.messages import COMMANDS, SIZES, Incoming, Kind, Outgoing, fitted_all
 from bot.redemption import Redemptions, managers_text, parse_redeem
 from bot.scenario.reload import ScenarioReloader
@@ -141,6 +142,10 @@ class VkHandlers:
         answer is lost on the way back, and VK drops that repeat, or any other send of the
         same reply to the same update, instead of delivering it twice. A text too long for
         one message goes as several, each keyed by its own place."""
+        with one_event():  # the lines logged until the replies are sent carry the lead's id
+            return await self._deliver(event, update_id)
+
+    async def _deliver(self, event: Incoming, update_id: str | None) -> list[Outgoing]:
         try:
             reply = await self.funnel.handle_until_stored(event)
         except StorageUnavailable:

@@ -24,6 +24,8 @@ _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Paths that carry a secret: a tracked link's token names a lead to the events API.
 _SECRET_PATH = re.compile(r"^(/r/)[^/]+")
+# Asked every few seconds by an orchestrator and a Prometheus: logged only when they fail.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def web_app() -> web.Application:
@@ -73,6 +75,8 @@ class AccessLog(AbstractAccessLogger):
     without the query string (a website's parameters are its own)."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.path in _PROBES and response.status < 400:
+            return
         path = _SECRET_PATH.sub(r"\1…", request.path)
         self.logger.info("%s %s %s %.1f ms", request.method, path, response.status, time * 1000)
 

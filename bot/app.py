@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.clock import Clock, SystemClock
 from bot.crm import BITRIX24, WEBHOOK, CrmExporter
@@ -32,6 +33,7 @@ from bot.outside import OutsideEvents
 from bot.pacing import DEFAULT_LIMITS, ChannelLimits, Limit, pacer_for
 from bot.redemption import Redemptions
 from bot.referrals import ReferralLinks
+from bot.roles import Role, start_scenario_watch
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from bot.scenario.reload import ScenarioReloader, log_warnings
@@ -229,8 +231,10 @@ class Channel(Protocol):
         """Stop taking updates; the ones in flight finish."""
 
 
-async def serve(settings: Settings, app: App) -> None:
-    """Run the configured messengers until SIGINT or SIGTERM."""
+async def serve(settings: Settings, app: App, role: Role = Role.ALL) -> None:
+    """Run the configured messengers until SIGINT or SIGTERM: as `role` says, taking their
+    updates (the web server), sending what falls due (the delivery worker), or both. A worker
+    still makes the channels: it sends through them, it only never takes updates."""
     senders: dict[str, Transport] = {}
     managers: dict[str, ManagersChat] = {}
     # Each channel is made once every sender is known: the desk and the worker serve all.
@@ -250,7 +254,8 @@ async def serve(settings: Settings, app: App) -> None:
             managers["vk"] = vk_sender
         makers.append(partial(vk.VkChannel, settings, app.funnel, vk_sender))
     crm = crm_exporter(settings)
-    worker = app.delivery_worker(senders, managers, crm)
+    # What a web process queues, a worker process sends.
+    worker = app.delivery_worker(senders, managers, crm) if role.delivers else None
     desk = ManagerDesk(app.db, app.scenarios, app.clock, managers)
     # A scenario edit that is refused is said in the managers' chat (the first configured).
     on_refused = next(iter(managers.values())).post_to_managers if managers else None
@@ -262,16 +267,21 @@ async def serve(settings: Settings, app: App) -> None:
         await remind_unclaimed(app.db, app.scenarios, app.clock, app.funnel.routes.managers)
 
     heartbeat: Heartbeat | None = None
+    watch: AsyncIOScheduler | None = None  # a web process's scenario watcher
     http: web.AppRunner | None = None
     try:
         try:
             for channel in channels:
-                await channel.start()
-            heartbeat = start_heartbeat(
-                worker, app.db, app.clock, reloader=reloader, reminders=reminders
-            )
-            http = await _serve_http(settings, app, channels, redemptions)
-            polling = [task for channel in channels if (task := await channel.receive())]
+                await channel.start()  # a worker too: referral links need the bot's username
+            if worker is not None:
+                heartbeat = start_heartbeat(
+                    worker, app.db, app.clock, reloader=reloader, reminders=reminders
+                )
+            else:
+                watch = start_scenario_watch(reloader)
+            http = await _serve_http(settings, app, channels, redemptions, role)
+            receiving = channels if role.receives else []
+            polling = [task for channel in receiving if (task := await channel.receive())]
         except ChannelUnavailable as exc:
             raise StartupFailed(str(exc)) from None
         except OSError as exc:  # the web server's address
@@ -285,33 +295,46 @@ async def serve(settings: Settings, app: App) -> None:
         # are open; then the updates in flight finish.
         if heartbeat is not None:
             await heartbeat.stop()
+        if watch is not None:
+            watch.shutdown(wait=False)
         if http is not None:
             await http.cleanup()
         for channel in channels:
             await channel.stop()
-        await worker.pacer.aclose()
+        if worker is not None:
+            await worker.pacer.aclose()
         if crm is not None:
             await crm.aclose()
 
 
 async def _serve_http(
-    settings: Settings, app: App, channels: list[Channel], redemptions: Redemptions
+    settings: Settings,
+    app: App,
+    channels: list[Channel],
+    redemptions: Redemptions,
+    role: Role = Role.ALL,
 ) -> web.AppRunner | None:
     """The web server, when something needs it: a webhook, the events API (a token is set),
     promo redemption (a till's token is set) or tracked links (they point at
     `WEBHOOK_BASE_URL`), or `HTTP_ALWAYS` asks for the probes and metrics it always serves.
     Not by default otherwise: bots side by side (tests, a terminal chat) would fight for the
-    port."""
+    port. A `web` process always serves; a `worker` only its probes, with `HTTP_ALWAYS`."""
     web_app = new_web_app()
     probes = Probes(app.db, app.metrics, app.clock.now, redis_url=settings.redis_url)
     add_health_routes(web_app, probes)
+    if not role.receives:
+        return await _listen(settings, web_app) if settings.http_always else None
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
     tills = {token: Caller(*till) for token, till in settings.redeem_callers().items()}
     add_api_routes(web_app, OutsideEvents(app.funnel), api_token, redemptions, tills)
     webhooks = [channel.add_routes(web_app) for channel in channels]
     needed = any(webhooks) or api_token or tills or settings.webhook_base_url
-    if not (needed or settings.http_always):
+    if not (needed or settings.http_always or role is Role.WEB):
         return None
+    return await _listen(settings, web_app)
+
+
+async def _listen(settings: Settings, web_app: web.Application) -> web.AppRunner:
     runner = web.AppRunner(
         web_app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log_class=AccessLog
     )

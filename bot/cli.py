@@ -17,6 +17,7 @@ from bot.clock import FakeClock, SystemClock
 from bot.console import CHANNEL, HELP, ConsoleChat, ConsoleManagersChat, ConsoleTransport
 from bot.console.terminal import Terminal
 from bot.logs import JsonFormatter
+from bot.roles import Refused, Role, check_role, lock_database
 from bot.scenario.loader import ScenarioError, load_scenario
 from bot.scenario.reload import ScenarioReloader
 from bot.scenario.wording import Say
@@ -34,7 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("run", help="run the bot with the messengers configured in .env")
+    run = commands.add_parser("run", help="run the bot with the messengers configured in .env")
+    run.add_argument(
+        "--role",
+        choices=[role.value for role in Role],
+        default=Role.ALL.value,
+        help="web: take updates and serve HTTP; worker: send and run the periodic jobs; "
+        "all: both (default). web and worker need PostgreSQL, worker also REDIS_URL",
+    )
 
     chat = commands.add_parser("chat", help="talk to the bot in this terminal")
     chat.add_argument("--scenario", type=Path, help="scenario folder (default: SCENARIO_DIR)")
@@ -141,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(spend_command.run(settings, args))
         if args.command == "chat":
             return chat(settings, args.scenario, args.db, args.name, args.log)
+        role = Role(args.role)
+        check_role(role, settings)
+        # Held until the process exits (the kernel then releases it, even after kill -9).
+        _lock = lock_database(settings.database_url)
         if settings.telegram_bot_token is None and settings.vk_group_token is None:
             log.warning(
                 "no messenger configured (TELEGRAM_BOT_TOKEN or VK_GROUP_TOKEN in .env): "
@@ -148,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shown_url(settings.database_url),
             )
             return converse(settings, None, settings.database_url, "Гость")
-        return asyncio.run(run(settings))
+        return asyncio.run(run(settings, role))
     except ScenarioError as exc:
         print(
             f"{exc}\nleadbot: the scenario has {len(exc.problems)} problem(s); "
@@ -159,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SchemaOutdated as exc:
         print(f"leadbot: {exc}", file=sys.stderr)
         return 2
-    except StartupFailed as exc:
+    except (StartupFailed, Refused) as exc:
         print(f"leadbot: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -313,10 +325,10 @@ def converse(
     return 0
 
 
-async def run(settings: Settings) -> int:
+async def run(settings: Settings, role: Role = Role.ALL) -> int:
     app = await build_app(settings)
     try:
-        await serve(settings, app)
+        await serve(settings, app, role)
     finally:
         await app.close()
     return 0

@@ -31,6 +31,7 @@ from handlers.telegram.router import setup_fallback_router, setup_router
 from handlers.telegram.sender import TelegramSender
 from handlers.telegram.session import TolerantSession
 from storage.database import Database
+from storage.poll_lock import PollLock
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ WEBHOOK_PATH = "/telegram/webhook"
 WEBHOOK_PATIENCE = 5.0  # seconds an update waits for the database before a 503
 POLLING_PATIENCE = 600.0
 SHUTDOWN_GRACE_SECONDS = 25.0
+POLL_LOCK_RETRY = 2.0  # seconds between tries to take over polling from another process
+POLL_LOCK_CHECK = 3.0  # seconds between checks that this process still holds the poll lock
 COMMANDS = [
     BotCommand(command="start", description="Начать сначала"),
     BotCommand(command="menu", description="Меню"),
@@ -234,17 +237,81 @@ class TelegramChannel:
             return None
         with self._reaching():
             await self.bot.delete_webhook()
-        self._poller = asyncio.create_task(
-            self.dispatcher.start_polling(
-                self.bot, handle_signals=False, tasks_concurrency_limit=64
-            )
-        )
+        if self.funnel.db.dialect == "postgresql":
+            # Several processes may share PostgreSQL, and Telegram serves one poller per bot.
+            self._poller = asyncio.create_task(self._poll_while_locked())
+        else:  # SQLite: one process per file anyway (bot/roles.py, lock_database)
+            self._poller = asyncio.create_task(self._poll())
         return self._poller
+
+    async def _poll(self, *, close_bot_session: bool = True) -> None:
+        await self.dispatcher.start_polling(
+            self.bot,
+            handle_signals=False,
+            tasks_concurrency_limit=64,
+            close_bot_session=close_bot_session,
+        )
+
+    async def _poll_while_locked(self) -> None:
+        """Poll only while this process holds the bot's poll lock: wait for it (another
+        process polls), poll, and stop polling as soon as the lock's connection fails, since
+        the server then frees the lock for another process. Ends only when polling itself
+        ends, which is an error; cancelled by `stop`."""
+        # Per bot, not one key for all: advisory locks span the whole database, and two bots
+        # (or test schemas) sharing it must not wait for each other.
+        lock = PollLock(self.funnel.db.engine, f"leadbot:telegram-polling:{self.bot.id}")
+        said = False
+        try:
+            while True:
+                if not await lock.try_acquire():
+                    if not said:
+                        log.info("another process polls Telegram; waiting to take over")
+                        said = True
+                    await asyncio.sleep(POLL_LOCK_RETRY)
+                    continue
+                said = False
+                log.info("this process polls Telegram (it holds the poll lock)")
+                if await self._poll_until_lost(lock):
+                    return
+                log.warning("lost the poll lock's connection: stopped polling Telegram")
+                await lock.release()
+        finally:
+            await lock.release()
+
+    async def _poll_until_lost(self, lock: PollLock) -> bool:
+        """Poll while the lock's connection answers; True when polling ended by itself."""
+        # The session stays open: the sender shares it, and polling may resume later.
+        polling = asyncio.create_task(self._poll(close_bot_session=False))
+        try:
+            while not polling.done():
+                await asyncio.wait({polling}, timeout=POLL_LOCK_CHECK)
+                if not polling.done() and not await lock.alive():
+                    return False
+            polling.result()  # its error, if it failed
+            return True
+        finally:
+            await self._stop_polling(polling)
+
+    async def _stop_polling(self, polling: asyncio.Task[None]) -> None:
+        """The updates in flight finish (the dispatcher's shutdown), then polling ends."""
+        if polling.done():
+            return
+        try:
+            await self.dispatcher.stop_polling()
+        except RuntimeError:  # polling had not begun yet: nothing in flight
+            polling.cancel()
+        with suppress(asyncio.CancelledError):
+            await polling
 
     async def stop(self) -> None:
         """Stop polling: the updates in flight finish, then the bot's session closes. (With a
         webhook, stopping the web server does both.)"""
-        if self._poller is not None:
+        if self._poller is not None and self.funnel.db.dialect == "postgresql":
+            # Waiting for the lock or polling: the task stops polling and frees the lock.
+            self._poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._poller
+        elif self._poller is not None:
             if not self._poller.done():
                 with suppress(RuntimeError):  # polling had not begun yet
                     await self.dispatcher.stop_polling()

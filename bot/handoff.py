@@ -49,7 +49,7 @@ class Manager:
 
 async def post_about_lead(
     uow: UnitOfWork,
-    lead_id: int,
+    lead_id: int | None,
     text: str,
     *,
     purpose: str,
@@ -57,7 +57,8 @@ async def post_about_lead(
     managers: tuple[str, ...],
     now: datetime,
 ) -> None:
-    """Queue a post in every managers' chat; a manager's reply to it reaches the lead."""
+    """Queue a post in every managers' chat; a manager's reply to it reaches the lead. With
+    no lead (an A/B test decided), the post is about none and no reply goes anywhere."""
     for channel in managers:
         await uow.outbox.enqueue(
             idempotency_key=f"{key}:{channel}",

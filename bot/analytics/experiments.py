@@ -20,7 +20,7 @@ from bot.analytics.ab import StepTest, p_text, p_value, share_text, step_test, t
 from bot.analytics.sends import click_events
 from bot.analytics.window import Window
 from bot.clock import Clock
-from bot.handoff import MANAGERS_POST
+from bot.handoff import post_about_lead
 from bot.scenario.active import ActiveScenario
 from bot.scenario.model import Scenario, Step
 from bot.scoring import Routes
@@ -144,16 +144,10 @@ async def announce(uow: UnitOfWork, decision: Decision, routes: Routes, now: dat
         f"Новые лиды теперь получают вариант {decision.winner}; кто уже получил шаг, "
         "остаётся при своём."
     )
-    for channel in routes.managers:
-        await uow.outbox.enqueue(
-            idempotency_key=f"experiment:{decision.sequence}:{decision.step}:{channel}",
-            channel=channel,
-            kind=MANAGERS_POST,
-            due_at=now,
-            now=now,
-            lead_id=None,
-            payload={"purpose": PURPOSE, "text": text[:4000]},
-        )
+    key = f"experiment:{decision.sequence}:{decision.step}"
+    await post_about_lead(
+        uow, None, text, purpose=PURPOSE, key=key, managers=routes.managers, now=now
+    )
 
 
 async def _decided(session: AsyncSession, sequences: set[str]) -> set[tuple[str, str]]:

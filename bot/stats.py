@@ -134,10 +134,21 @@ async def managers_summary(session: AsyncSession, *, now: datetime) -> str:
     """The `/stats` answer in the managers' chat: the funnel today, for 7 and 30 days side by
     side, and the top sources of 30 days. Plain text, no table: Telegram shows it in a
     proportional font."""
+    return summary_text(*await summary_reports(session, now=now))
+
+
+async def summary_reports(
+    session: AsyncSession, *, now: datetime
+) -> tuple[FunnelReport, FunnelReport, FunnelReport]:
+    """The funnels of `/stats`: today (UTC), 7 days, and 30 days by source."""
     day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     today = await funnel_report(session, since=day_start, until=now)
     week = await funnel_report(session, since=now - timedelta(days=7), until=now)
     month = await funnel_report(session, since=now - timedelta(days=30), until=now, by="source")
+    return today, week, month
+
+
+def summary_text(today: FunnelReport, week: FunnelReport, month: FunnelReport) -> str:
     periods = (today.overall, week.overall, month.overall)
 
     lines = ["Воронка: сегодня / 7 дней / 30 дней (лиды по дате прихода, UTC)"]

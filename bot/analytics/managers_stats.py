@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,11 +21,10 @@ from bot.analytics.tables import percent, shown
 from bot.analytics.window import Window
 from bot.scenario.fields import FUNNEL_STAGES
 from bot.scenario.model import Scenario
-from bot.stats import FunnelReport, funnel_report, managers_summary
+from bot.stats import FunnelReport, summary_reports, summary_text
 
 log = logging.getLogger(__name__)
 
-PERIOD = timedelta(days=30)
 CAPTION_LIMIT = 1024  # Telegram's limit for a photo's caption
 PICTURE_DPI = 100  # 800 px wide: sharp in a chat, a few tens of kilobytes
 # The caption's lines: the stages a manager acts on.
@@ -54,10 +53,11 @@ class StatsAnswer:
 async def managers_figures(
     session: AsyncSession, scenario: Scenario, *, now: datetime
 ) -> ManagersFigures:
-    text = await managers_summary(session, now=now)
-    month = await funnel_report(session, since=now - PERIOD, until=now)
+    # The 30 days' funnel of the text is the picture's too: read once.
+    today, week, month = await summary_reports(session, now=now)
+    text = summary_text(today, week, month)
     zone = ZoneInfo(scenario.settings.timezone)
-    window = Window(since=now - PERIOD, until=now, now=now, zone=zone)
+    window = Window(since=month.since, until=month.until, now=now, zone=zone)
     money = (await sources.figures(session, scenario, window)).total
     return ManagersFigures(text=text, month=month, money=money)
 

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.analytics import ab, cohorts, conversation, funnel, misses, nps, rfm, sends, sources
 from bot.analytics.tables import Table, shown, text_lines
-from bot.analytics.window import Window
+from bot.analytics.window import By, Window
 from bot.scenario.model import Scenario
+from bot.stats import period_bounds
 
 Figures = Callable[[AsyncSession, Scenario, Window], Awaitable[Any]]
 Tables = Callable[[Any], list[Table]]
@@ -44,7 +46,22 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section("misses", "Причины отказов и вопросы без ответа", misses.figures, misses.tables),
 )
-BY_SECTIONS = {"source": "sources", "offer": "sources", "variant": "ab"}
+
+
+def window_for(
+    scenario: Scenario,
+    now: datetime,
+    *,
+    period: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    by: By | None = None,
+) -> Window:
+    """The report's window from what the marketer typed (`leadbot report`, `GET /api/stats`):
+    days of the scenario's zone. ValueError says what is wrong, in one line."""
+    zone = ZoneInfo(scenario.settings.timezone)
+    start, end = period_bounds(now=now, period=period, since=since, until=until, zone=zone)
+    return Window(since=start, until=end, now=now, zone=zone, by=by)
 
 
 @dataclass(frozen=True)

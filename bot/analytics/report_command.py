@@ -10,14 +10,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from bot.analytics.window import Window
 from bot.app import prepare_database
 from bot.clock import SystemClock
 from bot.scenario.loader import load_scenario
 from bot.settings import Settings
-from bot.stats import period_bounds
 from storage.database import Database
 
 Missing = Callable[[str, str | None], bool]
@@ -51,15 +48,18 @@ async def run(settings: Settings, args: argparse.Namespace, missing: Missing) ->
             print(f"leadbot: {option} {path}: нет такой папки", file=sys.stderr)
             return 2
     s = load_scenario(args.scenario or settings.scenario_dir).scenario
-    zone, now = ZoneInfo(s.settings.timezone), SystemClock().now()
     try:
-        since, until = period_bounds(
-            now=now, period=args.period, since=args.since, until=args.until, zone=zone
+        window = report.window_for(
+            s,
+            SystemClock().now(),
+            period=args.period,
+            since=args.since,
+            until=args.until,
+            by=args.by,
         )
     except ValueError as exc:
         print(f"leadbot: {exc}", file=sys.stderr)
         return 2
-    window = Window(since=since, until=until, now=now, zone=zone, by=args.by)
     db = Database(url)
     try:
         await prepare_database(db)

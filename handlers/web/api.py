@@ -13,17 +13,15 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar, cast, get_args
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.analytics import report
 from bot.analytics.spend import MAX_NOTE, add_spend, month_days
-from bot.analytics.window import By, Window
+from bot.analytics.window import By
 from bot.outside import LeadRef, OutsideEvents, Refused
 from bot.redemption import Redemptions
-from bot.stats import period_bounds
 from bot.tracking import PATH
 from handlers.web.server import MAX_BODY, web_app
 
@@ -254,18 +252,17 @@ async def get_stats(request: web.Request) -> web.Response:
         return _bad_request("by: use source, offer or variant")
     funnel = request.app[OUTSIDE].funnel
     s = funnel.scenarios.current.scenario
-    zone, now = ZoneInfo(s.settings.timezone), funnel.clock.now()
     try:
-        since, until = period_bounds(
-            now=now,
+        window = report.window_for(
+            s,
+            funnel.clock.now(),
             period=query.get("period"),
             since=query.get("since"),
             until=query.get("until"),
-            zone=zone,
+            by=cast(By | None, by),
         )
     except ValueError as exc:
         return _bad_request(str(exc).replace("--", ""))
-    window = Window(since=since, until=until, now=now, zone=zone, by=cast(By | None, by))
     async with funnel.db.unit_of_work() as uow:
         built = await report.build(uow.session, s, window)
     return web.json_response(report.as_json(built))

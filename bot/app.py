@@ -59,6 +59,13 @@ class StartupFailed(Exception):
 class SchemaOutdated(Exception):
     """The database is not at the newest migration and will not be migrated implicitly."""
 
+    def __init__(self, current: str | None, needed: str) -> None:
+        super().__init__(
+            f"database schema is at {current or 'nothing'}, the code needs {needed}: "
+            "run `leadbot db upgrade` first"
+        )
+        self.current, self.needed = current, needed  # for a message in another language
+
 
 @dataclass
 class App:
@@ -156,10 +163,7 @@ async def prepare_database(db: Database) -> None:
         return
     current = await migrate.current_revision(db.engine)
     if current != migrate.head_revision():
-        raise SchemaOutdated(
-            f"database schema is at {current or 'nothing'}, the code needs "
-            f"{migrate.head_revision()}: run `leadbot db upgrade` first"
-        )
+        raise SchemaOutdated(current, migrate.head_revision())
 
 
 async def build_app(

@@ -18,8 +18,8 @@ from typing import Any, TextIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.analytics.export import write_leads
+from bot.app import SchemaOutdated, prepare_database
 from bot.settings import Settings
-from storage import migrate
 from storage.database import Database, missing_file, shown_url
 
 
@@ -86,11 +86,9 @@ def _move(partial: Path, target: Path, *, force: bool) -> bool:
 async def _schema_ready(db: Database) -> str | None:
     """Migrate SQLite by itself, as every leadbot command does; PostgreSQL is shared and waits
     for `leadbot db upgrade`. Why the export cannot go on, or None."""
-    if db.dialect == "sqlite":
-        await migrate.upgrade(db.engine)
-        return None
-    current = await migrate.current_revision(db.engine)
-    if current != migrate.head_revision():
+    try:
+        await prepare_database(db)
+    except SchemaOutdated:
         return "схема базы устарела; сначала выполните `leadbot db upgrade`"
     return None
 

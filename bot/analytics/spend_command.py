@@ -23,10 +23,10 @@ from bot.analytics.spend import (
     parse_amount,
 )
 from bot.analytics.tables import Table, shown, text_lines
+from bot.app import SchemaOutdated, prepare_database
 from bot.clock import SystemClock
 from bot.scenario.fields import Id
 from bot.settings import Settings
-from storage import migrate
 from storage.database import Database, missing_file
 from storage.models import Lead
 
@@ -170,13 +170,13 @@ async def _open(settings: Settings, given: str | None) -> Database:
         )
     db = Database(url)
     try:
-        if db.dialect == "sqlite":
-            await migrate.upgrade(db.engine)
-        elif (current := await migrate.current_revision(db.engine)) != migrate.head_revision():
-            raise Refused(
-                f"схема базы на версии {current or 'пусто'}, нужна {migrate.head_revision()}: "
-                "сначала выполните `leadbot db upgrade`"
-            )
+        await prepare_database(db)
+    except SchemaOutdated as exc:
+        await db.dispose()
+        raise Refused(
+            f"схема базы на версии {exc.current or 'пусто'}, нужна {exc.needed}: "
+            "сначала выполните `leadbot db upgrade`"
+        ) from None
     except BaseException:
         await db.dispose()
         raise

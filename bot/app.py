@@ -21,6 +21,7 @@ from typing import Protocol
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from redis.exceptions import RedisError
 
 from bot.clock import Clock, SystemClock
 from bot.crm import BITRIX24, WEBHOOK, CrmExporter
@@ -30,10 +31,10 @@ from bot.handoff import ManagerDesk, remind_unclaimed
 from bot.heartbeat import Heartbeat, start_heartbeat
 from bot.metrics import Metrics
 from bot.outside import OutsideEvents
-from bot.pacing import DEFAULT_LIMITS, ChannelLimits, Limit, pacer_for
+from bot.pacing import DEFAULT_LIMITS, ChannelLimits, Limit, Pacer, pacer_for
 from bot.redemption import Redemptions
 from bot.referrals import ReferralLinks
-from bot.roles import Role, start_scenario_watch
+from bot.roles import Role, hold_pacing, start_scenario_watch
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from bot.scenario.reload import ScenarioReloader, log_warnings
@@ -46,10 +47,12 @@ from handlers.web.server import AccessLog
 from handlers.web.server import web_app as new_web_app
 from storage import migrate
 from storage.database import Database
+from storage.session_lock import SessionLock
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 25.0  # for the web requests in flight
+REDIS_PATIENCE = 10.0  # seconds Redis may take to answer at start
 
 
 class StartupFailed(Exception):
@@ -59,12 +62,16 @@ class StartupFailed(Exception):
 class SchemaOutdated(Exception):
     """The database is not at the newest migration and will not be migrated implicitly."""
 
-    def __init__(self, current: str | None, needed: str) -> None:
+    def __init__(self, current: str | None, needed: str, *, newer: bool = False) -> None:
+        if newer:  # a newer version migrated it: this older one must not run on it
+            advice = "this leadbot is older than the database: run the newer version"
+        else:
+            advice = "run `leadbot db upgrade` first"
         super().__init__(
-            f"database schema is at {current or 'nothing'}, the code needs {needed}: "
-            "run `leadbot db upgrade` first"
+            f"database schema is at {current or 'nothing'}, the code needs {needed}: {advice}"
         )
-        self.current, self.needed = current, needed  # for a message in another language
+        # For a message in another language.
+        self.current, self.needed, self.newer = current, needed, newer
 
 
 @dataclass
@@ -87,6 +94,13 @@ class App:
             lockout=timedelta(minutes=self.settings.redeem_lockout_minutes),
         )
 
+    def pacer(self) -> Pacer:
+        """The limits this process keeps: in Redis, shared with every other process of the
+        same bot, when REDIS_URL is set."""
+        return pacer_for(
+            self.settings.redis_url, channel_limits(self.settings), pacing_accounts(self.settings)
+        )
+
     def delivery_worker(
         self,
         transports: Mapping[str, Transport],
@@ -94,15 +108,17 @@ class App:
         crm: CrmExporter | None = None,
         *,
         only_own_channels: bool = False,
+        pacer: Pacer | None = None,
     ) -> DeliveryWorker:
         """The worker that sends what falls due, through these channels (only their rows
-        with `only_own_channels`: the terminal chat on a database the bot may share)."""
+        with `only_own_channels`: the terminal chat on a database the bot may share), paced
+        by `pacer` (by a pacer of its own without one)."""
         return DeliveryWorker(
             self.db,
             self.scenarios,
             self.clock,
             transports,
-            pacer_for(self.settings.redis_url, channel_limits(self.settings)),
+            pacer or self.pacer(),
             self.funnel,
             managers=managers,
             crm=crm,
@@ -156,6 +172,17 @@ def channel_limits(settings: Settings) -> dict[str, ChannelLimits]:
     }
 
 
+def pacing_accounts(settings: Settings) -> dict[str, str]:
+    """Whose limits the pacer keeps per channel: the Telegram bot (its token's id part, not a
+    secret) and the VK community."""
+    accounts = {}
+    if settings.telegram_bot_token:
+        accounts["telegram"] = settings.telegram_bot_token.get_secret_value().split(":", 1)[0]
+    if settings.vk_group_id is not None:
+        accounts["vk"] = str(settings.vk_group_id)
+    return accounts
+
+
 async def prepare_database(db: Database) -> None:
     """Migrate SQLite by itself; PostgreSQL is shared, so it waits for `leadbot db upgrade`."""
     if db.dialect == "sqlite":
@@ -163,7 +190,8 @@ async def prepare_database(db: Database) -> None:
         return
     current = await migrate.current_revision(db.engine)
     if current != migrate.head_revision():
-        raise SchemaOutdated(current, migrate.head_revision())
+        known = current is None or current in migrate.revisions()
+        raise SchemaOutdated(current, migrate.head_revision(), newer=not known)
 
 
 async def build_app(
@@ -243,23 +271,25 @@ async def serve(settings: Settings, app: App, role: Role = Role.ALL) -> None:
     managers: dict[str, ManagersChat] = {}
     # Each channel is made once every sender is known: the desk and the worker serve all.
     makers: list[Callable[[ManagerDesk, Redemptions, ScenarioReloader], Channel]] = []
+    # One pacer for the replies the channels send at once and for the worker's sends.
+    pacer = app.pacer()
     if settings.telegram_bot_token is not None:
         from handlers.telegram import channel as telegram
 
-        telegram_sender = telegram.create_sender(settings, app.db, app.clock)
+        telegram_sender = telegram.create_sender(settings, app.db, app.clock, pacer)
         senders["telegram"] = managers["telegram"] = telegram_sender
         makers.append(partial(telegram.TelegramChannel, settings, app.funnel, telegram_sender))
     if settings.vk_group_token is not None:
         from handlers.vk import channel as vk
 
-        vk_sender = vk.create_sender(settings)
+        vk_sender = vk.create_sender(settings, pacer)
         senders["vk"] = vk_sender
         if settings.managers_vk_peer_id is not None:
             managers["vk"] = vk_sender
         makers.append(partial(vk.VkChannel, settings, app.funnel, vk_sender))
     crm = crm_exporter(settings)
     # What a web process queues, a worker process sends.
-    worker = app.delivery_worker(senders, managers, crm) if role.delivers else None
+    worker = app.delivery_worker(senders, managers, crm, pacer=pacer) if role.delivers else None
     desk = ManagerDesk(app.db, app.scenarios, app.clock, managers)
     # A scenario edit that is refused is said in the managers' chat (the first configured).
     on_refused = next(iter(managers.values())).post_to_managers if managers else None
@@ -273,8 +303,13 @@ async def serve(settings: Settings, app: App, role: Role = Role.ALL) -> None:
     heartbeat: Heartbeat | None = None
     watch: AsyncIOScheduler | None = None  # a web process's scenario watcher
     http: web.AppRunner | None = None
+    pacing: list[SessionLock] = []
     try:
         try:
+            await _reach_redis(pacer)
+            pacing = await hold_pacing(
+                app.db, pacing_accounts(settings), alone=settings.redis_url is None
+            )
             for channel in channels:
                 await channel.start()  # a worker too: referral links need the bot's username
             if worker is not None:
@@ -305,10 +340,20 @@ async def serve(settings: Settings, app: App, role: Role = Role.ALL) -> None:
             await http.cleanup()
         for channel in channels:
             await channel.stop()
-        if worker is not None:
-            await worker.pacer.aclose()
+        await pacer.aclose()
+        for lock in pacing:
+            await lock.release()
         if crm is not None:
             await crm.aclose()
+
+
+async def _reach_redis(pacer: Pacer) -> None:
+    """A process that shares its limits through Redis starts only when Redis answers."""
+    try:
+        await asyncio.wait_for(pacer.ping(), REDIS_PATIENCE)
+    except (OSError, TimeoutError, RedisError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise StartupFailed(f"REDIS_URL does not answer: {reason}") from None
 
 
 async def _serve_http(

@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
+from storage.database import Database
+from storage.session_lock import SessionLock
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +51,11 @@ def check_role(role: Role, settings: Settings) -> None:
             f"--role {role} is for several processes, which need PostgreSQL: "
             "set DATABASE_URL to PostgreSQL or use --role all on SQLite"
         )
-    if role is Role.WORKER and settings.redis_url is None:
-        # Each worker would pace alone, so N workers would send N times the limit.
+    if settings.redis_url is None:
+        # Each process would pace alone (workers send, web processes reply at once), so
+        # together they would send past the limits.
         raise Refused(
-            "--role worker needs REDIS_URL: without Redis each worker paces by itself "
+            f"--role {role} needs REDIS_URL: without Redis each process paces by itself "
             "and together they would exceed the messengers' limits"
         )
     if role is Role.WEB:
@@ -98,6 +101,33 @@ def lock_database(database_url: str) -> IO[bytes] | None:
     # Not inherited by child processes, which must not keep the lock after the bot exits.
     os.set_inheritable(file.fileno(), False)
     return file
+
+
+async def hold_pacing(db: Database, accounts: dict[str, str], *, alone: bool) -> list[SessionLock]:
+    """On PostgreSQL, where several processes may send for one bot: a process that paces
+    alone (no REDIS_URL) must be the only one, or together they would send past the limits.
+    It takes each of its accounts' pacing lock exclusively, a process sharing the limits
+    through Redis takes it shared; the locks are held for the process's life (the server
+    drops them when it dies). Nothing on SQLite, which takes one process anyway."""
+    if db.dialect != "postgresql":
+        return []
+    held: list[SessionLock] = []
+    for channel, account in sorted(accounts.items()):
+        lock = SessionLock(db.engine, f"leadbot:pacing:{channel}:{account}", shared=not alone)
+        if not await lock.try_acquire():
+            for taken in held:
+                await taken.release()
+            if alone:
+                raise Refused(
+                    f"another leadbot process sends for this {channel} bot on this database; "
+                    "several processes need REDIS_URL to share the limits: set it in all"
+                )
+            raise Refused(
+                f"a leadbot process without REDIS_URL sends for this {channel} bot on this "
+                "database and paces alone: set REDIS_URL there too and restart it first"
+            )
+        held.append(lock)
+    return held
 
 
 def start_scenario_watch(reloader: ScenarioReloader) -> AsyncIOScheduler:

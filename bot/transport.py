@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.messages import Button, Outgoing
+from bot.pacing import Pacer, Place, clearance
 
 
 class Blocked(Exception):
@@ -82,17 +83,35 @@ async def send_waiting(
     attempts: int = 3,
     wait_limit: float = 60.0,
     again_after_failure: float | None = None,
+    paced: tuple[Pacer, str, str] | None = None,
 ) -> None:
     """One send to a person who is waiting for it: a platform's "wait N seconds" up to
     `wait_limit` is waited out and the send tried again, `attempts` times in all; with
     `again_after_failure`, a temporary failure is tried again after that many seconds too
     (only where the platform drops a repeat, as VK's random_id does: Telegram may have
-    delivered a send whose answer was lost). Past that the error is raised."""
+    delivered a send whose answer was lost). Past that the error is raised.
+
+    `paced` (the pacer, the channel and the chat): each try first waits for a slot of the
+    channel's limit, shared with the delivery worker and every other process, and a "wait N
+    seconds" holds the chat for them all (a reply is paced by the channel alone, so the chat's
+    own limit is what it more likely broke)."""
     for attempt in range(1, attempts + 1):
+        place = None
+        if paced is not None:
+            pacer, channel, _ = paced
+            place = await clearance(pacer, channel, sleep=sleep, wait_limit=wait_limit)
+            if not isinstance(place, Place):
+                raise RetryLater(place, f"{channel} is paced {place:.1f}s ahead")
         try:
-            await send()
+            try:
+                await send()
+            finally:
+                if paced is not None and place is not None:
+                    await paced[0].done(place)
             return
         except RetryLater as exc:
+            if paced is not None:
+                await paced[0].penalize(paced[1], paced[2], exc.seconds)
             if attempt == attempts or exc.seconds > wait_limit:
                 raise
             await sleep(exc.seconds)

@@ -76,6 +76,36 @@ async def claim_due(
     return [rows[row_id] for row_id in ids if row_id in rows]  # in due order, as chosen
 
 
+RENEW_CHUNK = 500  # ids a statement: old SQLite builds take at most 999 parameters
+
+
+async def renew_leases(
+    session: AsyncSession, ids: Collection[int], *, worker: str, until: datetime
+) -> int:
+    """Extend to `until` the leases `worker` still holds on these rows; how many it held. A
+    row another worker took over, or one already recorded, is left alone, and so is one
+    locked now (being recorded: PostgreSQL skips it rather than wait, so this never
+    deadlocks with the worker's own records)."""
+    table = OutboxRow.__table__
+    renewed = 0
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), RENEW_CHUNK):
+        held = (
+            select(table.c.id)
+            .where(
+                table.c.id.in_(ordered[start : start + RENEW_CHUNK]),
+                table.c.leased_by == worker,
+                table.c.status == "sending",
+            )
+            .with_for_update(skip_locked=True)
+        )
+        result = await session.execute(
+            update(table).where(table.c.id.in_(held)).values(lease_until=until)
+        )
+        renewed += result.rowcount or 0
+    return renewed
+
+
 async def insert_outbox_rows(
     session: AsyncSession, rows: Sequence[Mapping[str, Any]]
 ) -> list[tuple[int, str]]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -26,6 +27,7 @@ SHIPPED_SCENARIO = ROOT / "scenarios"
 POSTGRES_URL = os.environ.get(
     "LEADBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+REDIS_URL = os.environ.get("LEADBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # CI sets this so that a missing service fails the run instead of skipping its tests.
 REQUIRE_SERVICES = os.environ.get("LEADBOT_REQUIRE_SERVICES") == "1"
 
@@ -70,29 +72,53 @@ def alone_or_beside_others(
                 fcntl.flock(gate, fcntl.LOCK_UN)
 
 
-def _postgres_reachable() -> str | None:
-    """None when PostgreSQL answers, else why not."""
-    import asyncpg
-
-    async def probe() -> None:
-        conn = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""), timeout=3)
-        await conn.close()
-
+def _unreachable(
+    name: str, url: str, probe: Callable[[], Coroutine[Any, Any, None]]
+) -> str | None:
+    """None when the service answers the probe, else why not."""
     try:
         asyncio.run(probe())
     except Exception as exc:  # any failure means "not here"
-        return f"PostgreSQL not reachable at {POSTGRES_URL}: {exc.__class__.__name__}: {exc}"
+        return f"{name} not reachable at {url}: {exc.__class__.__name__}: {exc}"
     return None
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    reason = _postgres_reachable()
+def _needed(reason: str | None) -> None:
+    """A service a test needs and the machine lacks: skipped with the reason, or failed
+    under CI."""
     if reason is not None:
         if REQUIRE_SERVICES:
             pytest.fail(f"{reason} (LEADBOT_REQUIRE_SERVICES=1 makes it mandatory)")
         pytest.skip(reason)
+
+
+async def _ask_postgres() -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""), timeout=3)
+    await conn.close()
+
+
+async def _ask_redis() -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    _needed(_unreachable("PostgreSQL", POSTGRES_URL, _ask_postgres))
     return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    _needed(_unreachable("Redis", REDIS_URL, _ask_redis))
+    return REDIS_URL
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
@@ -9,7 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from storage import migrate
+from storage.database import Database
 from tests.conftest import SHIPPED_SCENARIO
 
 GUIDE_WALK = "/start src_test\n2\n1\n1\nnot an email\nanna@example.com\n/wait 1d\n/quit\n"
@@ -141,6 +145,27 @@ def test_postgresql_is_not_migrated_behind_the_operators_back(
     assert upgraded.returncode == 0, upgraded.stderr
     works = leadbot(chat, tmp_path, "/start\n")
     assert "Здравствуйте, Гость!" in works.stdout
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_an_older_leadbot_on_a_newer_schema_says_so(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A newer version migrated the database (a revision this code does not know): the old
+    one refuses, and does not tell the operator to upgrade the schema it cannot upgrade."""
+    db = Database(database_url)
+    try:
+        await migrate.upgrade(db.engine)
+        async with db.engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
+    finally:
+        await db.dispose()
+    chat = ["chat", "--scenario", str(SHIPPED_SCENARIO), "--db", database_url]
+    refused = await asyncio.to_thread(leadbot, chat, tmp_path, "/start\n")
+    assert refused.returncode == 2
+    assert "schema is at f00dfeed" in refused.stderr
+    assert "this leadbot is older than the database: run the newer version" in refused.stderr
+    assert "db upgrade" not in refused.stderr
 
 
 def test_a_messenger_that_cannot_be_reached_is_one_line_and_an_exit(tmp_path: Path) -> None:

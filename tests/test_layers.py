@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
         "bot.messages",
         "bot.render",
         "bot.stages",
+        "bot.pacing",  # imported by the channels' replies (bot.transport) and the worker
         "bot.transport",
         "bot.answers",
         "bot.names",

@@ -5,6 +5,7 @@ second process on one SQLite file is in tests/e2e/test_sqlite_lock.py (it needs 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,9 @@ import pytest
 from aiohttp import web
 
 import bot.app
-from bot.app import App, serve
+from bot.app import App, StartupFailed, serve
 from bot.clock import FakeClock
-from bot.roles import Refused, Role, check_role, lock_database
+from bot.roles import Refused, Role, check_role, hold_pacing, lock_database
 from bot.settings import Settings
 from storage.database import Database
 from tests.test_cli import leadbot
@@ -50,22 +51,23 @@ def test_a_role_on_sqlite_is_refused(tmp_path: Path, role: str) -> None:
     assert not database.exists()  # refused before the database is opened
 
 
-def test_a_worker_without_redis_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("role", ["web", "worker"])
+def test_a_role_without_redis_is_refused(tmp_path: Path, role: str) -> None:
     result = leadbot(
-        ["run", "--role", "worker"],
+        ["run", "--role", role],
         tmp_path,
         **UNSET,
         DATABASE_URL=POSTGRES,
         TELEGRAM_BOT_TOKEN=TOKEN,
     )
-    assert "--role worker needs REDIS_URL" in refusal(result)
+    assert f"--role {role} needs REDIS_URL" in refusal(result)
 
 
 def test_web_with_telegram_long_polling_is_refused(tmp_path: Path) -> None:
     result = leadbot(
         ["run", "--role", "web"],
         tmp_path,
-        **UNSET,
+        **{**UNSET, "REDIS_URL": "redis://127.0.0.1:1/0"},
         DATABASE_URL=POSTGRES,
         TELEGRAM_BOT_TOKEN=TOKEN,
     )
@@ -91,6 +93,7 @@ def test_the_guards_let_a_postgresql_setup_through() -> None:
         Role.WEB,
         settings(
             database_url=POSTGRES,
+            redis_url="redis://x",
             telegram_bot_token=TOKEN,
             webhook_base_url="https://bot.example.com",
             webhook_secret="s3cret",
@@ -99,7 +102,43 @@ def test_the_guards_let_a_postgresql_setup_through() -> None:
     # `all` is today's single process: no new requirement.
     check_role(Role.ALL, settings(database_url="sqlite+aiosqlite:///x.db"))
     with pytest.raises(Refused, match="VK_CALLBACK_SECRET"):
-        check_role(Role.WEB, settings(database_url=POSTGRES, vk_group_token="vk"))
+        check_role(
+            Role.WEB, settings(database_url=POSTGRES, redis_url="redis://x", vk_group_token="vk")
+        )
+
+
+@pytest.mark.postgres
+async def test_a_process_pacing_alone_is_the_only_one_on_postgresql(postgres_url: str) -> None:
+    """Without Redis a process takes the bot's pacing lock alone; with Redis, shared. A second
+    process without Redis, or one with Redis beside one without, is refused; a dead
+    holder's lock is free again."""
+    db = Database(postgres_url)
+    accounts = {"telegram": f"test{uuid.uuid4().hex[:8]}"}
+    try:
+        alone = await hold_pacing(db, accounts, alone=True)
+        with pytest.raises(Refused, match="several processes need REDIS_URL"):
+            await hold_pacing(db, accounts, alone=True)
+        with pytest.raises(Refused, match="without REDIS_URL sends for this telegram bot"):
+            await hold_pacing(db, accounts, alone=False)
+        for lock in alone:
+            await lock.release()
+        shared = [*await hold_pacing(db, accounts, alone=False)]
+        shared += await hold_pacing(db, accounts, alone=False)  # a second process with Redis
+        with pytest.raises(Refused, match="several processes need REDIS_URL"):
+            await hold_pacing(db, accounts, alone=True)
+        other_bot = await hold_pacing(db, {"telegram": "another"}, alone=True)
+        for lock in [*shared, *other_bot]:
+            await lock.release()
+    finally:
+        await db.dispose()
+
+
+async def test_sqlite_needs_no_pacing_lock(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/leads.db")
+    try:
+        assert await hold_pacing(db, {"telegram": "1"}, alone=True) == []
+    finally:
+        await db.dispose()
 
 
 def test_the_sqlite_lock_is_held_while_open_and_free_once_closed(tmp_path: Path) -> None:
@@ -194,13 +233,11 @@ def recording_serve(monkeypatch: pytest.MonkeyPatch, calls: Calls) -> None:
 
 
 async def test_a_worker_serves_no_http_and_takes_no_updates(
-    sqlite_db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    sqlite_db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
     # A worker on PostgreSQL with Redis, as the guards let through; `serve` itself never
-    # looks at the URL, so the app runs on the test's SQLite file.
-    config = settings(
-        database_url=POSTGRES, redis_url="redis://127.0.0.1:1/0", telegram_bot_token=TOKEN
-    )
+    # looks at the database URL, so the app runs on the test's SQLite file.
+    config = settings(database_url=POSTGRES, redis_url=redis_url, telegram_bot_token=TOKEN)
     check_role(Role.WORKER, config)
     calls = Calls()
     recording_serve(monkeypatch, calls)
@@ -212,10 +249,11 @@ async def test_a_worker_serves_no_http_and_takes_no_updates(
 
 
 async def test_a_web_process_runs_no_delivery_worker(
-    sqlite_db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    sqlite_db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
     config = settings(
         database_url=POSTGRES,
+        redis_url=redis_url,
         telegram_bot_token=TOKEN,
         webhook_base_url="https://bot.example.com",
         webhook_secret="s3cret",
@@ -254,11 +292,9 @@ async def test_all_runs_both_as_before(
 
 
 async def test_a_worker_with_http_always_serves_only_its_probes(
-    sqlite_db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    sqlite_db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
-    config = settings(
-        redis_url="redis://127.0.0.1:1/0", telegram_bot_token=TOKEN, http_always=True
-    )
+    config = settings(redis_url=redis_url, telegram_bot_token=TOKEN, http_always=True)
     calls = Calls()
     recording_serve(monkeypatch, calls)
     desk = Desk(sqlite_db, clock)
@@ -266,3 +302,16 @@ async def test_a_worker_with_http_always_serves_only_its_probes(
     await serve(config, app, Role.WORKER)
     # A web server, but no webhook route on it and no updates taken.
     assert calls.made == ["delivery worker", "start", "heartbeat", "web server", "stop"]
+
+
+async def test_a_process_whose_redis_does_not_answer_does_not_start(
+    sqlite_db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = settings(redis_url="redis://127.0.0.1:1/0", telegram_bot_token=TOKEN)
+    calls = Calls()
+    recording_serve(monkeypatch, calls)
+    desk = Desk(sqlite_db, clock)
+    app = App(config, sqlite_db, desk.funnel.scenarios, desk.funnel, clock)
+    with pytest.raises(StartupFailed, match=r"^REDIS_URL does not answer: "):
+        await serve(config, app, Role.WORKER)
+    assert "heartbeat" not in calls.made  # nothing was sent before Redis was asked

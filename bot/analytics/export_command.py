@@ -88,7 +88,9 @@ async def _schema_ready(db: Database) -> str | None:
     for `leadbot db upgrade`. Why the export cannot go on, or None."""
     try:
         await prepare_database(db)
-    except SchemaOutdated:
+    except SchemaOutdated as exc:
+        if exc.newer:
+            return "эта версия бота старше базы: запустите новую"
         return "схема базы устарела; сначала выполните `leadbot db upgrade`"
     return None
 

@@ -173,9 +173,13 @@ async def _open(settings: Settings, given: str | None) -> Database:
         await prepare_database(db)
     except SchemaOutdated as exc:
         await db.dispose()
+        advice = (
+            "эта версия бота старше базы: запустите новую"
+            if exc.newer
+            else "сначала выполните `leadbot db upgrade`"
+        )
         raise Refused(
-            f"схема базы на версии {exc.current or 'пусто'}, нужна {exc.needed}: "
-            "сначала выполните `leadbot db upgrade`"
+            f"схема базы на версии {exc.current or 'пусто'}, нужна {exc.needed}: {advice}"
         ) from None
     except BaseException:
         await db.dispose()

@@ -14,7 +14,11 @@ from bot.messages import Outgoing, Purpose
 from storage.models import OutboxRow
 
 MAX_ATTEMPTS = 8
-LEASE = timedelta(seconds=120)
+# A claimed row is its worker's until its lease ends; a live worker renews the leases of the
+# rows it holds every third of a lease, so a dead worker's rows are taken over within one.
+LEASE = timedelta(seconds=30)
+# A claimed row waits this long for its slot at most; a later slot gives it back, due then.
+LONGEST_HOLD = timedelta(seconds=60)
 # Kinds that are advertising: they need consent, keep quiet hours and stop at `/stop`.
 ADVERTISING = frozenset({sequences.STEP, broadcasts.BROADCAST})
 

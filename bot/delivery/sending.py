@@ -7,13 +7,15 @@ The gates, in the order they are checked once the slot has come:
   `/stop`, blocked the bot, was erased or left the chain), and the lead has not stopped
   advertising, withdrawn its advertising consent, blocked the bot or been erased since the
   row was prepared;
-- a retry-after that arrived after the slot was booked (this process's, or the pacer's for
-  several processes): the slot is revoked and booked again after it;
+- a retry-after that arrived after the slot was booked (this process's): the slot is revoked
+  and booked again after it;
 - a person this worker saw block the bot: nothing more is tried for them;
-- the platform's window over the sends that really left (`SendWindows`).
-Nothing awaits between the last two checks and the send, so no other send of this process
-can slip in between. Before its slot is booked, a row waits for its turn in its chat's line
-(bot/delivery/ordering.py), so a chat's messages leave in order.
+- the pacer's `take`: a retry-after any process heard (again the slot is revoked), and the
+  platform's window over the sends that really left, of every process sharing the pacer.
+Nothing awaits between `take` and the send, so no other send of this process can slip in
+between, and `take` itself is atomic (in the loop, or a script on the Redis server). Before
+its slot is booked, a row waits for its turn in its chat's line (bot/delivery/ordering.py),
+so a chat's messages leave in order.
 """
 
 from __future__ import annotations
@@ -32,11 +34,17 @@ from bot.consent import MARKETING
 from bot.crm import CrmExporter, CrmRejected
 from bot.delivery.coalescing import Coalescer
 from bot.delivery.ordering import ChatLines, Turn
-from bot.delivery.outcomes import ADVERTISING, Prepared, Skip, advertises, purpose_of
-from bot.delivery.windows import SendWindows
+from bot.delivery.outcomes import (
+    ADVERTISING,
+    LONGEST_HOLD,
+    Prepared,
+    Skip,
+    advertises,
+    purpose_of,
+)
 from bot.handoff import RELAY
 from bot.metrics import Metrics
-from bot.pacing import Pacer
+from bot.pacing import Pacer, Place
 from bot.referrals import REWARD
 from bot.scoring import CRM_EXPORT
 from bot.transport import (
@@ -87,7 +95,6 @@ class Sender:
         self.sleep = sleep
         self.on_part = on_part  # a message of a row of several is out: record it now
         self.metrics = metrics
-        self.windows = SendWindows(pacer.limits)
         self.waiting: set[int] = set()  # rows waiting for a slot: nothing of theirs in flight
         self._wire = asyncio.Semaphore(CONCURRENCY)
         self._gates: Coalescer[Prepared, bool] = Coalescer(self._read_gates)
@@ -177,8 +184,8 @@ class Sender:
         group = item.post is not None
         while True:
             wait = await self.pacer.reserve(item.channel, item.external_id, group=group)
-            if wait > self.lease.total_seconds() / 2:
-                # Waiting that long would outlive the lease: give the row back instead.
+            if wait > LONGEST_HOLD.total_seconds():
+                # Held that long, it would keep a place another row could use: given back.
                 return Skip("pending", "paced", due=self.clock.now() + timedelta(seconds=wait))
             if wait > 0:
                 await self._wait(item, wait)
@@ -221,16 +228,17 @@ class Sender:
         moment; nothing but in-process checks lies between that read and the send."""
         if not await self._gates.submit(item):
             return _revoked()
-        held = await self.pacer.blocked_for(item.channel, item.external_id)
-        if max(held, self._holds.get(item.channel, 0.0) - self._now()) > 0:
+        if self._holds.get(item.channel, 0.0) > self._now():
             return -1.0
         if self._blocked.get((item.channel, item.external_id), -1) >= generation:
             return Skip("cancelled", "blocked")
-        group = item.post is not None
-        hold = self.windows.take(item.channel, item.external_id, group=group, now=self._now())
-        if hold > 0:
-            return hold
-        return await self._on_wire(item, generation, transport, chat)
+        taken = await self.pacer.take(item.channel, item.external_id, group=item.post is not None)
+        if not isinstance(taken, Place):
+            return taken
+        try:
+            return await self._on_wire(item, generation, transport, chat)
+        finally:  # the platform answered (or not at all): held from now on
+            await self.pacer.done(taken)
 
     async def _on_wire(
         self,
@@ -241,17 +249,9 @@ class Sender:
     ) -> Skip | None:
         number = item.parts_sent
         try:
-            if item.post is not None and chat is not None:
-                item.reference = await chat.post_to_managers(*item.post)
-                if item.reference is None:
-                    return Skip("cancelled", f"no managers' chat in {item.channel}")
-            elif transport is not None:
-                await transport.send(
-                    item.external_id,
-                    replace(item.messages[number], purpose=purpose_of(item)),
-                    idempotency_key=item.part_key(number),
-                    last_message_at=item.last_message_at,
-                )
+            await self._put_on_wire(item, number, transport, chat)
+            if item.post is not None and item.reference is None:
+                return Skip("cancelled", f"no managers' chat in {item.channel}")
         except Blocked:
             if item.post is not None:  # the bot was removed from the managers' chat
                 return Skip("retry", "the managers' chat refused the bot")
@@ -279,6 +279,23 @@ class Sender:
             return Skip("retry", repr(exc)[:500])
         item.parts_sent = number + 1
         return None
+
+    async def _put_on_wire(
+        self,
+        item: Prepared,
+        number: int,
+        transport: Transport | None,
+        chat: ManagersChat | None,
+    ) -> None:
+        if item.post is not None and chat is not None:
+            item.reference = await chat.post_to_managers(*item.post)
+        elif transport is not None:
+            await transport.send(
+                item.external_id,
+                replace(item.messages[number], purpose=purpose_of(item)),
+                idempotency_key=item.part_key(number),
+                last_message_at=item.last_message_at,
+            )
 
     async def _export(self, item: Prepared) -> Skip | None:
         if self.crm is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -32,7 +33,7 @@ from bot.metrics import Metrics
 from bot.pacing import Pacer
 from bot.scenario.active import ActiveScenario
 from bot.transport import ManagersChat, Transport
-from storage.claims import claim_due
+from storage.claims import claim_due, renew_leases
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 BATCH = 200
 # Rows claimed and not yet recorded, at most: `pump` claims batches until there are so many.
 CAPACITY = 1_000
+# ... and no more than the worker's channels may send in this many seconds: a worker does not
+# hoard what it can only send much later, so the workers sharing a pacer share a broadcast,
+# and a dead worker leaves few rows to wait out their lease.
+HORIZON_SECONDS = 5.0
 
 
 class DeliveryWorker:
@@ -78,6 +83,13 @@ class DeliveryWorker:
         self.worker_id = worker_id
         self.batch = batch
         self.capacity = max(capacity, batch)
+        rate = sum(
+            pacer.limits[channel].overall.rate
+            for channel in set(transports) | set(managers or ())
+            if channel in pacer.limits
+        )
+        if rate > 0:
+            self.capacity = max(1, min(self.capacity, math.ceil(rate * HORIZON_SECONDS)))
         self.lease = lease
         self.pacer = pacer
         self.recorder = Recorder(db, scenarios, worker_id, clock.now, self.metrics)
@@ -102,6 +114,7 @@ class DeliveryWorker:
         self._stopping = False
         self._pumping: asyncio.Task[int] | None = None
         self._claiming = asyncio.Lock()
+        self._renewed_at: datetime | None = None
 
     # ---- driving ----
 
@@ -125,6 +138,7 @@ class DeliveryWorker:
         if self._stopping:
             return 0
         self._continuous = True
+        await self._renew_leases()
         total = 0
         # Claims enough to fill the capacity once, then returns (the heartbeat's job ends;
         # the refills go on as sends finish).
@@ -197,6 +211,21 @@ class DeliveryWorker:
                 self._deliveries[task] = item
                 task.add_done_callback(self._delivered)
             return len(claimed)
+
+    async def _renew_leases(self) -> None:
+        """Every third of a lease, extend the leases of the rows still held here: a row stays
+        this worker's however long it waits, and a dead worker's rows are taken over within
+        one lease of its death."""
+        now = self.clock.now()
+        if self._renewed_at is not None and now - self._renewed_at < self.lease / 3:
+            return
+        self._renewed_at = now
+        held = [item.row_id for item in self._deliveries.values()]
+        if not held:
+            return
+        async with self.db.unit_of_work() as uow:
+            await renew_leases(uow.session, held, worker=self.worker_id, until=now + self.lease)
+            await uow.commit()
 
     async def _deliver(self, item: Prepared, generation: int) -> None:
         async def record(outcome: Skip | None) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.telegram import TelegramAPIServer
@@ -20,6 +21,7 @@ from bot.clock import Clock
 from bot.engine.funnel import Funnel, StorageUnavailable
 from bot.flood import FloodGate
 from bot.handoff import ManagerDesk
+from bot.pacing import Pacer
 from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
@@ -31,7 +33,7 @@ from handlers.telegram.router import setup_fallback_router, setup_router
 from handlers.telegram.sender import TelegramSender
 from handlers.telegram.session import TolerantSession
 from storage.database import Database
-from storage.poll_lock import PollLock
+from storage.session_lock import SessionLock, poll_while_locked
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +149,15 @@ def add_webhook_route(app: web.Application, dispatcher: Dispatcher, bot: Bot, se
 
 
 def create_sender(
-    settings: Settings, db: Database | None = None, clock: Clock | None = None
+    settings: Settings,
+    db: Database | None = None,
+    clock: Clock | None = None,
+    pacer: Pacer | None = None,
 ) -> TelegramSender:
-    """The sender; with `db`, a move of the managers' chat to a supergroup is kept there."""
+    """The sender; with `db`, a move of the managers' chat to a supergroup is kept there;
+    with `pacer`, replies keep the limits shared with the delivery worker."""
     managers = ManagersChatId(settings.managers_telegram_chat_id, db, clock)
-    return TelegramSender(create_bot(settings), managers)
+    return TelegramSender(create_bot(settings), managers, pacer=pacer)
 
 
 class TelegramChannel:
@@ -253,44 +259,20 @@ class TelegramChannel:
         )
 
     async def _poll_while_locked(self) -> None:
-        """Poll only while this process holds the bot's poll lock: wait for it (another
-        process polls), poll, and stop polling as soon as the lock's connection fails, since
-        the server then frees the lock for another process. Ends only when polling itself
-        ends, which is an error; cancelled by `stop`."""
+        """Poll only while this process holds the bot's poll lock (another process polls
+        meanwhile, or takes over within seconds of this one's death)."""
         # Per bot, not one key for all: advisory locks span the whole database, and two bots
         # (or test schemas) sharing it must not wait for each other.
-        lock = PollLock(self.funnel.db.engine, f"leadbot:telegram-polling:{self.bot.id}")
-        said = False
-        try:
-            while True:
-                if not await lock.try_acquire():
-                    if not said:
-                        log.info("another process polls Telegram; waiting to take over")
-                        said = True
-                    await asyncio.sleep(POLL_LOCK_RETRY)
-                    continue
-                said = False
-                log.info("this process polls Telegram (it holds the poll lock)")
-                if await self._poll_until_lost(lock):
-                    return
-                log.warning("lost the poll lock's connection: stopped polling Telegram")
-                await lock.release()
-        finally:
-            await lock.release()
-
-    async def _poll_until_lost(self, lock: PollLock) -> bool:
-        """Poll while the lock's connection answers; True when polling ended by itself."""
-        # The session stays open: the sender shares it, and polling may resume later.
-        polling = asyncio.create_task(self._poll(close_bot_session=False))
-        try:
-            while not polling.done():
-                await asyncio.wait({polling}, timeout=POLL_LOCK_CHECK)
-                if not polling.done() and not await lock.alive():
-                    return False
-            polling.result()  # its error, if it failed
-            return True
-        finally:
-            await self._stop_polling(polling)
+        lock = SessionLock(self.funnel.db.engine, f"leadbot:telegram-polling:{self.bot.id}")
+        await poll_while_locked(
+            lock,
+            # The session stays open: the sender shares it, and polling may resume later.
+            partial(self._poll, close_bot_session=False),
+            self._stop_polling,
+            messenger="Telegram",
+            retry=POLL_LOCK_RETRY,
+            check=POLL_LOCK_CHECK,
+        )
 
     async def _stop_polling(self, polling: asyncio.Task[None]) -> None:
         """The updates in flight finish (the dispatcher's shutdown), then polling ends."""

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from aiogram import Bot
@@ -31,7 +32,8 @@ from aiogram.types import (
 )
 
 from bot.messages import SIZES, Button, FileRef, Outgoing, fitted_all
-from bot.transport import Blocked, Refused, RetryLater, TemporaryFailure
+from bot.pacing import Pacer
+from bot.transport import Blocked, Refused, RetryLater, TemporaryFailure, send_waiting
 from handlers.telegram.callbacks import pack_action
 from handlers.telegram.holds import ChatHolds
 from handlers.telegram.managers_chat import ManagersChatId
@@ -79,9 +81,13 @@ class TelegramSender:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         holds: ChatHolds | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.bot = bot
         self.sleep = sleep
+        # Replies sent right away book the channel's limit here, with the delivery worker's
+        # sends and every other process's (through Redis): None leaves them unpaced (tests).
+        self.pacer = pacer
         self.managers = (
             managers if isinstance(managers, ManagersChatId) else ManagersChatId(managers)
         )
@@ -123,26 +129,28 @@ class TelegramSender:
             raise
 
     async def send_now(self, chat_id: int, messages: list[Outgoing]) -> None:
-        """Replies to a prospect who is waiting. Telegram's retry_after is waited out exactly,
-        a bounded number of times; past that the reply is given up and the error raised.
-        A text too long for one message goes as several (`fitted_all`)."""
+        """Replies to a prospect who is waiting, each within the channel's limit. Telegram's
+        retry_after is waited out, a bounded number of times; past that the reply is given
+        up and the error raised. A text too long for one message goes as several
+        (`fitted_all`)."""
+        paced = None if self.pacer is None else (self.pacer, self.channel, str(chat_id))
         for message in fitted_all(messages, SIZES[self.channel]):
-            for attempt in range(1, INLINE_ATTEMPTS + 1):
-                # A retry_after of this chat (this reply's, another's or the worker's) ends
-                # first; waiting it out is not a refusal.
-                while (held := self.holds.left(chat_id)) > 0:
-                    if held > INLINE_WAIT_LIMIT_SECONDS:
-                        raise RetryLater(held, f"chat {chat_id} is held for {held:.1f}s")
-                    await self.sleep(held)
-                try:
-                    await self.send(str(chat_id), message)
-                    break
-                except RetryLater as exc:
-                    if attempt == INLINE_ATTEMPTS or exc.seconds > INLINE_WAIT_LIMIT_SECONDS:
-                        raise
-                    log.warning(
-                        "Telegram asked to wait %.1fs before replying to %s", exc.seconds, chat_id
-                    )
+            await send_waiting(
+                partial(self._send_after_hold, chat_id, message),
+                sleep=self.sleep,
+                attempts=INLINE_ATTEMPTS,
+                wait_limit=INLINE_WAIT_LIMIT_SECONDS,
+                paced=paced,
+            )
+
+    async def _send_after_hold(self, chat_id: int, message: Outgoing) -> None:
+        """A retry_after of this chat (this reply's, another's or the worker's) ends first;
+        waiting it out is not a refusal."""
+        while (held := self.holds.left(chat_id)) > 0:
+            if held > INLINE_WAIT_LIMIT_SECONDS:
+                raise RetryLater(held, f"chat {chat_id} is held for {held:.1f}s")
+            await self.sleep(held)
+        await self.send(str(chat_id), message)
 
     async def post_to_managers(
         self, text: str, buttons: Rows = (), *, expect_reply: bool = False

@@ -17,6 +17,7 @@ from bot.engine.funnel import Funnel
 from bot.flood import FloodGate
 from bot.handoff import ManagerDesk
 from bot.messages import Incoming
+from bot.pacing import Pacer
 from bot.redemption import Redemptions
 from bot.scenario.reload import ScenarioReloader
 from bot.settings import Settings
@@ -24,6 +25,7 @@ from bot.transport import ChannelUnavailable
 from handlers.vk.rate import PacedToken
 from handlers.vk.router import UNSTORED, VkHandlers
 from handlers.vk.sender import VkSender
+from storage.session_lock import SessionLock, poll_while_locked
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +43,19 @@ def create_api(settings: Settings) -> API:
     return api
 
 
-def create_sender(settings: Settings) -> VkSender:
+def create_sender(settings: Settings, pacer: Pacer | None = None) -> VkSender:
     return VkSender(
         create_api(settings),
         group_id=settings.vk_group_id,
         managers_peer_id=settings.managers_vk_peer_id,
+        pacer=pacer,
     )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 class VkChannel:
@@ -106,14 +115,18 @@ class VkChannel:
         if self.callback_mode:
             return None
         self.bot.polling.group_id = self.sender.group_id  # type: ignore[attr-defined]
-        self._poller = asyncio.create_task(self.bot.run_polling())
+        if self.funnel.db.dialect == "postgresql":
+            # Several processes may share PostgreSQL: one of them polls the community.
+            lock = SessionLock(self.funnel.db.engine, f"leadbot:vk-polling:{self.sender.group_id}")
+            polling = poll_while_locked(lock, self.bot.run_polling, _cancel, messenger="VK")
+            self._poller = asyncio.create_task(polling)
+        else:  # SQLite: one process per file anyway (bot/roles.py, lock_database)
+            self._poller = asyncio.create_task(self.bot.run_polling())
         return self._poller
 
     async def stop(self) -> None:
         if self._poller is not None:
-            self._poller.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._poller
+            await _cancel(self._poller)
         await self.sender.api.http_client.close()
 
     def add_routes(self, app: web.Application) -> bool:

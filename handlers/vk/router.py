@@ -153,6 +153,7 @@ class VkHandlers:
                 unstored.append(event)  # the Callback API answers so that VK sends it again
             raise
         now = self.funnel.clock.now()
+        pacer = self.sender.pacer
         try:
             for number, message in enumerate(fitted_all(reply.messages, SIZES[CHANNEL])):
                 key = reply_key(update_id, number) if update_id else None
@@ -168,6 +169,7 @@ class VkHandlers:
                     wait_limit=REPLY_WAIT_LIMIT,
                     # The key makes VK drop a repeat of a send whose answer was lost.
                     again_after_failure=1.0,
+                    paced=None if pacer is None else (pacer, CHANNEL, event.external_id),
                 )
         except Blocked:
             await self.funnel.mark_blocked(CHANNEL, event.external_id)

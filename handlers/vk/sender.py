@@ -17,6 +17,7 @@ from vkbottle import API, DocMessagesUploader, PhotoMessageUploader
 from vkbottle.exception_factory import VKAPIError
 
 from bot.messages import Button, FileRef, Outgoing
+from bot.pacing import Pacer
 from bot.transport import Blocked, Refused, RetryLater, TemporaryFailure
 from handlers.vk.payloads import pack_action
 
@@ -117,8 +118,10 @@ class VkSender:
         *,
         group_id: int | None = None,
         managers_peer_id: int | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.api = api
+        self.pacer = pacer  # for replies sent right away (see TelegramSender)
         self.group_id = group_id
         self.managers_peer_id = managers_peer_id
         self._uploader = DocMessagesUploader(api)

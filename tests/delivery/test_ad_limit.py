@@ -16,6 +16,7 @@ from sqlalchemy import event, select
 
 from bot import broadcasts
 from bot.clock import FakeClock
+from bot.pacing.windows import SLACK
 from storage.database import Database
 from storage.models import OutboxRow
 from tests.delivery.harness import Bench, fake_clock_worker, load, scenario_folder, utc
@@ -139,7 +140,8 @@ async def test_without_a_limit_nothing_waits(
     assert bench.transport.times() == [
         utc(11, 23, 10),
         utc(11, 24, 10),
-        utc(11, 24, 10, 0, 1),  # the chat's pace: a message a second
+        # the chat's pace: a message a second, and the slack for the network
+        utc(11, 24, 10, 0, 1) + timedelta(seconds=SLACK),
         utc(11, 25, 10),
         utc(11, 26, 10),
     ]

@@ -31,7 +31,7 @@ from bot.delivery import CONCURRENCY, DeliveryWorker
 from bot.engine.funnel import Funnel
 from bot.handoff import post_about_lead
 from bot.messages import Incoming, Kind, Outgoing
-from bot.pacing import ChannelLimits, Limit, MemoryPacer
+from bot.pacing import ChannelLimits, Limit, MemoryPacer, Place
 from bot.scenario.active import ActiveScenario
 from bot.scenario.loader import load_scenario
 from bot.transport import Blocked, RetryLater
@@ -347,7 +347,8 @@ async def test_a_post_waiting_for_the_managers_group_holds_back_no_other_send(
     assert await s.worker.sender.pacer.reserve("telegram", "managers", group=True) == 0.0
     began = time.monotonic()
     chat.posts.append(("the post before", began))
-    s.worker.sender.windows.take("telegram", "managers", group=True, now=_clock_now())
+    place = await s.worker.sender.pacer.take("telegram", "managers", group=True)
+    assert isinstance(place, Place)
     lead_id = next(iter(s.leads.values()))
     async with db.unit_of_work() as uow:
         await post_about_lead(

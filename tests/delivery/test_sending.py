@@ -229,6 +229,31 @@ async def test_a_crashed_workers_row_is_taken_over_after_its_lease(
     assert (claimed.leased_by, claimed.attempts) == ("w1", 1)
 
 
+async def test_a_live_worker_keeps_its_row_past_the_lease_by_renewing_it(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    """w1's send hangs for three leases; its heartbeat renews the lease meanwhile, so w2
+    never takes the row over and the prospect gets the message once."""
+    bench = await guide_taken(db, clock, tmp_path)
+    stuck = HangingTransport(clock)
+    w1, w2 = bench.new_worker("w1", stuck), bench.new_worker("w2")
+    bench.move_to(DUE)
+    sending = asyncio.create_task(w1.tick())
+    await stuck.entered.wait()
+    for _ in range(9):  # the heartbeat beats on while the send hangs
+        bench.move_to(clock.now() + LEASE / 3)
+        assert await w1.pump() == 0
+        assert await bench.tick_at(clock.now() + timedelta(seconds=1), w2) == 0
+    [row, *_] = await bench.rows()
+    assert (row.status, row.leased_by) == ("sending", "w1")
+    stuck.release.set()
+    assert await sending == 1
+    assert stuck.texts() == [CHECK_IN]
+    assert bench.transport.texts() == []
+    [row, *_] = await bench.rows()
+    assert (row.status, row.leased_by, row.attempts) == ("sent", "w1", 1)
+
+
 async def test_a_late_record_of_a_worker_that_lost_its_lease_is_ignored(
     db: Database, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

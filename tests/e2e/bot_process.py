@@ -116,8 +116,9 @@ def start_vk_bot(vk: VkApiFake, tmp_path: Path, **extra: str) -> RunningBot:
     return _launch(tmp_path, {**vk.env(), **extra})
 
 
-def _launch(tmp_path: Path, settings: dict[str, str]) -> RunningBot:
-    """`leadbot run` with a SQLite file in `tmp_path`, the shipped scenario and `settings`."""
+def _launch(tmp_path: Path, settings: dict[str, str], role: str | None = None) -> RunningBot:
+    """`leadbot run [--role role]` with a SQLite file in `tmp_path`, the shipped scenario and
+    `settings` (DATABASE_URL among them for another database)."""
     database = tmp_path / "leads.db"
     log = tmp_path / "bot.log"
     env = {
@@ -133,7 +134,7 @@ def _launch(tmp_path: Path, settings: dict[str, str]) -> RunningBot:
     }
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "run"],
+            [sys.executable, "-m", "bot.cli", "run", *(["--role", role] if role else [])],
             cwd=tmp_path,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -813,9 +813,12 @@ class TelegramClient:
         chat_id: int,
         expected: Expectation,
         timeout: float = 10.0,  # noqa: ASYNC109 (a deadline for polling, with a report)
+        *,
+        poll: float = POLL_INTERVAL,
     ) -> list[BotMessage]:
-        """Poll until the bot has sent to the chat: at least `expected` messages (int), a
-        message containing `expected` (str), or until `expected(messages)` is true."""
+        """Poll every `poll` seconds until the bot has sent to the chat: at least `expected`
+        messages (int), a message containing `expected` (str), or until `expected(messages)`
+        is true."""
         if isinstance(expected, int):
             count = expected
 
@@ -836,7 +839,7 @@ class TelegramClient:
                 return messages
             if loop.time() >= deadline:
                 break
-            await asyncio.sleep(POLL_INTERVAL)
+            await asyncio.sleep(poll)
         raise AssertionError(
             f"timed out after {timeout} s waiting for {expected!r} in chat {chat_id}; "
             f"the bot sent: {[(m.method, m.text) for m in messages]}"

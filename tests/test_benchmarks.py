@@ -243,3 +243,70 @@ def test_report_bench_reads_in_a_fixed_number_of_statements(
     assert counted["report"] == sum(
         v for k, v in counted.items() if k not in ("baseline", "report")
     )
+
+
+PROCESSES = ROOT / "bench" / "processes.py"
+PROCESS_COUNTS, UPDATES, MESSAGES, WARM_UP = (1, 2), 60, 60, 5
+
+
+@pytest.mark.postgres
+@pytest.mark.alone  # its processes share the cores: rates beside other tests mean nothing
+def test_processes_bench(postgres_url: str, redis_url: str) -> None:
+    from tests.e2e.telegram import EmulatorUnavailable, _unavailable, ensure_emulator_installed
+
+    try:
+        ensure_emulator_installed()  # its Telegram is the emulator: skipped as the e2e tests
+    except EmulatorUnavailable as exc:
+        _unavailable(str(exc))
+    report = run(
+        PROCESSES,
+        *("--processes", ",".join(map(str, PROCESS_COUNTS))),
+        *("--updates", str(UPDATES), "--messages", str(MESSAGES), "--warm-up", str(WARM_UP)),
+        *("--database", postgres_url, "--redis", redis_url),
+    )
+    check_processes_report(report)
+
+
+def check_processes_report(report: str) -> None:
+    assert re.search(r"os\.cpu_count\(\) = \d+", report), report
+    assert "processes  events/s  ms CPU/event  messages/s  ms CPU/message" in report, report
+    rows = re.findall(
+        rf"^ +(\d+) +({NUMBER}) +({NUMBER}) +({NUMBER}) +({NUMBER})$", report, re.MULTILINE
+    )
+    assert [int(n) for n, *_ in rows] == list(PROCESS_COUNTS), report
+    for _, *figures in rows:
+        assert all(float(f.replace(",", "")) > 0 for f in figures), report
+
+    events = re.findall(
+        rf"^events +(\d+) processes: ({NUMBER}) updates in {NUMBER} s wall, {NUMBER} s CPU "
+        rf"of the bots; .* leads ({NUMBER}) \(= ({NUMBER}) warm-up \+ {NUMBER}\), replies "
+        rf"sent ({NUMBER}); proxy \[([\d, ]+)\]$",
+        report,
+        re.MULTILINE,
+    )
+    assert [int(n) for n, *_ in events] == list(PROCESS_COUNTS), report
+    for n, updates, leads, warm_up, replies, served in events:
+        assert integer(updates) == UPDATES
+        assert integer(warm_up) == WARM_UP * int(n)
+        # Every update posted was handled: a lead each, a reply each.
+        assert integer(leads) == integer(warm_up) + UPDATES, report
+        assert integer(replies) == integer(leads), report
+        shares = [int(s) for s in served.split(",")]
+        assert len(shares) == int(n), report  # every web process took updates
+        assert sum(shares) == integer(leads), report
+
+    sent = re.findall(
+        rf"^messages +(\d+) processes: sent ({NUMBER}) of ({NUMBER}) in {NUMBER} s wall, "
+        rf"{NUMBER} s CPU of the workers; .* delivered ({NUMBER});",
+        report,
+        re.MULTILINE,
+    )
+    assert [int(n) for n, *_ in sent] == list(PROCESS_COUNTS), report
+    for _, done, queued, delivered in sent:
+        assert integer(done) == integer(queued) == integer(delivered) == MESSAGES, report
+
+    assert re.search(
+        rf"^2 processes: {NUMBER}x events/s of 1, {NUMBER}x messages/s of 1$",
+        report,
+        re.MULTILINE,
+    ), report

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bot.consent import MARKETING
-from bot.rules import evaluate, load_facts_many, reads
+from bot.rule_facts import load_facts_many, reads
+from bot.rules import evaluate
 from bot.scenario.conditions import (
     AllRule,
     AnswerRule,

@@ -19,10 +19,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.rules import times
+from bot.rule_facts import times
 from bot.scenario.checks import placeholders
 from bot.scenario.model import Promo, Scenario
-from bot.sequences import fired
+from bot.sequences import fired, holds
 from storage.models import Lead, PromoCode
 from storage.unit_of_work import UnitOfWork
 
@@ -195,6 +195,8 @@ async def issue_triggered(
     for promo_id, promo in scenario.promos.items():
         trigger = promo.issue_on
         if trigger is None or promo.kind == "shared" or not fired(trigger, events, reached):
+            continue
+        if not await holds(uow, scenario, lead, trigger, now):
             continue
         try:
             await issue(uow, scenario, lead, promo_id, now)

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from bot import promos, stages
 from bot.render import render
-from bot.rules import times
+from bot.rule_facts import times
 from bot.scenario.model import Scenario
 from bot.sequences import lead_channel
 from storage.models import Lead, Referral

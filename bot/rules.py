@@ -16,21 +16,23 @@ one lead, as docs/scenario.md ("rules") describes. Decisions the docs leave open
 - `rfm: <segment>` is true for a customer (a lead with a purchase) whose RFM segment, as of
   the `now` the facts are loaded at, is one of those named (bot/analytics/rfm.py defines the
   segments, with the scenario's `settings.rfm`). A lead who never bought is in none.
+- `purchases:` and `revenue:` compare the count and the amounts' sum of the lead's purchases
+  (0 for a lead who never bought); `last_purchase: {within: 90d}` is true for a lead whose
+  last purchase was at most that long before the facts' `now`, `{over: 180d}` for one whose
+  last purchase was more than that long before it: a lead who never bought is neither.
+- `event: {name: purchase, where: {product: course}}` counts only the events whose payload
+  holds these values (text without regard to case; a number as
+  either of its JSON spellings, 100 or 100.0).
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Protocol
+from collections.abc import Callable
+from datetime import timedelta
 
-from sqlalchemy import func, select
-
-from bot.analytics import rfm
+from bot.rule_facts import LeadFacts
 from bot.scenario.conditions import (
     AllRule,
     AnswerCondition,
@@ -38,23 +40,21 @@ from bot.scenario.conditions import (
     AnyRule,
     Comparison,
     ContactRule,
+    EventCount,
     EventRule,
+    LastPurchaseRule,
     NotRule,
     OfferRule,
+    PurchasesRule,
+    RevenueRule,
     RfmRule,
     Rule,
     ScoreRule,
     SourceRule,
     StageRule,
     TagRule,
-    events_in,
-    leaves,
 )
-from bot.scenario.settings import RfmSettings
 from bot.stages import RANK
-from storage import kept_facts
-from storage.models import Answer, Contact, Event, Lead, Tag
-from storage.unit_of_work import UnitOfWork
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -67,22 +67,6 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 # A plain number as a person types it; float() alone would also take "nan", "1e3" or "1_0".
 _NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?")
 CONTACT_KINDS = frozenset({"phone", "email"})
-
-
-@dataclass(frozen=True)
-class LeadFacts:
-    """What rules may read about a lead, loaded once so evaluating touches no database."""
-
-    score: int
-    tags: frozenset[str]
-    answers: Mapping[str, str]  # question id -> the stored answer text
-    stage: str  # where the lead is now (may be a side stage)
-    funnel_stage: str  # the furthest funnel stage reached
-    event_counts: Mapping[str, int]  # event name -> times it happened; missing means 0
-    contacts: frozenset[str]  # contact kinds the lead left: "phone", "email"
-    source: str | None = None  # the first `src_` tag the lead came with
-    offers: frozenset[str] = frozenset()  # offers the lead took
-    rfm: str | None = None  # the customer's RFM segment; None: not a customer (or not read)
 
 
 def evaluate(rule: Rule, facts: LeadFacts) -> bool:
@@ -105,7 +89,7 @@ def evaluate(rule: Rule, facts: LeadFacts) -> bool:
             return _at_stage(rule.stage, facts)
         case EventRule():
             event = rule.event
-            return _OPERATORS[event.op](facts.event_counts.get(event.name, 0), event.count)
+            return _OPERATORS[event.op](facts.event_counts.get(event.key, 0), event.count)
         case AnswerRule():
             return all(
                 _answer_matches(condition, facts.answers.get(question))
@@ -119,6 +103,12 @@ def evaluate(rule: Rule, facts: LeadFacts) -> bool:
             return rule.offer in facts.offers
         case RfmRule():
             return facts.rfm in rule.rfm
+        case PurchasesRule():
+            return _compares(facts.purchases, rule.purchases)
+        case RevenueRule():
+            return _compares(float(facts.revenue), rule.revenue)
+        case LastPurchaseRule():
+            return _recent(rule, facts)
     raise TypeError(f"not a rule: {rule!r}")
 
 
@@ -148,12 +138,12 @@ def explain(rule: Rule, facts: LeadFacts) -> str | None:
             return _explain_stage(rule.stage, facts)
         case EventRule():
             event = rule.event
-            times = facts.event_counts.get(event.name, 0)
+            times = facts.event_counts.get(event.key, 0)
             if not _OPERATORS[event.op](times, event.count):
                 return None
             if (event.op, event.count) == (">=", 1):  # the plain "it happened" form
-                return event.name
-            return f"{event.name} {times} {event.op} {event.count}"
+                return _event_name(event)
+            return f"{_event_name(event)} {times} {event.op} {event.count}"
         case AnswerRule():
             parts = []
             for question, condition in rule.answer.items():
@@ -171,184 +161,46 @@ def explain(rule: Rule, facts: LeadFacts) -> str | None:
             return f"offer {rule.offer}" if rule.offer in facts.offers else None
         case RfmRule():
             return f"rfm {facts.rfm}" if facts.rfm in rule.rfm else None
+        case PurchasesRule():
+            if not _compares(facts.purchases, rule.purchases):
+                return None
+            return f"purchases {facts.purchases} {_describe_comparison(rule.purchases)}"
+        case RevenueRule():
+            if not _compares(float(facts.revenue), rule.revenue):
+                return None
+            return f"revenue {_number(float(facts.revenue))} {_describe_comparison(rule.revenue)}"
+        case LastPurchaseRule():
+            if not _recent(rule, facts) or facts.last_purchase is None:
+                return None
+            return f"last purchase {facts.last_purchase:%Y-%m-%d}"
     raise TypeError(f"not a rule: {rule!r}")
 
 
-@dataclass(frozen=True)
-class Reads:
-    """Which of a lead's stored facts rules read: only those are loaded (the lead's own
-    columns, score, stage and source, come with the lead)."""
-
-    events: frozenset[str] = frozenset()  # the names whose counts are read
-    tags: bool = False
-    answers: bool = False
-    contacts: bool = False
-    offers: bool = False
-    rfm: bool = False  # the customer's RFM segment
-
-    def __or__(self, other: Reads) -> Reads:
-        return Reads(
-            self.events | other.events,
-            self.tags or other.tags,
-            self.answers or other.answers,
-            self.contacts or other.contacts,
-            self.offers or other.offers,
-            self.rfm or other.rfm,
-        )
-
-
-def reads(rule: Rule) -> Reads:
-    """What evaluating (or explaining) the rule reads."""
-    kinds = {type(leaf) for leaf in leaves(rule)}
-    return Reads(
-        events=frozenset(events_in(rule)),
-        tags=TagRule in kinds,
-        answers=AnswerRule in kinds,
-        contacts=ContactRule in kinds,
-        offers=OfferRule in kinds,
-        rfm=RfmRule in kinds,
-    )
-
-
-class LeadColumns(Protocol):
-    """What the facts take from the lead itself: a `Lead`, or a plain row of these columns."""
-
-    id: int
-    score: int
-    stage: str
-    funnel_stage: str
-    source: str | None
-
-
-async def load_facts(
-    uow: UnitOfWork,
-    lead: Lead,
-    needs: Reads,
-    *,
-    now: datetime | None = None,
-    rfm_limits: RfmSettings | None = None,
-) -> LeadFacts:
-    """The facts of a lead this transaction holds, those `needs` says (see `reads`): what it
-    keeps on its row (storage/kept_facts.py), computed and kept first if it is not known;
-    answers, when read, from their table. The RFM segment, when read, is the one at `now`
-    (the caller's clock; the system clock if not given) with the scenario's
-    `settings.rfm` as `rfm_limits` (the defaults if not given)."""
-    session = uow.session
-    facts = kept_facts.current(session, lead)
-    if facts is None:
-        facts = await kept_facts.compute(session, lead.id)
-        kept_facts.keep(session, lead, facts)
-    answers: dict[str, str] = {}
-    if needs.answers:
-        await session.flush()
-        query = select(Answer.question, Answer.value).where(Answer.lead_id == lead.id)
-        answers = dict((await session.execute(query)).all())  # type: ignore[arg-type]
-    segments: dict[int, str] = {}
-    if needs.rfm:
-        await session.flush()
-        segments = await rfm.segments_of(
-            session, [lead.id], now or datetime.now(UTC), rfm_limits or RfmSettings()
-        )
-    counts = facts.get("events", {})
-    return LeadFacts(
-        score=lead.score,
-        tags=frozenset(facts.get("tags", ())),
-        answers=answers,
-        stage=lead.stage,
-        funnel_stage=lead.funnel_stage,
-        event_counts={name: counts.get(name, 0) for name in sorted(needs.events)},
-        contacts=frozenset(facts.get("contacts", ())),
-        source=lead.source,
-        offers=frozenset(facts.get("offers", ())),
-        rfm=segments.get(lead.id),
-    )
-
-
-async def times(uow: UnitOfWork, lead: Lead, name: str) -> int:
-    """How many `name` events the lead has (those added in this transaction included)."""
-    return (await load_facts(uow, lead, Reads(events=frozenset({name})))).event_counts[name]
-
-
-# Leads read per statement: far under both databases' bound-parameter limits.
-FACTS_CHUNK = 5_000
-
-
-async def load_facts_many(
-    uow: UnitOfWork,
-    leads: Sequence[LeadColumns],
-    needs: Reads,
-    *,
-    now: datetime | None = None,
-    rfm_limits: RfmSettings | None = None,
-) -> dict[int, LeadFacts]:
-    """The facts of many leads (a broadcast's segment, a delivery batch's `if:`), in a
-    statement per kind of fact `needs` names per `FACTS_CHUNK` leads, whatever their number.
-    What is not needed is left empty. `now` and `rfm_limits` as for `load_facts`."""
-    if needs != Reads():
-        await uow.session.flush()  # rules run right after the event recorded what it did
-    events = needs.events
-    moment, limits = now or datetime.now(UTC), rfm_limits or RfmSettings()
-    facts: dict[int, LeadFacts] = {}
-    for start in range(0, len(leads), FACTS_CHUNK):
-        part = leads[start : start + FACTS_CHUNK]
-        ids = [lead.id for lead in part]
-        answers: dict[int, dict[str, str]] = defaultdict(dict)
-        if needs.answers:
-            for lead_id, question, value in await uow.session.execute(
-                select(Answer.lead_id, Answer.question, Answer.value).where(
-                    Answer.lead_id.in_(ids)
-                )
-            ):
-                answers[lead_id][question] = value
-        contacts: dict[int, set[str]] = defaultdict(set)
-        if needs.contacts:
-            for lead_id, kind in await uow.session.execute(
-                select(Contact.lead_id, Contact.kind).where(Contact.lead_id.in_(ids)).distinct()
-            ):
-                contacts[lead_id].add(kind)
-        tags: dict[int, set[str]] = defaultdict(set)
-        if needs.tags:
-            for lead_id, tag in await uow.session.execute(
-                select(Tag.lead_id, Tag.tag).where(Tag.lead_id.in_(ids))
-            ):
-                tags[lead_id].add(tag)
-        counts: dict[int, dict[str, int]] = defaultdict(dict)
-        if events:
-            for lead_id, name, number in await uow.session.execute(
-                select(Event.lead_id, Event.name, func.count())
-                .where(Event.lead_id.in_(ids), Event.name.in_(events))
-                .group_by(Event.lead_id, Event.name)
-            ):
-                counts[lead_id][name] = number
-        offers: dict[int, set[str]] = defaultdict(set)
-        if needs.offers:
-            for lead_id, offer in await uow.session.execute(
-                select(Event.lead_id, Event.payload["offer"].as_string())
-                .where(Event.lead_id.in_(ids), Event.name == "offer_taken")
-                .distinct()
-            ):
-                if offer:
-                    offers[lead_id].add(offer)
-        segments: dict[int, str] = {}
-        if needs.rfm:
-            segments = await rfm.segments_of(uow.session, ids, moment, limits)
-        for lead in part:
-            facts[lead.id] = LeadFacts(
-                score=lead.score,
-                tags=frozenset(tags[lead.id]),
-                answers=answers[lead.id],
-                stage=lead.stage,
-                funnel_stage=lead.funnel_stage,
-                event_counts={name: counts[lead.id].get(name, 0) for name in sorted(events)},
-                contacts=frozenset(contacts[lead.id]),
-                source=lead.source,
-                offers=frozenset(offers[lead.id]),
-                rfm=segments.get(lead.id),
-            )
-    return facts
-
-
 # ---- helpers ----
+
+
+def _recent(rule: LastPurchaseRule, facts: LeadFacts) -> bool:
+    """Whether the last purchase is within (or over) the rule's span before the facts' now;
+    false for a lead who never bought."""
+    if facts.last_purchase is None or facts.now is None:
+        return False
+    ago = facts.now - facts.last_purchase
+    recency = rule.last_purchase
+    if recency.within is not None:
+        return ago <= recency.within
+    return recency.over is not None and ago > recency.over
+
+
+def _days(span: timedelta | None) -> str:
+    days = (span or timedelta()).total_seconds() / 86400
+    return f"{_number(days)}d"
+
+
+def _event_name(event: EventCount) -> str:
+    """The event as the rule names it, with its `where`: purchase (product=course)."""
+    if not event.where:
+        return event.name
+    return f"{event.name} ({', '.join(f'{k}={v}' for k, v in sorted(event.where.items()))})"
 
 
 def _explain_not(inner: Rule, facts: LeadFacts) -> str | None:
@@ -423,8 +275,8 @@ def _describe(rule: Rule) -> str:
         case EventRule():
             event = rule.event
             if (event.op, event.count) == (">=", 1):
-                return event.name
-            return f"{event.name} {event.op} {event.count}"
+                return _event_name(event)
+            return f"{_event_name(event)} {event.op} {event.count}"
         case AnswerRule():
             parts = []
             for question, condition in rule.answer.items():
@@ -443,6 +295,15 @@ def _describe(rule: Rule) -> str:
             return f"offer {rule.offer}"
         case RfmRule():
             return "rfm " + " or ".join(rule.rfm)
+        case PurchasesRule():
+            return f"purchases {_describe_comparison(rule.purchases)}"
+        case RevenueRule():
+            return f"revenue {_describe_comparison(rule.revenue)}"
+        case LastPurchaseRule():
+            recency = rule.last_purchase
+            if recency.within is not None:
+                return f"last purchase within {_days(recency.within)}"
+            return f"last purchase over {_days(recency.over)}"
     raise TypeError(f"not a rule: {rule!r}")
 
 

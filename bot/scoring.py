@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot import stages
-from bot.rules import explain, load_facts, reads, times
+from bot.rule_facts import load_facts, reads, times
+from bot.rules import explain
 from bot.scenario.model import Scenario
 from storage.models import Handoff, Lead
 from storage.unit_of_work import UnitOfWork

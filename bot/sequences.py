@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot.rule_facts import load_facts, reads
+from bot.rules import evaluate
 from bot.scenario.model import Scenario, Sequence, StartOn, Step, StepButton
 from bot.timing import step_due, zone_of
 from storage.models import ExperimentDecision, Lead, OutboxRow, SequenceRun
@@ -316,9 +318,25 @@ async def react(
         trigger = seq.start_on
         if trigger is None or seq_id in to_stop:
             continue
-        if fired(trigger, events, stages) and await start(uow, scenario, lead, seq_id, now):
+        if (
+            fired(trigger, events, stages)
+            and await holds(uow, scenario, lead, trigger, now)
+            and await start(uow, scenario, lead, seq_id, now)
+        ):
             started.append(seq_id)
     return started
+
+
+async def holds(
+    uow: UnitOfWork, scenario: Scenario, lead: Lead, trigger: StartOn, now: datetime
+) -> bool:
+    """Whether the trigger's `if:` holds for the lead now (true without one)."""
+    if trigger.if_ is None:
+        return True
+    facts = await load_facts(
+        uow, lead, reads(trigger.if_), now=now, rfm_limits=scenario.settings.rfm
+    )
+    return evaluate(trigger.if_, facts)
 
 
 def fired(trigger: StartOn, events: list[tuple[str, dict[str, Any]]], stages: set[str]) -> bool:

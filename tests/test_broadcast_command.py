@@ -290,16 +290,16 @@ SEGMENT_ERRORS = [
     (
         "{all: [{tag: wants_audit}, {nope: 1}]}",
         "неизвестное правило 'nope': правило — это одно из any, all, not, score, tag, stage, "
-        'event, answer, contact, source, offer, rfm или имя события, например "case_read" или '
-        '"pricing_viewed >= 3"',
+        "event, answer, contact, source, offer, rfm, purchases, revenue, last_purchase или имя "
+        'события, например "case_read" или "pricing_viewed >= 3"',
     ),
     ("{tag: wants audit}", "tag: 'wants audit' — не имя: 1–32 латинские буквы, цифры или _, "
      "без пробелов"),
     ("{tag: wants_audit", "не читается как YAML: не хватает закрывающей } (символ 18)"),
     ("{any: {tag: a}}", "any: нужен список правил, например [{tag: a}, {tag: b}]"),
     ("[tag, wants_audit]", "не правило: ['tag', 'wants_audit']; правило — это одно из any, all, "
-     'not, score, tag, stage, event, answer, contact, source, offer, rfm или имя события, '
-     'например "case_read" или "pricing_viewed >= 3"'),
+     'not, score, tag, stage, event, answer, contact, source, offer, rfm, purchases, revenue, '
+     'last_purchase или имя события, например "case_read" или "pricing_viewed >= 3"'),
 ]  # fmt: skip
 
 

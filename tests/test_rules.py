@@ -12,7 +12,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from bot.rules import LeadFacts, Reads, evaluate, events_in, explain, load_facts, reads
+from bot.rule_facts import LeadFacts, Reads, load_facts, reads
+from bot.rules import evaluate, explain
 from bot.scenario.conditions import (
     AllRule,
     AnswerCondition,
@@ -29,6 +30,7 @@ from bot.scenario.conditions import (
     SourceRule,
     StageRule,
     TagRule,
+    events_in,
 )
 from bot.scenario.fields import FUNNEL_STAGES, SIDE_STAGES, STAGES
 from bot.scenario.loader import load_scenario

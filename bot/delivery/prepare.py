@@ -29,7 +29,8 @@ from bot.lead_card import crm_lead, render_card
 from bot.messages import SIZES, Button, FileRef, Outgoing, fitted_all
 from bot.referrals import REFERRAL_LINK
 from bot.render import render
-from bot.rules import LeadFacts, Reads, evaluate, load_facts_many, reads
+from bot.rule_facts import LeadFacts, Reads, load_facts_many, reads
+from bot.rules import evaluate
 from bot.scenario.checks import placeholders
 from bot.scenario.loader import LoadedScenario
 from bot.scenario.model import Scenario, StepButton

@@ -10,7 +10,7 @@ from bot.engine.turn import Turn
 from bot.handoff import post_about_lead
 from bot.logs import about_lead
 from bot.messages import Button
-from bot.rules import times
+from bot.rule_facts import times
 
 
 async def consent_to_ask(turn: Turn) -> str | None:

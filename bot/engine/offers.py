@@ -10,7 +10,7 @@ from bot.answers import CONTACT_TYPES, ParsedAnswer
 from bot.engine import contacts, requests
 from bot.engine.turn import Turn
 from bot.messages import FileRef
-from bot.rules import times
+from bot.rule_facts import times
 from bot.scenario.model import Offer, Question
 
 log = logging.getLogger(__name__)

@@ -158,9 +158,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "schema.rule_kinds": (
         "a rule is one of any, all, not, score, tag, stage, event, answer, contact, source, "
-        'offer, rfm, or an event name like "case_read" or "pricing_viewed >= 3"',
+        "offer, rfm, purchases, revenue, last_purchase, or an event name like "
+        '"case_read" or "pricing_viewed >= 3"',
         "правило — это одно из any, all, not, score, tag, stage, event, answer, contact, "
-        'source, offer, rfm или имя события, например "case_read" или "pricing_viewed >= 3"',
+        "source, offer, rfm, purchases, revenue, last_purchase или имя события, например "
+        '"case_read" или "pricing_viewed >= 3"',
     ),
     "schema.other": ("{text}", "неверное значение: {text}"),  # pydantic's words, rarely seen
     # The schema's own validators (bot/scenario/model.py, fields.py, settings.py, ...).
@@ -195,6 +197,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "value.event_condition": (
         'bad event condition {value!r}: use a name or "name >= 3"',
         'непонятное условие {value!r}: нужно имя события или "имя >= 3"',
+    ),
+    "value.recency": (
+        "last_purchase takes one of within: or over: with a duration, like {{within: 90d}}",
+        "в last_purchase нужно что-то одно: within: или over: с длительностью, "
+        "например {{within: 90d}}",
     ),
     "value.rfm_segment": (
         "unknown RFM segment {name!r}{more}",

@@ -156,6 +156,9 @@ def _references(s: Scenario, unchecked: Unchecked) -> Iterator[Found]:
             if name not in STAGES and not known.has_event(name):
                 either = {*STAGES, *events}
                 yield (*base, "stop_on", index), _unknown("ref.stage_or_event", name, either)
+        if sequence.start_on and sequence.start_on.if_ is not None:
+            path = (*base, "start_on", "if")
+            yield from _rule_references(s, sequence.start_on.if_, path, known)
         if sequence.start_on and sequence.start_on.event:  # noqa: SIM102 - reads better
             if not known.has_event(sequence.start_on.event):
                 yield (
@@ -200,6 +203,9 @@ def _references(s: Scenario, unchecked: Unchecked) -> Iterator[Found]:
         if trigger is not None and trigger.event and not known.has_event(trigger.event):
             path = ("promos", promo_id, "issue_on", "event")
             yield path, _unknown("ref.event", trigger.event, events)
+        if trigger is not None and trigger.if_ is not None:
+            path = ("promos", promo_id, "issue_on", "if")
+            yield from _rule_references(s, trigger.if_, path, known)
     for name in s.scoring.events:
         if not known.has_event(name):  # points for an event that never happens are a typo
             yield (

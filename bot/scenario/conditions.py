@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.scenario.fields import Id, StageName, Strict
+from bot.scenario.fields import Duration, Id, StageName, Strict
 from bot.scenario.wording import Say, WordedError
 
 _COMPARE = re.compile(r"^\s*(>=|<=|==|!=|>|<)?\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -43,6 +43,24 @@ class EventCount(Strict):
     name: Id
     op: Operator = ">="
     count: int = 1
+    # Only the events whose payload has these values (bot/rule_facts.py compares them): one
+    # product's purchases, say.
+    where: dict[Id, str | int | float | bool] = Field(default_factory=dict)
+
+    def __hash__(self) -> int:  # a set of the conditions rules read (bot/rule_facts.py)
+        return hash(self.key)
+
+    @property
+    def key(self) -> str:
+        """What the facts count it under: the name, with its `where` if it has one."""
+        if not self.where:
+            return self.name
+        return self.name + "?" + "&".join(f"{k}={shown(v)}" for k, v in sorted(self.where.items()))
+
+
+def shown(value: str | int | float | bool) -> str:
+    """A `where` value as the payload's text holds it (YAML's true is JSON's true)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _event_count(value: Any) -> Any:
@@ -157,6 +175,37 @@ def _rfm_hint(name: str) -> Say:
     return Say("ref.known", names=", ".join(RFM_SEGMENTS))
 
 
+class PurchasesRule(Strict):
+    """How many purchases (`purchase` events) the lead made: `purchases: ">= 2"`."""
+
+    purchases: Annotated[Comparison, BeforeValidator(_comparison)]
+
+
+class RevenueRule(Strict):
+    """The sum of the lead's purchases' amounts: `revenue: ">= 10000"`."""
+
+    revenue: Annotated[Comparison, BeforeValidator(_comparison)]
+
+
+class Recency(Strict):
+    """When the last purchase was: `within` that long ago, or `over` that long ago."""
+
+    within: Duration | None = None
+    over: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Recency:
+        if (self.within is None) == (self.over is None):
+            raise WordedError("value.recency")
+        return self
+
+
+class LastPurchaseRule(Strict):
+    """The lead bought, and the last time was `within: 90d` (or `over: 180d`) ago."""
+
+    last_purchase: Recency
+
+
 class RfmRule(Strict):
     """The lead is a customer in one of these RFM segments, as of when the rule is read."""
 
@@ -176,6 +225,9 @@ RULE_KINDS = (
     "source",
     "offer",
     "rfm",
+    "purchases",
+    "revenue",
+    "last_purchase",
 )
 
 
@@ -211,7 +263,10 @@ Rule = Annotated[
     | Annotated[ContactRule, Tag("contact")]
     | Annotated[SourceRule, Tag("source")]
     | Annotated[OfferRule, Tag("offer")]
-    | Annotated[RfmRule, Tag("rfm")],
+    | Annotated[RfmRule, Tag("rfm")]
+    | Annotated[PurchasesRule, Tag("purchases")]
+    | Annotated[RevenueRule, Tag("revenue")]
+    | Annotated[LastPurchaseRule, Tag("last_purchase")],
     Discriminator(
         _rule_kind,
         custom_error_type="rule",
@@ -240,3 +295,6 @@ def leaves(rule: Rule) -> list[Rule]:
 def events_in(rule: Rule) -> set[str]:
     """The event names the rule reads."""
     return {leaf.event.name for leaf in leaves(rule) if isinstance(leaf, EventRule)}
+
+
+MONEY_RULES = (PurchasesRule, RevenueRule, LastPurchaseRule)

@@ -255,6 +255,8 @@ class StartOn(Strict):
     event: Id | None = None
     stage: StageName | None = None
     where: dict[str, str | int | float | bool] = {}
+    # And only when this rule holds for the lead then (a purchase that is the second, say).
+    if_: Rule | None = Field(default=None, alias="if")
 
     @model_validator(mode="after")
     def _one_trigger(self) -> StartOn:

@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from bot.cli import check, main
 from bot.clock import FakeClock
-from bot.rules import LeadFacts, Reads, evaluate, explain, load_facts, load_facts_many, reads
+from bot.rule_facts import LeadFacts, Reads, load_facts, load_facts_many, reads
+from bot.rules import evaluate, explain
 from bot.scenario.conditions import RFM_SEGMENTS, RfmRule, RfmSegment, Rule
 from bot.scenario.loader import load_scenario
 from bot.scenario.settings import RfmSettings

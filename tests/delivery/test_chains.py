@@ -148,6 +148,44 @@ async def test_a_purchase_starts_the_upsell_only_for_the_product_it_names(
     assert bench.transport.texts("2002") == []
 
 
+async def test_a_trigger_with_if_starts_the_chain_only_when_the_rule_holds(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    """`start_on: {event: purchase, if: ...}`: the first purchase (5,000) is not enough, the
+    second makes two purchases and 11,000 in all, and the chain starts then, with the
+    purchase the same event recorded counted."""
+    vip = """
+        vip:
+          start_on: {event: purchase, if: {purchases: ">= 2", revenue: ">= 10000"}}
+          steps:
+            - {id: welcome_vip, after: 1h, text: "Вы наш постоянный клиент: вот подарок."}
+    """
+    extra = CHAINS + "  " + vip.strip().replace("\n        ", "\n  ") + "\n"
+    bench = Bench(db, load(chains(tmp_path, extra)), clock)
+    await bench.take_guide()
+    assert await buy(bench, 5000) == []
+    assert await buy(bench, 6000) == ["vip"]
+    assert await buy(bench, 7000) == []  # a chain runs once
+    await bench.run_until(utc(11, 23, 12))
+    assert "Вы наш постоянный клиент: вот подарок." in bench.transport.texts()
+
+
+async def buy(bench: Bench, amount: int) -> list[str]:
+    """A purchase recorded and reacted to in one transaction, as the engine does."""
+    lead_id = await bench.lead_id("1001")
+    async with bench.db.unit_of_work() as uow:
+        lead = await uow.leads.get(lead_id, lock=True)
+        assert lead is not None
+        payload = {"amount": amount}
+        uow.events.add(lead.id, "purchase", now=bench.clock.now(), payload=payload)
+        scenario = bench.scenarios.current.scenario
+        started = await sequences.react(
+            uow, scenario, lead, bench.clock.now(), [("purchase", payload)], set()
+        )
+        await uow.commit()
+    return started
+
+
 async def test_reaching_a_stage_starts_the_chain_that_waits_for_it(
     sqlite_db: Database, clock: FakeClock, tmp_path: Path
 ) -> None:

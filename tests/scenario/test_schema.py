@@ -304,7 +304,8 @@ def test_invalid_rule(scenario_dir: Path, edit: Edit) -> None:
     assert problems(scenario_dir) == [
         "sc/funnel.yaml:74:9: scoring.qualify.any[1]: unknown rule 'blah': a rule is one of "
         "any, all, not, score, tag, stage, event, answer, contact, source, offer, rfm, "
-        'or an event name like "case_read" or "pricing_viewed >= 3"'
+        'purchases, revenue, last_purchase, or an event name like "case_read" or '
+        '"pricing_viewed >= 3"'
     ]
 
 

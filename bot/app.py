@@ -267,6 +267,8 @@ async def serve(settings: Settings, app: App, role: Role = Role.ALL) -> None:
     """Run the configured messengers until SIGINT or SIGTERM: as `role` says, taking their
     updates (the web server), sending what falls due (the delivery worker), or both. A worker
     still makes the channels: it sends through them, it only never takes updates."""
+    # Caught from the start: a SIGTERM while the process starts stops it as cleanly.
+    stop = stop_on_signals()
     senders: dict[str, Transport] = {}
     managers: dict[str, ManagersChat] = {}
     # Each channel is made once every sender is known: the desk and the worker serve all.
@@ -328,7 +330,7 @@ async def serve(settings: Settings, app: App, role: Role = Role.ALL) -> None:
                 f"cannot listen on HTTP_HOST:HTTP_PORT {settings.http_host}:"
                 f"{settings.http_port}: {exc.strerror or exc}"
             ) from None
-        await wait_for_signal(polling)
+        await wait_for_signal(polling, stop)
     finally:
         # The delivery in progress finishes and is recorded while the channels' sessions
         # are open; then the updates in flight finish.
@@ -343,6 +345,7 @@ async def serve(settings: Settings, app: App, role: Role = Role.ALL) -> None:
         await pacer.aclose()
         for lock in pacing:
             await lock.release()
+        forget_signals()
         if crm is not None:
             await crm.aclose()
 
@@ -393,13 +396,27 @@ async def _listen(settings: Settings, web_app: web.Application) -> web.AppRunner
     return runner
 
 
-async def wait_for_signal(tasks: list[asyncio.Task[None]]) -> None:
-    """Until SIGINT or SIGTERM, or until one of `tasks` ends, which is an error: raised."""
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (instead of their default of ending the process)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def forget_signals() -> None:
+    """SIGINT and SIGTERM back to their defaults, once stopped."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(sig)
+
+
+async def wait_for_signal(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """Until `stop` is set (SIGINT or SIGTERM), or until one of `tasks` ends, which is an
+    error: raised."""
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()

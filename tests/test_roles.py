@@ -223,7 +223,7 @@ def recording_serve(monkeypatch: pytest.MonkeyPatch, calls: Calls) -> None:
         calls("delivery worker")
         return real_worker(*args, **kwargs)  # type: ignore[arg-type]
 
-    async def no_wait(tasks: list[asyncio.Task[None]]) -> None:
+    async def no_wait(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
         pass
 
     monkeypatch.setattr(bot.app, "_listen", listen)

@@ -131,25 +131,19 @@ async def load_facts(
     if facts is None:
         facts = await kept_facts.compute(session, lead.id)
         kept_facts.keep(session, lead, facts)
+    moment = now or datetime.now(UTC)
+    if needs.answers or needs.rfm or needs.money or needs.matching:
+        await session.flush()  # what this event recorded counts
     answers: dict[str, str] = {}
     if needs.answers:
-        await session.flush()
         query = select(Answer.question, Answer.value).where(Answer.lead_id == lead.id)
         answers = dict((await session.execute(query)).all())  # type: ignore[arg-type]
     segments: dict[int, str] = {}
     if needs.rfm:
-        await session.flush()
-        segments = await rfm.segments_of(
-            session, [lead.id], now or datetime.now(UTC), rfm_limits or RfmSettings()
-        )
+        segments = await rfm.segments_of(session, [lead.id], moment, rfm_limits or RfmSettings())
     counts = dict(facts.get("events", {}))
-    moment = now or datetime.now(UTC)
-    money: dict[int, dict[str, Any]] = {}
-    if needs.money:
-        await session.flush()  # a purchase this event recorded counts
-        money = await _money_of(session, [lead.id], moment)
+    money = await _money_of(session, [lead.id], moment) if needs.money else {}
     if needs.matching:
-        await session.flush()
         for key, number in (await _matching_counts(session, [lead.id], needs.matching)).items():
             counts[key[1]] = number
     bought = money.get(lead.id)

@@ -78,9 +78,9 @@ class Pacer(Protocol):
         channel (`chat_key` None) or on that chat. Slots handed out earlier are not revoked."""
         ...
 
-    async def blocked_for(self, channel: str, chat_key: str) -> float:
-        """Seconds until a retry-after on the channel or on that chat ends; 0.0 when none
-        holds. A slot booked before the retry-after is revoked."""
+    async def blocked_for(self, channel: str, chat_key: str | None) -> float:
+        """Seconds until a retry-after on the channel or on that chat (None: the channel
+        alone) ends; 0.0 when none holds."""
         ...
 
     async def take(

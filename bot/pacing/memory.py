@@ -150,7 +150,7 @@ class MemoryPacer:
         chat = self._chats.setdefault((channel, chat_key), _ChatState(tat=now))
         chat.blocked_until = max(chat.blocked_until, until)
 
-    async def blocked_for(self, channel: str, chat_key: str) -> float:
+    async def blocked_for(self, channel: str, chat_key: str | None) -> float:
         now = self._clock()
         chat = self._chats.get((channel, chat_key))
         until = max(self._channel_blocks.get(channel, 0.0), chat.blocked_until if chat else 0.0)
@@ -159,13 +159,9 @@ class MemoryPacer:
     async def take(
         self, channel: str, chat_key: str | None, *, group: bool = False
     ) -> Place | float:
-        now = self._clock()
-        blocked = self._channel_blocks.get(channel, 0.0)
-        if chat_key is not None and (chat := self._chats.get((channel, chat_key))) is not None:
-            blocked = max(blocked, chat.blocked_until)
-        if blocked > now:
+        if await self.blocked_for(channel, chat_key) > 0:
             return -1.0
-        taken = self.windows.take(channel, chat_key, group=group, now=now)
+        taken = self.windows.take(channel, chat_key, group=group, now=self._clock())
         return taken if isinstance(taken, float) else Place(channel, taken)
 
     async def done(self, place: Place) -> None:

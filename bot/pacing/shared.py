@@ -280,9 +280,10 @@ class RedisPacer:
                 keys=[f"{prefix}:chat:{chat_key}"], args=[repr(float(seconds))]
             )
 
-    async def blocked_for(self, channel: str, chat_key: str) -> float:
+    async def blocked_for(self, channel: str, chat_key: str | None) -> float:
         prefix = self._prefix(channel)
-        left = await self._blocked(keys=[f"{prefix}:blocked", f"{prefix}:chat:{chat_key}"])
+        chat = f"{prefix}:chat:{chat_key or ''}"  # no such hash: the channel alone
+        left = await self._blocked(keys=[f"{prefix}:blocked", chat])
         return float(left.decode() if isinstance(left, bytes) else left)
 
     async def take(

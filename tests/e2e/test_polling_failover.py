@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -39,17 +40,24 @@ async def schema_url(postgres_url: str) -> AsyncIterator[str]:
 def bots(
     telegram_emulator: TelegramClient, schema_url: str, redis_url: str, tmp_path: Path
 ) -> Iterator[list[RunningBot]]:
-    """Two processes of one bot, sharing its limits through Redis (as two must)."""
-    started = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        shared = {"DATABASE_URL": schema_url, "REDIS_URL": redis_url}
-        started.append(start_bot(telegram_emulator, tmp_path / name, **shared))
+    started = two(partial(start_bot, telegram_emulator), tmp_path, schema_url, redis_url)
     try:
         yield started
     finally:
         for bot in started:
             bot.stop()  # the killed one included: it is already gone
+
+
+def two(
+    start: Callable[..., RunningBot], tmp_path: Path, schema_url: str, redis_url: str
+) -> list[RunningBot]:
+    """Two processes of one bot on one schema, sharing its limits through Redis (as two
+    must), each in a folder of its own."""
+    started = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        started.append(start(tmp_path / name, DATABASE_URL=schema_url, REDIS_URL=redis_url))
+    return started
 
 
 def says(bot: RunningBot, line: str) -> bool:
@@ -154,11 +162,7 @@ async def test_one_of_two_processes_polls_vk_and_the_other_takes_over(
     `ts`: a message written in the seconds between the death and the takeover is not seen;
     the Callback API has no such gap, docs/production.md.)"""
     vk = vk_api
-    started = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        shared = {"DATABASE_URL": schema_url, "REDIS_URL": redis_url}
-        started.append(start_vk_bot(vk, tmp_path / name, **shared))
+    started = two(partial(start_vk_bot, vk), tmp_path, schema_url, redis_url)
     try:
         await eventually(
             lambda: (

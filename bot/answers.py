@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from bot.dates import LooseDate, parse_date
 from bot.messages import Button
 from bot.names import person_name
 from bot.scenario.model import Question
@@ -28,6 +30,7 @@ class ParsedAnswer:
     score: int = 0
     tag: str | None = None
     zone: str | None = None
+    date: LooseDate | None = None  # a `date` question's answer, for the chains counting from it
 
 
 def normalize_phone(text: str, region: str) -> str:
@@ -49,9 +52,19 @@ def normalize_email(text: str) -> str:
         raise InvalidAnswer("invalid_email") from None
 
 
-def parse_answer(question: Question, text: str, *, phone_region: str) -> ParsedAnswer:
+def parse_answer(
+    question: Question, text: str, *, phone_region: str, today: date | None = None
+) -> ParsedAnswer:
+    """`today` (the lead's) reads "сегодня" and two-digit years in a `date` answer."""
     text = text.strip()
     match question.type:
+        case "slot":
+            raise InvalidAnswer("choose_slot")  # a time is pressed: the free ones change
+        case "date":
+            when = parse_date(text, today or date.today())
+            if when is None:
+                raise InvalidAnswer("invalid_date")
+            return ParsedAnswer(when.shown(), date=when)
         case "phone":
             return ParsedAnswer(normalize_phone(text, phone_region))
         case "email":

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from bot import reactions, stages
 from bot.analytics.managers_stats import StatsAnswer, managers_figures, stats_answer
 from bot.answers import InvalidAnswer, normalize_email, normalize_phone
+from bot.booking import day_text
 from bot.clock import Clock
 from bot.lead_card import Rows, render_card
 from bot.scenario.active import ActiveScenario
@@ -354,6 +355,11 @@ class ManagerDesk:
                 return None
             text, buttons = await render_card(uow, s, lead, await _handoff(uow, lead.id))
             return lead.id, text, buttons
+
+    async def today(self) -> str:
+        """`/today`: the day's bookings, by time, with whom and how to reach them."""
+        async with self.db.unit_of_work() as uow:
+            return await day_text(uow, self.scenarios.current.scenario, self.clock.now())
 
     async def stats(self) -> StatsAnswer:
         """`/stats`: the funnel today, for 7 and for 30 days, by stage and source, and the

@@ -15,6 +15,7 @@ from bot.clock import Clock
 from bot.delivery import DeliveryWorker
 from bot.reactions import remind_expiring_codes
 from bot.scenario.reload import ScenarioReloader
+from bot.time_triggers import start_due
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,16 @@ def start_heartbeat(
         "interval",
         seconds=60,
         id="promo-expiry",
+        args=[db, worker.scenarios, clock],
+        max_instances=1,
+        coalesce=True,
+    )
+    # Birthdays and silences: to the minute is enough for a chain that sends days later.
+    scheduler.add_job(
+        start_due,
+        "interval",
+        seconds=60,
+        id="time-triggers",
         args=[db, worker.scenarios, clock],
         max_instances=1,
         coalesce=True,

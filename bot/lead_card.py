@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from bot.booking import booking_line
 from bot.crm import CrmLead
 from bot.messages import Button
 from bot.scenario.model import Scenario
@@ -91,6 +92,8 @@ async def render_card(
             question = s.questions.get(question_id)
             label = _short(question.text, 60) if question else question_id
             lines.append(f"• {label} — {_short(answer.value, 200)}")
+    for booked in await uow.bookings.standing(lead.id):
+        lines.append(f"📅 Запись: {booking_line(s, booked, zone)}")
     events = [
         e for e in await uow.events.for_lead(lead.id, limit=50) if e.name not in QUIET_EVENTS
     ]

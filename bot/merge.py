@@ -64,13 +64,13 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from bot import merge_queue, scoring, stages
 from bot.consent import MARKETING
 from bot.handoff import post_about_lead
 from bot.scenario.model import Scenario
-from storage.models import Answer, Consent, Handoff, Lead, Referral, Tag
+from storage.models import Answer, Booking, Consent, Handoff, Lead, LeadDate, Referral, Tag
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ async def merge_leads(
     _merge_fields(survivor, gone, awaiting=awaiting, score=survivor.score + gone.score - twice)
     await _merge_answers(uow, survivor.id, *answers)
     await _merge_tags(uow, survivor.id, gone.id, tags[0])
+    await _merge_dates(uow, survivor.id, gone.id)
     await _merge_contacts(uow, survivor.id, gone.id)
     unsubscribed_at = await _merge_consents(uow, survivor, gone, now)
     handoff_moved = await _merge_handoffs(uow, survivor.id, gone.id)
@@ -255,6 +256,22 @@ async def _merge_answers(
             )
         await uow.session.delete(answer)
     await uow.session.flush()
+
+
+async def _merge_dates(uow: UnitOfWork, survivor_id: int, gone_id: int) -> None:
+    """The gone lead's dates the survivor lacks move over (the survivor's own win, as with
+    answers); the rest go."""
+    ours = select(LeadDate.name).where(LeadDate.lead_id == survivor_id)
+    await uow.session.execute(
+        update(LeadDate)
+        .where(LeadDate.lead_id == gone_id, LeadDate.name.not_in(ours))
+        .values(lead_id=survivor_id)
+    )
+    await uow.session.execute(delete(LeadDate).where(LeadDate.lead_id == gone_id))
+    # One person, one diary: what either account booked stands for the survivor.
+    await uow.session.execute(
+        update(Booking).where(Booking.lead_id == gone_id).values(lead_id=survivor_id)
+    )
 
 
 async def _merge_tags(uow: UnitOfWork, survivor_id: int, gone_id: int, ours: set[str]) -> None:

@@ -34,7 +34,12 @@ async def merge_outbox(
         if row.kind == sequences.STEP:
             # In the survivor's key space, a step the person got in either messenger is
             # recognised by the key when the chain comes to it: it is passed over.
-            key = sequences.step_key(survivor.id, row.payload["sequence"], row.payload["step"])
+            key = sequences.step_key(
+                survivor.id,
+                row.payload["sequence"],
+                row.payload["step"],
+                sequences.run_of(row.payload),
+            )
             if key not in taken:
                 row.idempotency_key = key
                 taken.add(key)
@@ -113,13 +118,18 @@ def _combine_runs(
             ended[0].stopped_at,
             ended[0].stop_reason,
         )
+        kept.run_no, kept.occasion = max(kept.run_no, other.run_no), ended[0].occasion
         return
     running = [(run, rows) for run, rows in runs if run.status == "active"]
     if not running:
         return  # stopped on both sides because both messengers were blocked
     further, _ = max(running, key=lambda pair: (_progress(s, pair[1]), pair[0] is kept))
     kept.status, kept.stopped_at, kept.stop_reason = "active", None, None
-    kept.started_at = further.started_at
+    kept.started_at, kept.run_no, kept.occasion = (
+        further.started_at,
+        further.run_no,
+        further.occasion,
+    )
 
 
 async def _settle_chain(
@@ -133,7 +143,11 @@ async def _settle_chain(
 ) -> None:
     """One queued step per chain, never one the person had: the pending step furthest on
     stays; when none is left, the next step after the furthest one behind is queued."""
-    rows = our_rows + their_rows
+    for row in our_rows + their_rows:
+        if row.status == "pending" and sequences.run_of(row.payload) != run.run_no:
+            cancel(row, "merged: the chain has run again since")
+    # The run now going is what counts (a chain that repeats may be further on one side).
+    rows = [r for r in our_rows + their_rows if sequences.run_of(r.payload) == run.run_no]
     pending = [row for row in rows if row.status == "pending"]
     if run.status != "active":
         for row in pending:
@@ -142,7 +156,12 @@ async def _settle_chain(
     had = {row.payload["step"] for row in rows if row.status in HAD}
     frontier = _progress(s, rows)
     ahead = [r for r in pending if r.payload["step"] not in had and _position(s, r) >= frontier]
-    own_key = {sequences.step_key(survivor.id, run.sequence, r.payload["step"]) for r in rows}
+    own_key = {
+        sequences.step_key(
+            survivor.id, run.sequence, r.payload["step"], sequences.run_of(r.payload)
+        )
+        for r in rows
+    }
     keep = max(ahead, key=lambda r: (_position(s, r), r.idempotency_key in own_key), default=None)
     for row in pending:
         if row is not keep:

@@ -21,6 +21,7 @@ class Kind(StrEnum):
     DELETE = "delete"  # /delete: erase personal data (after a confirmation button)
     PROMO = "promo"  # /promo: the lead's live promo codes
     INVITE = "invite"  # /invite: the referral link and how many friends came
+    BOOKING = "booking"  # /booking: the lead's bookings, to move or cancel
 
 
 # The prospect's commands besides /start, by name, as every channel reads them from a typed
@@ -32,6 +33,7 @@ COMMANDS: dict[str, Kind] = {
     "delete": Kind.DELETE,
     "promo": Kind.PROMO,
     "invite": Kind.INVITE,
+    "booking": Kind.BOOKING,
 }
 
 

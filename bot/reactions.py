@@ -5,10 +5,11 @@ and the referral voided or rewarded."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot import promos, referrals, sequences, stages
+from bot import lead_dates, promos, referrals, sequences, stages
 from bot.clock import Clock
 from bot.scenario.active import ActiveScenario
 from bot.scenario.model import Scenario
@@ -29,6 +30,7 @@ async def react(
 ) -> list[str]:
     """React to what happened to the lead in this transaction (the caller holds its lock);
     the chains started. Use `react_and_record` unless the caller records those itself."""
+    await lead_dates.remember(uow, scenario, lead.id, now, events)
     started = await sequences.react(uow, scenario, lead, now, events, reached)
     await promos.issue_triggered(uow, scenario, lead, now, events, reached)
     await referrals.react(uow, scenario, lead, now, events)
@@ -44,14 +46,15 @@ async def react_and_record(
     reached: set[str],
     *,
     channel: str | None = None,
+    started: Sequence[str] = (),
 ) -> None:
     """`react`, recording each chain started (`sequence_started`) and moving the lead to
     `warming`, then reacting to those in turn: a chain may start on another's start or on
-    the stage `warming`. Ends, as each chain starts once per lead."""
-    while events or reached:
-        started = await react(uow, scenario, lead, now, events, reached)
-        events, reached = [], set()
-        for sequence in started:
+    the stage `warming`. Ends, as a chain starts once per lead and its trigger (a chain that
+    repeats does not start while it runs). `started`: chains the caller started itself."""
+    events, chains = list(events), list(started)
+    while True:
+        for sequence in chains:
             payload = {"sequence": sequence}
             uow.events.add(lead.id, "sequence_started", now=now, channel=channel, payload=payload)
             events.append(("sequence_started", payload))
@@ -59,6 +62,10 @@ async def react_and_record(
                 lead, "warming", reason=f"sequence:{sequence}", now=now, events=uow.events
             ):
                 reached.add("warming")
+        if not (events or reached):
+            return
+        chains = await react(uow, scenario, lead, now, events, reached)
+        events, reached = [], set()
 
 
 async def remind_expiring_codes(db: Database, scenarios: ActiveScenario, clock: Clock) -> int:

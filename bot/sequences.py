@@ -30,11 +30,26 @@ from storage.unit_of_work import UnitOfWork
 log = logging.getLogger(__name__)
 
 STEP = "step"  # outbox kind
+SLOT_BOOKED, SLOT_CANCELLED = "slot_booked", "slot_cancelled"  # events of bot/booking.py
 
 
-def step_key(lead_id: int, sequence: str, step_id: str) -> str:
-    """The idempotency key of a step: a lead gets each step of a chain at most once."""
-    return f"step:{lead_id}:{sequence}:{step_id}"
+def step_key(lead_id: int, sequence: str, step_id: str, run_no: int = 1) -> str:
+    """The idempotency key of a step: a lead gets each step of a chain at most once a run
+    (the first run's keys are those of chains from before runs repeated)."""
+    key = f"step:{lead_id}:{sequence}:{step_id}"
+    return key if run_no == 1 else f"{key}:{run_no}"
+
+
+def run_of(payload: dict[str, Any]) -> int:
+    """The run number an outbox row of a step belongs to (rows from before: the first)."""
+    return int(payload.get("round", 1))
+
+
+def current(run: Any, payload: dict[str, Any]) -> bool:
+    """Whether a step's row belongs to the chain's run now going (a `SequenceRun` or a row of
+    its fields): a row of an earlier run, still on the wire when the chain ran again, neither
+    goes out nor queues a step of the new run."""
+    return run.status == "active" and run_of(payload) == run.run_no
 
 
 def variant_of(lead_id: int, sequence: str, step: Step, winner: str | None = None) -> str:
@@ -110,6 +125,24 @@ async def lead_channel(uow: UnitOfWork, lead_id: int) -> str:
     return identity.channel if identity is not None else NO_CHANNEL
 
 
+# What the delivery worker reads of a lead's runs, as plain rows.
+RUN_FIELDS = (
+    SequenceRun.id,
+    SequenceRun.lead_id,
+    SequenceRun.sequence,
+    SequenceRun.status,
+    SequenceRun.started_at,
+    SequenceRun.run_no,
+    SequenceRun.occasion,
+)
+
+
+async def load_runs(uow: UnitOfWork, lead_ids: list[int]) -> dict[tuple[int, str], Any]:
+    """The leads' runs by (lead, chain), one statement."""
+    query = select(*RUN_FIELDS).where(SequenceRun.lead_id.in_(lead_ids))
+    return {(r.lead_id, r.sequence): r for r in await uow.session.execute(query)}
+
+
 @dataclass(frozen=True)
 class NextStep:
     """A step to queue: number `index` of the chain `sequence` (the lead's run `run_id`),
@@ -122,6 +155,8 @@ class NextStep:
     index: int
     base: datetime
     channel: str
+    run_no: int = 1
+    anchor: datetime | None = None  # a slot chain's booked time (`before:` steps)
 
 
 async def queue_steps(
@@ -136,7 +171,7 @@ async def queue_steps(
     zone_default = scenario.settings.timezone
     finished: list[NextStep] = []
     while wanted:
-        rows, by_key = [], {}
+        rows, by_key, passed = [], {}, []
         for item in wanted:
             sequence = scenario.sequences.get(item.sequence)
             steps = sequence.steps if sequence is not None else []
@@ -144,30 +179,39 @@ async def queue_steps(
                 finished.append(item)
                 continue
             step = steps[item.index]
-            due = step_due(
-                item.base,
-                step.after,
-                step.at,
-                zone_of(item.timezone, zone_default),
-                scenario.settings.quiet_hours,
-            )
-            key = step_key(item.lead_id, item.sequence, step.id)
+            if step.before is not None:
+                # A reminder of a booking: its time, not quiet hours (the person chose the
+                # hour); passed by when the booking came later than it.
+                due = item.anchor - step.before if item.anchor is not None else now
+                if item.anchor is None or due < now:
+                    passed.append(replace(item, index=item.index + 1))
+                    continue
+            else:
+                due = step_due(
+                    item.base,
+                    step.after,
+                    step.at,
+                    zone_of(item.timezone, zone_default),
+                    scenario.settings.quiet_hours,
+                )
+            key = step_key(item.lead_id, item.sequence, step.id, item.run_no)
             payload = {
                 "sequence": item.sequence,
                 "step": step.id,
                 "index": item.index,
                 "run": item.run_id,
+                "round": item.run_no,
             }
             rows.append(
                 outbox_row(key, item.channel, STEP, max(due, now), now, item.lead_id, payload)
             )
             by_key[key] = item
-        if not rows:
+        if not rows and not passed:
             break
-        inserted = {key for _, key in await uow.outbox.enqueue_many(rows)}
+        inserted = {key for _, key in await uow.outbox.enqueue_many(rows)} if rows else set()
         existing = [key for key in by_key if key not in inserted]
         live = await uow.outbox.keys_with_status(existing, NOT_YET_SENT) if existing else set()
-        wanted = [
+        wanted = passed + [
             replace(by_key[key], index=by_key[key].index + 1)
             for key in existing
             if key not in live
@@ -187,21 +231,60 @@ async def queue_step(
     """Queue step `index` of the run's chain, due `after` from `base`; finish the run after
     the last step."""
     channel = await lead_channel(uow, lead.id)
-    wanted = NextStep(lead.id, lead.timezone, run.id, run.sequence, index, base, channel)
+    wanted = NextStep(
+        lead.id,
+        lead.timezone,
+        run.id,
+        run.sequence,
+        index,
+        base,
+        channel,
+        run.run_no,
+        anchor_of(run),
+    )
     if await queue_steps(uow, scenario, [wanted], now):
         run.status, run.stopped_at = "finished", now
 
 
 async def start(
-    uow: UnitOfWork, scenario: Scenario, lead: Lead, sequence_id: str, now: datetime
+    uow: UnitOfWork,
+    scenario: Scenario,
+    lead: Lead,
+    sequence_id: str,
+    now: datetime,
+    occasion: str | None = None,
 ) -> SequenceRun | None:
-    """Enrol the lead and queue the first step; None if it was in this chain before."""
-    run = await uow.sequences.start(lead.id, sequence_id, now=now)
+    """Enrol the lead and queue the first step; None if it was in this chain before (and
+    the chain does not repeat, or may not run again yet). `occasion` names what a time
+    trigger started it for: one run per occasion."""
+    run = await uow.sequences.get(lead.id, sequence_id)
     if run is None:
-        return None
+        run = uow.sequences.add(lead.id, sequence_id, now=now, occasion=occasion)
+    else:
+        sequence = scenario.sequences.get(sequence_id)
+        if sequence is None or not may_run_again(sequence, run, now, occasion):
+            return None
+        run.run_no += 1
+        run.status, run.started_at, run.occasion = "active", now, occasion
+        run.stopped_at = run.stop_reason = None
     await uow.session.flush()  # the run's id goes into the step's row
     await queue_step(uow, scenario, lead, run, 0, now, now)
     return run
+
+
+def may_run_again(
+    sequence: Sequence, run: SequenceRun, now: datetime, occasion: str | None
+) -> bool:
+    """A chain the lead was in runs again when it repeats, its last run is over, the runs
+    are under `max_runs`, `min_gap` has passed since the last start and, for a time trigger,
+    the occasion is a new one."""
+    if not sequence.repeats or run.status == "active":
+        return False
+    if sequence.max_runs is not None and run.run_no >= sequence.max_runs:
+        return False
+    if sequence.min_gap is not None and now - run.started_at < sequence.min_gap:
+        return False
+    return occasion is None or occasion != run.occasion
 
 
 async def queue_next(
@@ -309,6 +392,13 @@ async def react(
     """Apply `stop_on` and `start_on` to what happened in one transaction; the chains started."""
     triggers = {name for name, _ in events} | stages
     to_stop = {seq_id for seq_id, seq in scenario.sequences.items() if triggers & set(seq.stop_on)}
+    # A booking moved or cancelled ends the chain of the booking it was (a new one starts).
+    calendars = {p.get("calendar") for name, p in events if name in (SLOT_BOOKED, SLOT_CANCELLED)}
+    to_stop |= {
+        seq_id
+        for seq_id, seq in scenario.sequences.items()
+        if seq.start_on is not None and seq.start_on.slot in calendars
+    }
     if to_stop:
         stopped = await stop_runs(uow, lead.id, now, f"stop_on: {sorted(triggers)}", to_stop)
         if stopped:
@@ -316,12 +406,14 @@ async def react(
     started = []
     for seq_id, seq in scenario.sequences.items():
         trigger = seq.start_on
-        if trigger is None or seq_id in to_stop:
+        # A chain its own trigger stops starts again only when it repeats: a restart.
+        if trigger is None or (seq_id in to_stop and not seq.repeats):
             continue
+        occasion = booked_at(trigger, events) if trigger.slot is not None else None
         if (
             fired(trigger, events, stages)
             and await holds(uow, scenario, lead, trigger, now)
-            and await start(uow, scenario, lead, seq_id, now)
+            and await start(uow, scenario, lead, seq_id, now, occasion)
         ):
             started.append(seq_id)
     return started
@@ -342,10 +434,38 @@ async def holds(
 def fired(trigger: StartOn, events: list[tuple[str, dict[str, Any]]], stages: set[str]) -> bool:
     """A `start_on` (or a promo's `issue_on`) against what happened: a stage reached, or an
     event whose details match `where:` (compared as text: `product: crm_license`)."""
+    if trigger.timed:
+        return False  # the clock starts it (bot/time_triggers.py)
+    if trigger.slot is not None:
+        return booked_at(trigger, events) is not None
     if trigger.stage is not None:
         return trigger.stage in stages
-    return any(
-        name == trigger.event
-        and all(str(payload.get(key)) == str(value) for key, value in trigger.where.items())
-        for name, payload in events
+    return any(matches(trigger, name, payload) for name, payload in events)
+
+
+def booked_at(trigger: StartOn, events: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """The booking of a slot chain's calendar among the events, if one was made, as the
+    run's occasion: "<start, ISO>#<booking id>" (a new booking of the same time is another)."""
+    return next(
+        (
+            f"{payload['start']}#{payload.get('booking')}"
+            for name, payload in events
+            if name == SLOT_BOOKED and payload.get("calendar") == trigger.slot
+        ),
+        None,
+    )
+
+
+def anchor_of(run: Any) -> datetime | None:
+    """The booked time a slot chain's run counts its `before:` steps from (its occasion)."""
+    try:
+        return datetime.fromisoformat(run.occasion.split("#")[0]) if run.occasion else None
+    except ValueError:
+        return None  # the occasion of a date or a silence
+
+
+def matches(trigger: StartOn, name: str, payload: dict[str, Any]) -> bool:
+    """The event is the trigger's, with the details `where:` asks for (compared as text)."""
+    return name == trigger.event and all(
+        str(payload.get(key)) == str(value) for key, value in trigger.where.items()
     )

@@ -49,7 +49,7 @@ async def claim_due(
     a crashed worker's) as being sent by `worker` until `now + lease`; the rows. With
     `channels`, only rows of those (a terminal chat on a shared database leaves the
     messengers' rows to the bot that has them)."""
-    if _is_postgresql(session):
+    if is_postgresql(session):
         ids = await _postgresql_candidates(session, now, limit, channels)
     else:
         statement = _sqlite_candidates(now, limit, channels)
@@ -114,7 +114,7 @@ async def insert_outbox_rows(
     "insertmanyvalues"), whatever the number of rows. Every row names the same columns."""
     if not rows:
         return []
-    statement = _INSERT_OUTBOX["postgresql" if _is_postgresql(session) else "sqlite"]
+    statement = _INSERT_OUTBOX["postgresql" if is_postgresql(session) else "sqlite"]
     result = await session.execute(statement, list(rows))
     return [(row_id, key) for row_id, key in result.all()]
 
@@ -137,7 +137,7 @@ async def remember_inbound(session: AsyncSession, key: str, now: datetime) -> bo
     """Store an update's key unless it is there (INSERT ... ON CONFLICT DO NOTHING): False
     when it was, one statement either way. A twin being handled concurrently holds the key
     until it commits; PostgreSQL waits for it here, then finds it a repeat."""
-    statement = _INSERT_INBOUND["postgresql" if _is_postgresql(session) else "sqlite"]
+    statement = _INSERT_INBOUND["postgresql" if is_postgresql(session) else "sqlite"]
     result = await session.execute(statement, {"key": key, "created_at": now})
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -149,7 +149,7 @@ def _insert_inbound(dialect: Any) -> Any:
 _INSERT_INBOUND = {"postgresql": _insert_inbound(postgresql), "sqlite": _insert_inbound(sqlite)}
 
 
-def _is_postgresql(session: AsyncSession) -> bool:
+def is_postgresql(session: AsyncSession) -> bool:
     return session.bind is not None and session.bind.dialect.name == "postgresql"
 
 
@@ -212,7 +212,7 @@ async def singleton_lock(session: AsyncSession, name: str) -> bool:
     """True when this transaction may run the periodic job `name` and no other process runs
     it now. PostgreSQL: a transaction-scoped advisory lock, released at commit or rollback.
     SQLite: BEGIN IMMEDIATE already lets one writer in at a time."""
-    if not _is_postgresql(session):
+    if not is_postgresql(session):
         return True
     query = select(func.pg_try_advisory_xact_lock(func.hashtext(name)))
     return bool((await session.execute(query)).scalar_one())
@@ -222,7 +222,7 @@ async def key_lock(session: AsyncSession, name: str) -> None:
     """Wait until no other transaction holds `name`, and hold it until this one ends.
     PostgreSQL: a transaction-scoped advisory lock. SQLite: BEGIN IMMEDIATE already lets one
     writer in at a time."""
-    if _is_postgresql(session):
+    if is_postgresql(session):
         await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
 
 

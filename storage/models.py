@@ -100,7 +100,7 @@ class Identity(Base):
     external_id: Mapped[str] = mapped_column(String(64))
     username: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # inactivity
 
 
 class Contact(Base):
@@ -187,8 +187,54 @@ class Answer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class LeadDate(Base):
+    """A date of the lead's (a birthday, a contract's renewal) that a chain counts from:
+    an answer to a `type: date` question (`name` is the question) or a date in an event's
+    details (`name` is "<event>.<detail>"). Month and day apart, for the yearly scan."""
+
+    __tablename__ = "lead_dates"
+    __table_args__ = (Index("ix_lead_dates_name_month_day", "name", "month", "day"),)
+
+    lead_id: Mapped[int] = mapped_column(
+        ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(97), primary_key=True)
+    month: Mapped[int] = mapped_column(Integer)
+    day: Mapped[int] = mapped_column(Integer)
+    year: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Booking(Base):
+    """A lead's place in a slot of a `slots:` calendar. `place` (1..capacity) is held while
+    the booking stands and is NULL once it is cancelled or moved: the unique key over
+    (calendar, resource, starts_at, place) is what makes taking the last place atomic on
+    SQLite and PostgreSQL alike (NULLs never collide)."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        UniqueConstraint("calendar", "resource", "starts_at", "place"),
+        Index("ix_bookings_starts_at", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    calendar: Mapped[str] = mapped_column(String(32))
+    resource: Mapped[str] = mapped_column(String(32))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    place: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="booked")  # cancelled, moved
+    question: Mapped[str] = mapped_column(String(64))  # the question that booked it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class SequenceRun(Base):
-    """A lead's place in a warm-up chain; unique per lead and chain so it never runs twice."""
+    """A lead's place in a warm-up chain; one row per lead and chain. A chain that repeats
+    (`repeat: true`) starts its next run in the same row: `run_no` counts the runs and scopes
+    the steps' keys, `occasion` names what the current run is for (the year's date, the
+    booking, the spell of silence), so a time trigger starts one run per occasion."""
 
     __tablename__ = "sequence_runs"
     __table_args__ = (UniqueConstraint("lead_id", "sequence"),)
@@ -200,6 +246,8 @@ class SequenceRun(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stop_reason: Mapped[str | None] = mapped_column(String(128))
+    run_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    occasion: Mapped[str | None] = mapped_column(String(64))
 
 
 class OutboxRow(Base):

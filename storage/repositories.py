@@ -14,6 +14,7 @@ from storage import kept_facts
 from storage.claims import insert_outbox_rows, is_lock_unavailable, remember_inbound
 from storage.models import (
     Answer,
+    Booking,
     Consent,
     Contact,
     Event,
@@ -21,6 +22,7 @@ from storage.models import (
     Identity,
     InboundEvent,
     Lead,
+    LeadDate,
     ManagerMessage,
     OutboxRow,
     PromoCode,
@@ -140,7 +142,7 @@ class LeadRepository:
         withdrawn, event details are scrubbed. The lead row and its events stay, anonymous,
         so counts by stage, source and offer still add up."""
         self.forget()
-        for model in (Contact, Answer, Tag, Identity):
+        for model in (Contact, Answer, LeadDate, Tag, Identity):
             await self.session.execute(delete(model).where(model.lead_id == lead_id))
         await kept_facts.forget(self.session, [lead_id])
         await self.session.execute(
@@ -159,6 +161,12 @@ class LeadRepository:
             row.last_error = None  # a platform's or a CRM's error may quote the message
         await self.session.execute(
             update(Handoff).where(Handoff.lead_id == lead_id).values(reason=None)
+        )
+        # Nobody to meet any more: the places go back to the calendar.
+        await self.session.execute(
+            update(Booking)
+            .where(Booking.lead_id == lead_id, Booking.status == "booked")
+            .values(status="cancelled", place=None, ended_at=now)
         )
         lead = await self.get(lead_id)
         if lead is not None:
@@ -378,6 +386,17 @@ class LeadRepository:
             self._answers[lead_id] = {a.question: a for a in rows}
         return dict(self._answers[lead_id])
 
+    async def set_date(
+        self, lead_id: int, name: str, when: tuple[int, int, int | None], *, now: datetime
+    ) -> None:
+        """Remember a date of the lead's as (month, day, year or None), replacing the last."""
+        month, day, year = when
+        row = await self.session.get(LeadDate, (lead_id, name))
+        if row is None:
+            row = LeadDate(lead_id=lead_id, name=name)
+            self.session.add(row)
+        row.month, row.day, row.year, row.created_at = month, day, year, now
+
     async def set_answer(
         self, lead_id: int, question: str, value: str, *, score: int, now: datetime
     ) -> Answer:
@@ -403,7 +422,18 @@ ANONYMOUS_EVENT_KEYS = frozenset(
 
 # Outbox payload keys that say what a message was, not what it said or to whom.
 ANONYMOUS_OUTBOX_KEYS = frozenset(
-    {"purpose", "broadcast", "sequence", "step", "index", "run", "variant", "target", "promo"}
+    {
+        "purpose",
+        "broadcast",
+        "sequence",
+        "step",
+        "index",
+        "run",
+        "round",
+        "variant",
+        "target",
+        "promo",
+    }
 )
 
 
@@ -483,10 +513,23 @@ class SequenceRepository:
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def start(self, lead_id: int, sequence: str, *, now: datetime) -> SequenceRun | None:
-        """Enrol a lead; None when it is (or was) in this chain already: a chain runs once."""
+        """Enrol a lead; None when it is (or was) in this chain already."""
         if await self.get(lead_id, sequence) is not None:
             return None
-        run = SequenceRun(lead_id=lead_id, sequence=sequence, status="active", started_at=now)
+        return self.add(lead_id, sequence, now=now)
+
+    def add(
+        self, lead_id: int, sequence: str, *, now: datetime, occasion: str | None = None
+    ) -> SequenceRun:
+        """The lead's first run of the chain (the caller knows there is none)."""
+        run = SequenceRun(
+            lead_id=lead_id,
+            sequence=sequence,
+            status="active",
+            started_at=now,
+            run_no=1,
+            occasion=occasion,
+        )
         self.session.add(run)
         return run
 

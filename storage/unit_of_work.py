@@ -6,6 +6,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import kept_facts
+from storage.bookings import BookingRepository
 from storage.repositories import (
     EventRepository,
     InboundRepository,
@@ -25,6 +26,7 @@ class UnitOfWork:
         self.sequences = SequenceRepository(session)
         self.outbox = OutboxRepository(session)
         self.promos = PromoRepository(session)
+        self.bookings = BookingRepository(session)
         event.listen(session.sync_session, "after_soft_rollback", kept_facts.rolled_back)
 
     async def commit(self) -> None:

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "bot.pacing",  # imported by the channels' replies (bot.transport) and the worker
         "bot.transport",
         "bot.answers",
+        "bot.dates",  # pure: what people type as a date, read by bot.answers
         "bot.names",
         "bot.stems",
         "bot.consent",

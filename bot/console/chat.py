@@ -27,10 +27,11 @@ HELP = """\
 You are the prospect: type as they would; a number presses that button of the last reply.
   /start PAYLOAD          start by a deep link: /start src_vkads-o_audit
   /contact +79991234567   share your own phone;  /sticker  send a sticker
-  /menu /stop /promo /invite /mydata /delete   the bot's commands
+  /menu /stop /promo /invite /booking /mydata /delete   the bot's commands
 You are the managers too: their chat is printed as `managers #N:` lines.
   /claim 1  /nofit 1  /won 1 150000  /lost 1 дорого   press a card's button (1: lead #1)
   /answer 3 TEXT          reply to post #3: to a question, the answer reaches the prospect
+  /today                  the day's bookings of the slots: calendars
 And the world outside:
   /event NAME [key=value ...]   an event from the site or CRM, as the events API takes it
   /purchase [AMOUNT]            a purchase, as the events API takes it

@@ -13,6 +13,7 @@ from bot.engine.funnel import Funnel
 from bot.handoff import remind_unclaimed
 from bot.heartbeat import forget_old_update_keys
 from bot.reactions import remind_expiring_codes
+from bot.time_triggers import next_fire, start_due
 from storage.models import Handoff, PromoCode
 
 
@@ -30,6 +31,7 @@ class PeriodicJobs:
         await remind_unclaimed(f.db, f.scenarios, f.clock, f.routes.managers)
         await forget_old_update_keys(f.db, f.clock)
         await decide(f.db, f.scenarios, f.clock, f.routes)
+        await start_due(f.db, f.scenarios, f.clock)
 
     async def next_due(self) -> datetime | None:
         """The first moment after now at which a job finds work it would not find now. Read
@@ -67,4 +69,7 @@ class PeriodicJobs:
                     qualified = (await uow.session.execute(query)).scalar_one_or_none()
                     if qualified is not None:
                         moments.append(qualified + after)
+            fires = await next_fire(uow, s, now)
+            if fires is not None:
+                moments.append(fires)
         return min(moments, default=None)

@@ -20,7 +20,7 @@ BUTTON_COMMANDS = {
     "won": "/won {lead} <сумма>",
     "lost": "/lost {lead} <причина>",
 }
-MANAGER_COMMANDS = frozenset({"/claim", "/nofit", "/won", "/lost", "/answer"})
+MANAGER_COMMANDS = frozenset({"/claim", "/nofit", "/won", "/lost", "/answer", "/today"})
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,9 @@ class ManagerCommands:
 
     async def handle(self, command: str, argument: str) -> list[str]:
         """Do the command; lines for the conversation (a usage note), the rest in the pane."""
+        if command == "/today":
+            self.chat.say(await self.desk.today())
+            return []
         first, _, rest = argument.partition(" ")
         number = first.lstrip("#")
         if not (number.isascii() and number.isdigit() and len(number) <= 9):

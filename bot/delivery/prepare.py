@@ -37,7 +37,7 @@ from bot.scenario.model import Scenario, StepButton
 from bot.scoring import CARD, CRM_EXPORT
 from bot.timing import in_quiet_hours, out_of_quiet_hours, zone_of
 from bot.tracking import link_tokens, with_link_tokens
-from storage.models import Answer, Handoff, Lead, OutboxRow, SequenceRun
+from storage.models import Answer, Handoff, Lead, OutboxRow
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,6 @@ LEAD_FIELDS = (
     Lead.erased_at,
     Lead.unsubscribed_at,
     Lead.unreachable_at,
-)
-RUN_FIELDS = (
-    SequenceRun.id,
-    SequenceRun.lead_id,
-    SequenceRun.sequence,
-    SequenceRun.status,
-    SequenceRun.started_at,
 )
 
 
@@ -97,11 +90,6 @@ async def lock_leads(
     return {lead.id: lead for lead in await uow.session.execute(query.with_for_update())}
 
 
-async def load_runs(uow: UnitOfWork, lead_ids: Sequence[int]) -> dict[tuple[int, str], Row[Any]]:
-    query = select(*RUN_FIELDS).where(SequenceRun.lead_id.in_(lead_ids))
-    return {(r.lead_id, r.sequence): r for r in await uow.session.execute(query)}
-
-
 async def load_batch(
     uow: UnitOfWork, s: Scenario, rows: Sequence[Prepared], now: datetime
 ) -> Batch:
@@ -119,7 +107,7 @@ async def load_batch(
         consenting=(
             await uow.leads.with_active_consent(advertising, MARKETING) if advertising else set()
         ),
-        runs=await load_runs(uow, [i.lead_id for i in steps]) if steps else {},
+        runs=await sequences.load_runs(uow, [i.lead_id for i in steps]) if steps else {},
         handoffs=await _handoffs(uow, handoff_leads) if handoff_leads else {},
         answers=await _names(uow, s, advertising) if advertising else {},
     )
@@ -233,7 +221,7 @@ class Preparer:
         s, payload = self.s, item.payload
         sequence = s.sequences.get(payload["sequence"])
         run = batch.runs.get((lead.id, payload["sequence"]))
-        if sequence is None or run is None or run.status != "active":
+        if sequence is None or run is None or not sequences.current(run, payload):
             raise Skip("cancelled", "chain stopped or removed")
         step = sequences.step_of(s, payload)
         if step is None:

@@ -18,7 +18,7 @@ from sqlalchemy import Row, bindparam, insert, select, update
 
 from bot import sequences
 from bot.delivery.outcomes import MAX_ATTEMPTS, Outcome, Prepared, Skip, backoff
-from bot.delivery.prepare import load_runs, lock_leads
+from bot.delivery.prepare import lock_leads
 from bot.handoff import MANAGERS_POST, remember_message
 from bot.metrics import Metrics, delivery_outcome
 from bot.scenario.active import ActiveScenario
@@ -255,7 +255,9 @@ class Recorder:
         ]
         if not steps_sent and not steps_ended:
             return
-        runs = await load_runs(uow, [i.lead_id for i in steps_sent + [i for i, _ in steps_ended]])
+        runs = await sequences.load_runs(
+            uow, [i.lead_id for i in steps_sent + [i for i, _ in steps_ended]]
+        )
         # A step not sent adds no time: the one after it counts from the chain's last send.
         anchors = await sequences.last_sent(
             uow, {(i.lead_id, i.payload["sequence"]) for i, skip in steps_ended if skip.queue_next}
@@ -266,13 +268,18 @@ class Recorder:
             lead = leads.get(item.lead_id)
             chain = (item.lead_id, item.payload["sequence"])
             run = runs.get(chain)
-            if lead is None or run is None or run.status != "active":
+            if lead is None or run is None or not sequences.current(run, item.payload):
                 continue
             sequence = s.sequences.get(run.sequence)
             if sequence is None:
                 ended.append(_ended(run.id, "stopped", now, "sequence removed"))
             elif skip is None or skip.queue_next:
-                sent_at = now if skip is None else anchors.get(chain, run.started_at)
+                # (a send of the chain's earlier run is no anchor for this one)
+                sent_at = (
+                    now
+                    if skip is None
+                    else max(anchors.get(chain, run.started_at), run.started_at)
+                )
                 wanted.append(
                     sequences.NextStep(
                         lead.id,
@@ -282,6 +289,8 @@ class Recorder:
                         sequences.next_index(sequence, item.payload),
                         sequences.next_base(sequence, run, sent_at),
                         item.channel,
+                        run.run_no,
+                        sequences.anchor_of(run),
                     )
                 )
             else:

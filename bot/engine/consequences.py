@@ -8,7 +8,7 @@ import dataclasses
 import logging
 
 from bot import promos, reactions, scoring
-from bot.engine import contacts, requests
+from bot.engine import contacts, requests, slots
 from bot.engine.turn import Turn
 from bot.referrals import REFERRAL_LINK
 from bot.render import render
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 async def follow(turn: Turn) -> None:
     lead = turn.lead
+    await slots.fill_times(turn)  # first: an empty calendar is a request to the managers
     if lead.erased_at is None:
         await requests.take_to_managers(turn)
         why = await scoring.qualify(turn.uow, turn.s, lead, turn.now, turn.funnel.routes)

@@ -178,9 +178,14 @@ class Funnel:
                 )
             else:
                 lead, identity = found
+            away = now - identity.last_seen_at if found is not None else None
             # Written now, not at the end: what this turn queues goes to this account.
             uow.leads.seen(identity, now)
             turn = Turn(self, uow, loaded, lead, identity, incoming, new_lead=found is None)
+            silence = loaded.scenario.shortest_silence
+            if away is not None and silence is not None and away >= silence:
+                # Back after a silence an `inactive:` chain counts: `stop_on: [returned]`.
+                turn.record("returned", days=away.days)
             await turn.load_answers()
             await understand.route(turn)
             await consequences.follow(turn)

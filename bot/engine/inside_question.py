@@ -38,7 +38,7 @@ def open_question(turn: Turn) -> OpenQuestion | None:
     question, offer_id = turn.s.questions[question_id], awaiting.get("offer")
     if offer_id in turn.s.offers:
         return OpenQuestion(question_id, question, offer_id)
-    if "sequence" in awaiting:
+    if "sequence" in awaiting or "move" in awaiting:
         return OpenQuestion(question_id, question, None)
     return None  # the scenario lost the offer under a waiting lead
 
@@ -48,7 +48,7 @@ async def answer_text(turn: Turn, open_: OpenQuestion, text: str) -> None:
     question = open_.question
     try:
         parsed: ParsedAnswer | None = parse_answer(
-            question, text, phone_region=turn.funnel.phone_region
+            question, text, phone_region=turn.funnel.phone_region, today=turn.today
         )
         invalid = None
     except InvalidAnswer as wrong:

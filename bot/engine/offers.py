@@ -94,6 +94,9 @@ async def accept_answer(
         await turn.add_tag(parsed.tag)
     if parsed.zone:
         turn.lead.timezone = parsed.zone
+    if parsed.date is not None:
+        when = (parsed.date.month, parsed.date.day, parsed.date.year)
+        await turn.uow.leads.set_date(turn.lead.id, question_id, when, now=turn.now)
     if question.type == "name":
         turn.name = parsed.value
     turn.record("answered", question=question_id, value=parsed.value[:256])

@@ -3,6 +3,7 @@ flows (`understand`, `offers`, `contacts`, `commands`, `talk`, `consequences`) a
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from bot import promos, referrals, scoring, stages
@@ -13,6 +14,7 @@ from bot.render import render
 from bot.scenario.checks import placeholders
 from bot.scenario.loader import LoadedScenario
 from bot.scenario.model import LinkButton, MenuButton, OfferButton, Question, Scenario
+from bot.timing import zone_of
 from storage.models import Answer, Event, Identity, Lead
 from storage.unit_of_work import UnitOfWork
 
@@ -53,6 +55,14 @@ class Turn:
         # Replies that show codes or the referral link, with their text and values: the
         # codes are database writes, so they are filled at the end of the turn.
         self.with_promos: list[tuple[Outgoing, str, dict[str, str]]] = []
+        # Slot questions asked, with the moment their times start after: filled at the end.
+        self.with_slots: list[tuple[Outgoing, str, Question, datetime | None]] = []
+
+    @property
+    def today(self) -> date:
+        """The lead's date now, in their zone (what "сегодня" in an answer means)."""
+        zone = zone_of(self.lead.timezone, self.s.settings.timezone)
+        return self.now.astimezone(zone).date()
 
     async def load_answers(self) -> None:
         self.answers = dict(await self.uow.leads.answers(self.lead.id))
@@ -91,7 +101,11 @@ class Turn:
     def back_to_menu(self) -> list[list[Button]]:
         return [[Button(self.s.messages.menu, action="menu")]]
 
-    def question_message(self, question_id: str, question: Question) -> None:
+    def question_message(
+        self, question_id: str, question: Question, *, after: datetime | None = None
+    ) -> None:
+        """Ask the question; a slot question's times (those after `after`) are read at the
+        end of the turn (`engine.slots.fill_times`)."""
         buttons, contact_request = question_markup(question_id, question)
         rows = [list(row) for row in buttons]
         awaiting = self.lead.awaiting or {}
@@ -99,7 +113,11 @@ class Turn:
         # sequence step asked holds nothing up and is left as it is.
         if awaiting.get("question") == question_id and awaiting.get("offer") in self.s.offers:
             rows.append(self.way_out(question_id, question))
+        elif awaiting.get("question") == question_id and "move" in awaiting:
+            rows += self.back_to_menu()  # moving a booking: keep it as it is
         self.say(question.text, buttons=rows, contact_request=contact_request)
+        if question.type == "slot":
+            self.with_slots.append((self.reply.messages[-1], question_id, question, after))
 
     def way_out(self, question_id: str, question: Question) -> list[Button]:
         """Skip (an optional question) and back to the menu, in one row under the answers."""

@@ -9,7 +9,7 @@ from typing import Any
 from bot import stages
 from bot.answers import InvalidAnswer, choice_answer, parse_answer
 from bot.consent import MARKETING, PERSONAL_DATA
-from bot.engine import commands, contacts, inside_question, offers, requests, talk
+from bot.engine import commands, contacts, inside_question, offers, requests, slots, talk
 from bot.engine.turn import Turn
 from bot.messages import Kind
 
@@ -43,6 +43,8 @@ async def route(turn: Turn) -> None:
         await commands.show_promos(turn)
     elif kind is Kind.INVITE:
         await commands.show_invite(turn)
+    elif kind is Kind.BOOKING:
+        await slots.show(turn)
     elif kind is Kind.DELETE:
         commands.ask_to_delete(turn)
     else:
@@ -72,7 +74,7 @@ async def on_button(turn: Turn, action: str) -> None:
     elif kind == "m" and rest in ("y", "n") and awaiting.get("consent") == MARKETING:
         await contacts.answer_marketing(turn, rest == "y")
         await offers.resume(turn, awaiting["offer"])
-    elif kind == "a" and await press_answer(turn, rest, awaiting):
+    elif await _answering(turn, kind, rest, awaiting):
         pass
     elif kind == "e" and (button := turn.s.event_button(*_event_and_digest(rest))):
         await requests.press(turn, button)
@@ -90,6 +92,15 @@ async def on_button(turn: Turn, action: str) -> None:
         else:
             turn.lead.awaiting = None
             turn.say(turn.s.messages.stale_button, buttons=turn.menu_buttons(turn.s.start.buttons))
+
+
+async def _answering(turn: Turn, kind: str, rest: str, awaiting: dict[str, Any]) -> bool:
+    """A press that answers: a choice or scale button, a time to book, a booking's buttons."""
+    if kind == "a":
+        return await press_answer(turn, rest, awaiting)
+    if kind == slots.TIME:
+        return await slots.press_time(turn, rest, awaiting)
+    return kind == slots.BOOKING and await slots.press_booking(turn, rest)
 
 
 async def press_answer(turn: Turn, rest: str, awaiting: dict[str, Any]) -> bool:
@@ -181,8 +192,10 @@ def _number(text: str) -> bool:
 
 
 def waits_for_step_answer(turn: Turn, awaiting: dict[str, Any]) -> bool:
-    """A sequence step asked a question (an NPS after a sale, say)."""
-    return "sequence" in awaiting and awaiting.get("question") in turn.s.questions
+    """A question outside an offer: a sequence step's (an NPS after a sale, say), or the
+    times to move a booking to."""
+    outside = "sequence" in awaiting or "move" in awaiting
+    return outside and awaiting.get("question") in turn.s.questions
 
 
 async def prompt_again(turn: Turn) -> None:

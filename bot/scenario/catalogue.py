@@ -4,6 +4,8 @@ the scenario's own. Russian is written for a marketer, not translated word for w
 
 from __future__ import annotations
 
+from bot.scenario.catalogue_time import TIME_TEXTS
+
 # id: (English, Russian). Values go in as `{name}` (`{name!r}` quotes a name as the marketer
 # wrote it); `{n:file|files}` writes the number with the word in the form that number takes
 # (Russian has three: `{n:файл|файла|файлов}`); `{n:,}` groups the digits of a big number.
@@ -305,8 +307,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "в goal: шага укажите только event: или stage:, без where:",
     ),
     "start_on.one": (
-        "start_on takes either event: or stage:",
-        "в start_on нужно что-то одно: event: или stage:",
+        "start_on takes one of event:, stage:, date: (with event: for a date in its details) "
+        "or inactive:",
+        "в start_on нужно что-то одно: event:, stage:, date: (вместе с event:, если дата в "
+        "подробностях события) или inactive:",
     ),
     "start_on.where": (
         "where: filters an event's details, so it needs event:",
@@ -473,3 +477,4 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "reload.warnings": ("Warnings ({count}):", "Предупреждения ({count}):"),
 }
+CATALOGUE |= TIME_TEXTS

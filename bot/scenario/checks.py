@@ -40,6 +40,11 @@ MESSAGE_PLACEHOLDERS = {
     "referral_reward": CODE_PLACEHOLDERS,
     "invite": frozenset({"friends", "qualified", "referral_link"}),
     "invite_counts": frozenset({"friends", "qualified"}),
+    "slot_zone": frozenset({"zone"}),
+    "slot_booked": frozenset({"when"}),
+    "slot_moved": frozenset({"when"}),
+    "slot_cancelled": frozenset({"when"}),
+    "your_booking": frozenset({"what"}),
 }
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -150,8 +155,15 @@ def _references(s: Scenario, unchecked: Unchecked) -> Iterator[Found]:
         if start is not None and not known.has("sequences", start):
             yield (*base, "then", "start"), known.unknown("ref.sequence", "sequences", start)
         yield from promo((*base, "then", "promo"), item.then.promo)
+    for q_id, question in s.questions.items():
+        if question.calendar is not None and question.calendar not in s.slots:
+            path = ("questions", q_id, "calendar")
+            yield path, _unknown("ref.calendar", question.calendar, s.slots)
     for seq_id, sequence in s.sequences.items():
         base = ("sequences", seq_id)
+        slot = sequence.start_on.slot if sequence.start_on else None
+        if slot is not None and slot not in s.slots:
+            yield (*base, "start_on", "slot"), _unknown("ref.calendar", slot, s.slots)
         for index, name in enumerate(sequence.stop_on):
             if name not in STAGES and not known.has_event(name):
                 either = {*STAGES, *events}
@@ -159,6 +171,15 @@ def _references(s: Scenario, unchecked: Unchecked) -> Iterator[Found]:
         if sequence.start_on and sequence.start_on.if_ is not None:
             path = (*base, "start_on", "if")
             yield from _rule_references(s, sequence.start_on.if_, path, known)
+        trigger = sequence.start_on
+        if trigger is not None and trigger.date is not None and trigger.event is None:
+            asked = s.questions.get(trigger.date)
+            if asked is None or asked.type != "date":
+                dates = [q for q, question in s.questions.items() if question.type == "date"]
+                yield (
+                    (*base, "start_on", "date"),
+                    _unknown("ref.date_question", trigger.date, dates),
+                )
         if sequence.start_on and sequence.start_on.event:  # noqa: SIM102 - reads better
             if not known.has_event(sequence.start_on.event):
                 yield (
@@ -179,6 +200,8 @@ def _references(s: Scenario, unchecked: Unchecked) -> Iterator[Found]:
                     (*step_path, "ask"),
                     known.unknown("ref.question", "questions", step.ask),
                 )
+            elif step.ask in s.questions and s.questions[step.ask].type == "slot":
+                yield (*step_path, "ask"), Say("check.slot_in_step")
             yield from promo((*step_path, "promo"), step.promo)
             for b_index, button in enumerate(step.buttons):
                 if button.offer:

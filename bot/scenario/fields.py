@@ -79,6 +79,10 @@ BUILTIN_EVENTS = frozenset(
         "referral_joined",
         "referral_void",
         "referral_rewarded",
+        "returned",
+        "slot_booked",
+        "slot_cancelled",
+        "slot_unavailable",
     }
 )
 

@@ -32,7 +32,20 @@ BEFORE_QUALIFIED = FUNNEL_STAGES[: FUNNEL_STAGES.index("qualified")]
 
 
 def lint_scenario(s: Scenario) -> list[Found]:
-    return [*_idle_events(s), *_offers_without_managers(s), *_goals_never_reached(s)]
+    return [
+        *_idle_events(s),
+        *_offers_without_managers(s),
+        *_goals_never_reached(s),
+        *_silence_outlasted(s),
+    ]
+
+
+def _silence_outlasted(s: Scenario) -> Iterator[Found]:
+    """A chain for the silent that goes on when the lead is back."""
+    for seq_id, sequence in s.sequences.items():
+        silent = sequence.start_on is not None and sequence.start_on.inactive is not None
+        if silent and "returned" not in sequence.stop_on:
+            yield ("sequences", seq_id, "start_on", "inactive"), Say("lint.silence_outlasted")
 
 
 def _goals_never_reached(s: Scenario) -> Iterator[Found]:

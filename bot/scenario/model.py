@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -12,7 +11,6 @@ from pydantic import (
     BeforeValidator,
     Discriminator,
     Field,
-    PlainValidator,
     PrivateAttr,
     StringConstraints,
     Tag,
@@ -20,11 +18,17 @@ from pydantic import (
     model_validator,
 )
 
+from bot.scenario.chains import HANDOFF_NOTE as HANDOFF_NOTE
+from bot.scenario.chains import HandoffRequest
+from bot.scenario.chains import Sequence as Sequence
+from bot.scenario.chains import StartOn as StartOn
+from bot.scenario.chains import Step as Step
+from bot.scenario.chains import StepButton as StepButton
+from bot.scenario.chains import label_digest as label_digest
 from bot.scenario.conditions import Rule
 from bot.scenario.fields import (
     BUILTIN_EVENTS,
     FUNNEL_STAGES,
-    ClockTime,
     Duration,
     Id,
     StageName,
@@ -32,6 +36,7 @@ from bot.scenario.fields import (
     _zone,
 )
 from bot.scenario.settings import ScenarioSettings
+from bot.scenario.slots import SlotCalendar
 from bot.scenario.texts import Messages
 from bot.scenario.wording import WordedError
 from bot.stems import WordStems
@@ -94,19 +99,6 @@ class Deliver(Strict):
         return self
 
 
-def _handoff(value: Any) -> bool | str:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and 0 < len(value.strip()) <= HANDOFF_NOTE:
-        return value.strip()
-    raise WordedError("button.handoff_value", limit=HANDOFF_NOTE)
-
-
-# `handoff: true` hands the lead over; a text does too, and tells the managers what is asked.
-HANDOFF_NOTE = 200
-HandoffRequest = Annotated[bool | str, PlainValidator(_handoff)]
-
-
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -127,7 +119,7 @@ class Offer(Strict):
     then: Then = Then()
 
 
-QuestionType = Literal["name", "phone", "email", "text", "choice", "scale"]
+QuestionType = Literal["name", "phone", "email", "text", "choice", "scale", "date", "slot"]
 
 
 class ChoiceOption(Strict):
@@ -146,9 +138,12 @@ class Question(Strict):
     # A refusal (or the skip button) passes it by and the offer goes on; refusing a required
     # one (the phone for a callback) leaves the offer, with a word on why it is needed.
     optional: bool = False
+    calendar: Id | None = None  # `slot`: the `slots:` calendar whose free times are offered
 
     @model_validator(mode="after")
     def _fits_type(self) -> Question:
+        if (self.type == "slot") != (self.calendar is not None):
+            raise WordedError("question.slot_calendar")
         if self.type == "choice" and not self.options:
             raise WordedError("question.needs_options")
         if self.type != "choice" and self.options:
@@ -156,122 +151,6 @@ class Question(Strict):
         if self.button is not None and self.type != "phone":
             raise WordedError("question.button_only_phone")
         return self
-
-
-# ---- sequences ----
-
-
-class StepButton(Strict):
-    text: str
-    event: Id | None = None
-    url: str | None = None
-    offer: Id | None = None
-    # A request of a person's time: the lead goes to the managers (a card if never handed
-    # over, else a post about the request), and `reply` (or messages.handed_over) answers.
-    handoff: HandoffRequest = False
-    reply: str | None = None  # what the prospect hears on pressing (default messages.noted)
-
-    @model_validator(mode="after")
-    def _does_something(self) -> StepButton:
-        if self.url and (self.handoff or self.reply is not None):
-            raise WordedError("button.url_hears_nothing")
-        if (self.handoff or self.reply is not None) and not (self.event or self.offer):
-            raise WordedError("button.needs_event")
-        if not (self.event or self.url or self.offer):
-            raise WordedError("button.does_nothing")
-        if self.offer and (self.event or self.url or self.handoff or self.reply):
-            raise WordedError("button.offer_only")
-        return self
-
-    @property
-    def action(self) -> str:
-        """The callback of an event button: the event and a digest of the label, so buttons
-        recording one event can answer differently (`Scenario.event_button` finds it)."""
-        return f"e:{self.event}:{label_digest(self.text)}"
-
-
-def label_digest(label: str) -> str:
-    return hashlib.blake2s(label.encode(), digest_size=4).hexdigest()
-
-
-class Step(Strict):
-    id: Id
-    after: Duration = timedelta(0)
-    at: ClockTime | None = None
-    text: str | None = None
-    buttons: list[StepButton] = []
-    file: str | None = None
-    promo: Id | None = None
-    ask: Id | None = None
-    if_: Rule | None = Field(default=None, alias="if")
-    variants: dict[Id, str] = {}
-    # About the lead's own request (getting ready for a booked call, did it happen): no
-    # advertising, so it needs no advertising consent, a chain started after /stop still
-    # sends it, and it is outside settings.ad_limit. Quiet hours still apply.
-    service: bool = False
-    # The A/B test of the variants (bot/analytics/ab.py): the split, what counts as success
-    # (default: a press or click of the step's own buttons), and `auto:` to let the bot pick
-    # the winner once the data supports it at `confidence` with `min_sent` sends a variant.
-    weights: dict[str, Annotated[int, Field(ge=1)]] = {}
-    goal: StartOn | None = None
-    auto: bool = False
-    confidence: float = 0.95
-    min_sent: int = Field(default=100, ge=1)
-
-    @model_validator(mode="after")
-    def _says_something(self) -> Step:
-        if not (self.text or self.ask or self.file):
-            raise WordedError("step.says_nothing")
-        if self.variants and not self.text:
-            raise WordedError("step.variants_need_text")
-        if "a" in self.variants:
-            raise WordedError("step.variant_a")
-        return self
-
-    @model_validator(mode="after")
-    def _fits_test(self) -> Step:
-        names = self.variant_names
-        if self.weights and not self.variants:
-            raise WordedError("step.weights_no_variants")
-        if self.weights and set(self.weights) != set(names):
-            raise WordedError(
-                "step.weights_keys", names=", ".join(names), given=", ".join(self.weights)
-            )
-        if self.auto and not self.variants:
-            raise WordedError("step.auto_needs_variants")
-        if not 0.8 <= self.confidence <= 0.999:
-            raise WordedError("step.confidence", value=self.confidence)
-        if self.goal is not None and self.goal.where:
-            raise WordedError("step.goal_where")
-        return self
-
-    @property
-    def variant_names(self) -> list[str]:
-        """ "a" (the step's own text) and the names of `variants`, in a fixed order."""
-        return ["a", *sorted(self.variants)]
-
-
-class StartOn(Strict):
-    event: Id | None = None
-    stage: StageName | None = None
-    where: dict[str, str | int | float | bool] = {}
-    # And only when this rule holds for the lead then (a purchase that is the second, say).
-    if_: Rule | None = Field(default=None, alias="if")
-
-    @model_validator(mode="after")
-    def _one_trigger(self) -> StartOn:
-        if (self.event is None) == (self.stage is None):
-            raise WordedError("start_on.one")
-        if self.where and self.event is None:
-            raise WordedError("start_on.where")
-        return self
-
-
-class Sequence(Strict):
-    after_from: Literal["previous", "start"] = "previous"
-    stop_on: list[Id] = []
-    start_on: StartOn | None = None
-    steps: list[Step] = Field(min_length=1)
 
 
 def parse_local_moment(value: Any) -> Any:
@@ -342,6 +221,8 @@ class Promo(Strict):
             raise WordedError("promo.valid_or_until")
         if self.remind_before is not None and not (self.valid or self.until):
             raise WordedError("promo.remind_never")
+        if self.issue_on is not None and self.issue_on.timed:
+            raise WordedError("start_on.timed_here")
         if self.kind == "shared" and "uses" not in self.model_fields_set:
             object.__setattr__(self, "uses", None)  # a campaign code is for everybody
         if self.kind == "shared" and self.per_lead is None:
@@ -400,6 +281,7 @@ class Scenario(Strict):
     messages: Messages = Messages()
     events: dict[Id, str] = {}
     broadcasts: dict[Id, Broadcast] = {}
+    slots: dict[Id, SlotCalendar] = {}
 
     def name_answer(self, answers: Mapping[str, str]) -> str | None:
         """The lead's answer to a `name` question, if any: what `{name}` shows."""
@@ -416,6 +298,16 @@ class Scenario(Strict):
         """The placeholders every text may use; `{name}` falls back to the first name."""
         first = first_name or ""
         return {"first_name": first, "name": name or first, "policy_url": self.consent.policy_url}
+
+    @property
+    def shortest_silence(self) -> timedelta | None:
+        """The shortest `inactive:` of the chains: a lead back after it has `returned`."""
+        spells = [
+            seq.start_on.inactive
+            for seq in self.sequences.values()
+            if seq.start_on is not None and seq.start_on.inactive is not None
+        ]
+        return min(spells, default=None)
 
     def known_events(self) -> set[str]:
         """Built-in events, those declared under `events:` and those that buttons record."""

@@ -49,6 +49,7 @@ COMMANDS = [
     BotCommand(command="stop", description="Не присылать рассылки"),
     BotCommand(command="promo", description="Мои промокоды"),
     BotCommand(command="invite", description="Пригласить друга"),
+    BotCommand(command="booking", description="Моя запись"),
     BotCommand(command="mydata", description="Какие данные о вас хранятся"),
     BotCommand(command="delete", description="Удалить мои данные"),
 ]

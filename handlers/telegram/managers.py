@@ -1,7 +1,7 @@
 """The managers' group chat: card buttons, replies to the bot's posts, and the commands
-/lead, /redeem, /stats and /reload. Only that chat is listened to: anyone who can write there is a
-manager; the same command or a card button's data anywhere else gets nothing. When the group is
-upgraded to a supergroup, the supergroup is that chat from then on."""
+/lead, /today, /redeem, /stats and /reload. Only that chat is listened to: anyone who can write
+there is a manager; the same command or a card button's data anywhere else gets nothing. When
+the group is upgraded to a supergroup, the supergroup is that chat from then on."""
 
 from __future__ import annotations
 
@@ -87,6 +87,10 @@ def setup_managers_router(managers: ManagersChatId) -> Router:
         await desk.remember(
             CHANNEL, post_reference(message.chat.id, shown.message_id), lead_id, "card"
         )
+
+    @router.message(Command("today"))
+    async def today(message: Message, desk: ManagerDesk) -> None:
+        await message.answer(await desk.today())
 
     @router.message(Command("redeem"))
     async def redeem(message: Message, command: CommandObject, redemptions: Redemptions) -> None:

@@ -208,6 +208,8 @@ class VkHandlers:
                 answer = managers_text(outcome)
         elif command == "/lead":
             answer = await self._lead(args)
+        elif command == "/today":
+            answer = await self.desk.today()
         elif command == "/stats":
             answer, attachment = await self._stats()
         elif command == "/reload" and self.reloader is not None:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from bot import sequences
+from bot import reactions, sequences
 from bot.clock import FakeClock
 from bot.delivery import DeliveryWorker
 from bot.engine.funnel import Funnel
@@ -272,6 +272,18 @@ class Bench:
             await uow.commit()
         return started
 
+    async def happen(self, external_id: str, name: str, **payload: Any) -> None:
+        """An event from outside the chat (the events API, a manager) recorded and reacted
+        to as those are: chains, promos, referrals and the dates events carry."""
+        lead_id = await self.lead_id(external_id)
+        async with self.db.unit_of_work() as uow:
+            lead = await uow.leads.get(lead_id, lock=True)
+            assert lead is not None
+            now, scenario = self.clock.now(), self.scenarios.current.scenario
+            uow.events.add(lead.id, name, now=now, payload=payload)
+            await reactions.react_and_record(uow, scenario, lead, now, [(name, payload)], set())
+            await uow.commit()
+
     # ---- reading the database ----
 
     async def lead_id(self, external_id: str = "1001") -> int:
@@ -302,6 +314,14 @@ class Bench:
         lead_id = await self.lead_id(external_id)
         async with self.db.unit_of_work() as uow:
             return {r.sequence: r.status for r in await uow.sequences.for_lead(lead_id)}
+
+    async def run_row(self, sequence: str, external_id: str = "1001") -> tuple[str, int]:
+        """The status and the number of the lead's run of the chain now."""
+        lead_id = await self.lead_id(external_id)
+        async with self.db.unit_of_work() as uow:
+            run = await uow.sequences.get(lead_id, sequence)
+            assert run is not None, f"{external_id} was never in {sequence}"
+            return run.status, run.run_no
 
     async def pending(self, external_id: str = "1001") -> list[tuple[str, datetime]]:
         return [(r.step, r.due_at) for r in await self.rows(external_id) if r.status == "pending"]

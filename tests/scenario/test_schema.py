@@ -139,9 +139,9 @@ def test_a_mistake_behind_an_anchor_is_reported_where_it_was_written(
 
     assert problems(scenario_dir) == [
         "sc/funnel.yaml:39:24: questions.email.type: "
-        "should be 'name', 'phone', 'email', 'text', 'choice' or 'scale'",
+        "should be 'name', 'phone', 'email', 'text', 'choice', 'scale', 'date' or 'slot'",
         "sc/funnel.yaml:39:24: questions.work_email.type: "
-        "should be 'name', 'phone', 'email', 'text', 'choice' or 'scale'",
+        "should be 'name', 'phone', 'email', 'text', 'choice', 'scale', 'date' or 'slot'",
     ]
 
 

@@ -49,9 +49,10 @@ from tests.scenario.conftest import ENGLISH, RUSSIAN, Edit, leadbot_check
             "  email: {type: email,",
             "  email: {type: mail,",
             "sc/funnel.yaml:39:17: questions.email.type: "
-            "should be 'name', 'phone', 'email', 'text', 'choice' or 'scale'",
+            "should be 'name', 'phone', 'email', 'text', 'choice', 'scale', 'date' or 'slot'",
             "sc/funnel.yaml:39:17: questions.email.type: "
-            "допустимо только 'name', 'phone', 'email', 'text', 'choice' или 'scale'",
+            "допустимо только 'name', 'phone', 'email', 'text', 'choice', 'scale', "
+            "'date' или 'slot'",
         ),
         (
             "  nps: {type: scale,",

@@ -75,7 +75,8 @@ async def audit_lead(office: Office, user: str = "2002") -> Prospect:
     await oleg.press("Нет, спасибо")
     await oleg.say("Олег")
     await oleg.share("79161234567")
-    for _ in range(3):  # company size, role, current CRM: the first option of each
+    # company size, role, current CRM and the audit's time: the first option of each
+    for _ in range(4):
         await oleg.send(Kind.BUTTON, payload=oleg.last[-1].buttons[0][0].action)
     assert "Вы записаны на «Час добра»" in oleg.texts()
     return oleg
@@ -106,7 +107,9 @@ async def test_the_audit_offer_hands_over_and_a_later_request_is_posted_to_the_m
     oleg = await audit_lead(office)
     await office.worker.drain()
     [card] = office.posts("🔥")
-    assert "Почему: записался на «Час добра»: позвонить и назначить время аудита" in card
+    assert "Почему: записался на «Час добра»: время — в карточке; если его нет," in card
+    # The first free time (15:00: three hours' notice from noon) is on the card.
+    assert "📅 Запись: «Час добра» (аудит) — пн, 23 ноября, 15:00 МСК (analyst_olga)" in card
 
     said = await office.press(oleg, "Перезвоните мне")
     await office.worker.drain()
@@ -203,3 +206,29 @@ async def test_every_shipped_button_answers_with_content_asks_or_reaches_manager
             assert reached, f"{where}: {button.text!r} did not reach the managers"
             async with office.db.unit_of_work() as uow:
                 assert await uow.session.get(Handoff, state.lead_id) is not None, where
+
+
+async def test_a_moved_or_cancelled_booking_is_posted_to_the_managers(office: Office) -> None:
+    oleg = await audit_lead(office)  # booked the first free time: Monday 15:00
+    await office.worker.drain()
+    await oleg.send(Kind.BOOKING)
+    await oleg.press("Перенести")
+    await oleg.press("вт 24 ноя, 12:00")
+    assert "Перенесли: теперь вы записаны на вт, 24 ноября, 12:00 МСК." in oleg.texts()
+    await oleg.send(Kind.BOOKING)
+    await oleg.press("Отменить запись")
+    await office.worker.drain()
+    lead_id = (await snapshot(office.db, "2002")).lead_id
+    moved, cancelled = office.posts("🔔")
+    assert moved.splitlines()[:2] == [
+        f"🔔 Олег (лид #{lead_id}, карточка ещё не взята)",
+        "перенёс запись: «Час добра» (аудит) — вт, 24 ноября, 12:00 МСК (analyst_olga)",
+    ]
+    assert cancelled.splitlines()[1] == (
+        "отменил запись: «Час добра» (аудит) — вт, 24 ноября, 12:00 МСК (analyst_olga)"
+    )
+    # /lead shows the card as it is now: the booking gone, the answer saying so.
+    card = await office.desk.card_for(str(lead_id), phone_region="RU")
+    assert card is not None
+    assert "📅 Запись" not in card[1]
+    assert "— отменена: вт, 24 ноября, 12:00 МСК" in card[1]

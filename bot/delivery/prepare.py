@@ -226,11 +226,13 @@ class Preparer:
         step = sequences.step_of(s, payload)
         if step is None:
             raise Skip("cancelled", "step removed from the scenario", queue_next=True)
+        # A reminder of a booking goes at its time: the person chose the hour.
+        quiet = step.before is None
         if step.service:
-            self._service_allowed(lead)
+            self._service_allowed(lead, quiet=quiet)
         else:
             self._advertising_allowed(
-                batch, lead, service_follows=sequences.service_follows(s, payload)
+                batch, lead, service_follows=sequences.service_follows(s, payload), quiet=quiet
             )
         if s.handoff.pause_sequences:
             handoff = batch.handoffs.get(lead.id)
@@ -281,7 +283,7 @@ class Preparer:
         self._address(batch, item, lead)
 
     def _advertising_allowed(
-        self, batch: Batch, lead: Row[Any], *, service_follows: bool = False
+        self, batch: Batch, lead: Row[Any], *, service_follows: bool = False, quiet: bool = True
     ) -> None:
         """Checked when the row is prepared, and the flags again right before it is sent.
         Without consent the chain ends here, unless a `service:` step comes later in it."""
@@ -291,13 +293,15 @@ class Preparer:
             if service_follows:
                 raise Skip("skipped", "no advertising consent", queue_next=True)
             raise Skip("cancelled", "no advertising consent")
-        self._outside_quiet_hours(lead)
+        if quiet:
+            self._outside_quiet_hours(lead)
 
-    def _service_allowed(self, lead: Row[Any]) -> None:
+    def _service_allowed(self, lead: Row[Any], *, quiet: bool = True) -> None:
         """A `service:` step: only a block or an erasure stops it (and quiet hours wait)."""
         if lead.erased_at or lead.unreachable_at:
             raise Skip("cancelled", "blocked or erased")
-        self._outside_quiet_hours(lead)
+        if quiet:
+            self._outside_quiet_hours(lead)
 
     def _outside_quiet_hours(self, lead: Row[Any]) -> None:
         settings = self.s.settings

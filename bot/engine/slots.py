@@ -35,14 +35,13 @@ async def fill_times(turn: Turn) -> None:
         index = next(i for i, sent in enumerate(turn.reply.messages) if sent is message)
         assert question.calendar is not None
         free = await booking.free_times(turn.uow, s, question.calendar, turn.now, after=after)
-        rows = [
-            (
-                Button(
-                    booking.button_text(f.start, zone), f"{TIME}:{question_id}:{_minutes(f.start)}"
-                ),
-            )
+        times = [
+            Button(booking.button_text(f.start, zone), f"{TIME}:{question_id}:{_minutes(f.start)}")
             for f in free
         ]
+        # Two a row: with "Другое время" and the way out, VK's inline keyboard (6 rows, 10
+        # buttons) still holds them under the message.
+        rows = [tuple(times[i : i + 2]) for i in range(0, len(times), 2)]
         if len(free) == booking.PAGE:
             more = f"{TIME}:{question_id}:+{_minutes(free[-1].start)}"
             rows.append((Button(m.slot_more, action=more),))
@@ -109,7 +108,7 @@ async def _booked(
     event = turn.record(SLOT_BOOKED, **details)
     if earlier:
         line = booking.booking_line(turn.s, made, booking.lead_zone(turn.s, turn.lead))
-        turn.requests.append((f"перенёс запись на {line}", event))
+        turn.requests.append((f"перенёс запись: {line}", event))
     turn.answers[question_id] = await turn.uow.leads.set_answer(
         turn.lead.id, question_id, when, score=0, now=turn.now
     )
@@ -167,10 +166,14 @@ async def press_booking(turn: Turn, rest: str) -> bool:
     zone = booking.lead_zone(turn.s, turn.lead)
     line = booking.booking_line(turn.s, item, zone)
     turn.uow.bookings.release(item, "cancelled", turn.now)
+    when = booking.when_text(item.starts_at, zone)
+    if item.question in turn.s.questions:  # the card and the CRM no longer show it as booked
+        turn.answers[item.question] = await turn.uow.leads.set_answer(
+            turn.lead.id, item.question, f"отменена: {when}", score=0, now=turn.now
+        )
     details = {"calendar": item.calendar, "start": item.starts_at.isoformat(), "booking": item.id}
     event = turn.record(SLOT_CANCELLED, **details)
     turn.requests.append((f"отменил запись: {line}", event))
-    when = booking.when_text(item.starts_at, zone)
     turn.say(render(turn.s.messages.slot_cancelled, {"when": when}), buttons=turn.back_to_menu())
     return True
 

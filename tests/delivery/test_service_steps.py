@@ -11,7 +11,15 @@ from tests.conftest import SHIPPED_SCENARIO
 from tests.delivery.harness import START, Bench, utc
 from tests.delivery.test_shipped_timing import arrivals, shown
 
-AUDIT_ANSWERS = ("Мария", "+7 916 123-45-67", "До 10", "Принимаю решение", "Битрикс24")
+# The last: no time picked from the calendar (the manager calls to agree on one).
+AUDIT_ANSWERS = (
+    "Мария",
+    "+7 916 123-45-67",
+    "До 10",
+    "Принимаю решение",
+    "Битрикс24",
+    "Пропустить",
+)
 
 
 async def test_a_lead_without_advertising_consent_gets_the_service_steps_only(

@@ -137,7 +137,7 @@ async def test_after_the_audit_the_alternatives_take_one_slot(
     db: Database, clock: FakeClock, role: str, received: list[str]
 ) -> None:
     bench = Bench(db, load_scenario(SHIPPED_SCENARIO), clock)
-    await bench.take_offer("audit", answers=(*AUDIT_ANSWERS, role, "Битрикс24"))
+    await bench.take_offer("audit", answers=(*AUDIT_ANSWERS, role, "Битрикс24", "Пропустить"))
     # The audit takes place that afternoon: `not_reached` is skipped, one `next_*` fits.
     await bench.run_until(utc(11, 23, 12))
     await OutsideEvents(bench.funnel).record(LeadRef(lead_id=await bench.lead_id()), "audit_held")
@@ -157,7 +157,9 @@ async def test_when_the_audit_never_happens_the_service_steps_do_not_hold_the_ca
     db: Database, clock: FakeClock
 ) -> None:
     bench = Bench(db, load_scenario(SHIPPED_SCENARIO), clock)
-    await bench.take_offer("audit", answers=(*AUDIT_ANSWERS, "Принимаю решение", "Битрикс24"))
+    await bench.take_offer(
+        "audit", answers=(*AUDIT_ANSWERS, "Принимаю решение", "Битрикс24", "Пропустить")
+    )
     await bench.run_until(utc(12, 31))
 
     received = ["prepare", "not_reached", "case_1c", "promo"]

@@ -97,6 +97,8 @@ async def take_the_audit(tg: TelegramClient, chat: int) -> None:
     await tg.press_button(chat, "Принимаю решение", first_name="Мария")
     await tg.wait_for(chat, "В чём сейчас ведёте клиентов")
     await tg.press_button(chat, "Битрикс24", first_name="Мария")
+    await tg.wait_for(chat, "Выберите удобное время")
+    await tg.press_button(chat, "Пропустить", first_name="Мария")  # the manager calls
     await tg.wait_for(chat, "Вы записаны на «Час добра»")
 
 

@@ -50,6 +50,7 @@ async def test_the_shipped_funnel_from_start_to_the_guide(
         "stop",
         "promo",
         "invite",
+        "booking",
         "mydata",
         "delete",
     ]

@@ -388,7 +388,14 @@ async def take_the_audit(vk: VkApiFake, user: int) -> None:
     await reply_after(
         vk, user, "В чём сейчас ведёте клиентов", lambda: press(vk, user, "Принимаю решение")
     )
-    await reply_after(vk, user, "Вы записаны на «Час добра»", lambda: press(vk, user, "Битрикс24"))
+    times = await reply_after(
+        vk, user, "Выберите удобное время", lambda: press(vk, user, "Битрикс24")
+    )
+    # The first free time, booked with VK's inline buttons (the times follow the real clock).
+    first = times.labels()[0]
+    assert first[:3] in ("пн ", "вт ", "ср ", "чт ", "пт ")
+    assert times.labels()[-2:] == ["Пропустить", "В меню"]
+    await reply_after(vk, user, "Вы записаны на «Час добра»", lambda: press(vk, user, first))
 
 
 async def test_managers_in_a_vk_conversation_claim_a_card_and_redeem(

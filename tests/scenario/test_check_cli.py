@@ -165,4 +165,4 @@ def test_shipped_scenario_passes() -> None:
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("scenarios: ошибок нет: 5 файлов, ")
+    assert result.stdout.startswith("scenarios: ошибок нет: 6 файлов, ")

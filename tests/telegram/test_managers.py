@@ -166,10 +166,13 @@ async def test_lead_and_stats_commands_answer_only_in_the_managers_chat(
     assert sent_texts(telegram.session, MANAGERS_CHAT)[-1] == "Лид «nobody@example.com» не найден."
     await group_text(telegram, manager(501, "Иван"), "/stats")
     assert sent_texts(telegram.session, MANAGERS_CHAT)[-1].startswith("Воронка:")
+    await group_text(telegram, manager(501, "Иван"), "/today")
+    assert sent_texts(telegram.session, MANAGERS_CHAT)[-1].startswith("📅 Записи на ")
     # A prospect typing the same commands learns nothing about leads.
     outsider = telegram.prospect(user_id=2002, first_name="Борис")
     await outsider.text(f"/lead {lead}")
     await outsider.text("/stats")
+    await outsider.text("/today")
     assert not any("Лид #" in text for text in sent_texts(telegram.session, 2002))
 
 

@@ -107,6 +107,7 @@ def test_payloads_are_checked_like_any_input() -> None:
         ({"text": "/stop"}, {"kind": Kind.STOP}),
         ({"text": "/promo"}, {"kind": Kind.PROMO}),
         ({"text": "/invite"}, {"kind": Kind.INVITE}),
+        ({"text": "/booking"}, {"kind": Kind.BOOKING}),
         ({"text": "  anna@example.com "}, {"kind": Kind.TEXT, "text": "anna@example.com"}),
         ({"text": "", "attachments": [{"type": "sticker"}]}, {"kind": Kind.UNSUPPORTED}),
     ],

@@ -104,6 +104,11 @@ def _request(s: Scenario, args: argparse.Namespace) -> Request:
             else " (раздел broadcasts: пуст)"
         )
         raise Refused(f"в сценарии нет рассылки {args.step!r}{hint}")
+    if defined is not None and defined.schedule is not None:
+        raise Refused(
+            f"рассылка {args.step!r} уходит сама (every:); разовую отправьте с --text и "
+            "--segment, а ход её отправок смотрите в --status"
+        )
     if args.segment:
         try:
             segment = TypeAdapter(Rule).validate_python(yaml.safe_load(args.segment))

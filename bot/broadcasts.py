@@ -38,6 +38,7 @@ from storage.models import Answer, Lead
 from storage.repositories import LeadRepository, outbox_row
 
 BROADCAST = "broadcast"  # outbox kind
+OCCURRENCE = "occurrence"  # the payload's date of one time of a broadcast that repeats
 BATCH = 5_000  # leads queued per transaction
 RUN_ATTEMPTS = 5  # numbers tried for a new run when other commands take them meanwhile
 
@@ -158,11 +159,13 @@ async def enqueue(
     text: str | None = None,
     at: datetime | None = None,
     run: str | None = None,
+    occurrence: str | None = None,
 ) -> int:
     """Queue the broadcast for these leads; how many rows were new (a lead gets it once).
     `at` is a local wall time in each lead's zone; `text` is for broadcasts not in the
     scenario (those in it are rendered from the scenario when sent, edits included). `run`
-    (from `start_run`) marks the rows and counts them in its record.
+    (from `start_run`) marks the rows and counts them in its record. `occurrence` names one
+    time of a broadcast that repeats: a lead gets each occurrence once.
     Each `BATCH` of leads is one transaction of three statements (four with a run)."""
     queued = 0
     settings = scenario.settings
@@ -170,7 +173,9 @@ async def enqueue(
         "broadcast": broadcast_id,
         **({"text": text} if text else {}),
         **({RUN_KEY: run} if run else {}),
+        **({OCCURRENCE: occurrence} if occurrence else {}),
     }
+    keyed = f"{broadcast_id}@{occurrence}" if occurrence else broadcast_id
     for start in range(0, len(lead_ids), BATCH):
         async with db.unit_of_work() as uow:
             part = lead_ids[start : start + BATCH]
@@ -183,7 +188,7 @@ async def enqueue(
                     continue
                 rows.append(
                     outbox_row(
-                        key_of(broadcast_id, lead_id),
+                        key_of(keyed, lead_id),
                         identities[lead_id].channel if lead_id in identities else NO_CHANNEL,
                         BROADCAST,
                         due_at(zones[lead_id], at, now, settings),

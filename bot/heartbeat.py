@@ -14,6 +14,7 @@ from bot.analytics.experiments import decide
 from bot.clock import Clock
 from bot.delivery import DeliveryWorker
 from bot.reactions import remind_expiring_codes
+from bot.recurring import queue_due
 from bot.scenario.reload import ScenarioReloader
 from bot.time_triggers import start_due
 from storage.database import Database
@@ -100,6 +101,16 @@ def start_heartbeat(
         "interval",
         seconds=60,
         id="time-triggers",
+        args=[db, worker.scenarios, clock],
+        max_instances=1,
+        coalesce=True,
+    )
+    # Broadcasts that repeat: an occurrence is queued ahead of every lead's own time.
+    scheduler.add_job(
+        queue_due,
+        "interval",
+        seconds=60,
+        id="recurring-broadcasts",
         args=[db, worker.scenarios, clock],
         max_instances=1,
         coalesce=True,

@@ -15,7 +15,7 @@ from storage.unit_of_work import UnitOfWork
 
 # Outbox kinds whose rows would reach the person twice; the key says what is the same.
 DUPLICATES = {
-    "broadcast": lambda row: row.payload.get("broadcast"),
+    "broadcast": lambda row: (row.payload.get("broadcast"), row.payload.get("occurrence")),
     scoring.CARD: lambda row: (row.payload.get("purpose"), row.channel),
     scoring.CRM_EXPORT: lambda row: row.payload.get("target"),
 }

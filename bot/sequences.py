@@ -35,9 +35,10 @@ SLOT_BOOKED, SLOT_CANCELLED = "slot_booked", "slot_cancelled"  # events of bot/b
 
 def step_key(lead_id: int, sequence: str, step_id: str, run_no: int = 1) -> str:
     """The idempotency key of a step: a lead gets each step of a chain at most once a run
-    (the first run's keys are those of chains from before runs repeated)."""
-    key = f"step:{lead_id}:{sequence}:{step_id}"
-    return key if run_no == 1 else f"{key}:{run_no}"
+    (the first run's keys are those of chains from before runs repeated). The run goes by
+    the chain's name, not at the end, where a message's parts add ":1", ":2"."""
+    chain = sequence if run_no == 1 else f"{sequence}#{run_no}"
+    return f"step:{lead_id}:{chain}:{step_id}"
 
 
 def run_of(payload: dict[str, Any]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, String, case, cast, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,14 +42,19 @@ async def new_run(
     text: str | None = None,
     segment: str | None = None,
     at: str | None = None,
+    run_id: str | None = None,
 ) -> str:
     """Record a run of `broadcast` and return its id: the broadcast's id and the run's
-    number among that broadcast's runs (`webinar-1`, `webinar-2`). Flushed: should another
-    command take the same number at the same moment, this raises `IntegrityError` (the
-    caller tries again in a new transaction and gets the next number)."""
-    query = select(BroadcastRun.id).where(BroadcastRun.broadcast == broadcast)
-    numbers = [_number(run_id, broadcast) for run_id in (await session.execute(query)).scalars()]
-    run_id = f"{broadcast}-{max(numbers, default=0) + 1}"
+    number among that broadcast's runs (`webinar-1`, `webinar-2`), or `run_id` (one
+    occurrence of a broadcast that repeats: `digest@2026-12-03`). Flushed: should another
+    command take the same id at the same moment, this raises `IntegrityError` (the caller
+    tries again in a new transaction and gets the next number, or leaves the occurrence to
+    the process that recorded it)."""
+    if run_id is None:
+        query = select(BroadcastRun.id).where(BroadcastRun.broadcast == broadcast)
+        found = (await session.execute(query)).scalars()
+        numbers = [_number(found_id, broadcast) for found_id in found]
+        run_id = f"{broadcast}-{max(numbers, default=0) + 1}"
     session.add(
         BroadcastRun(
             id=run_id,
@@ -110,6 +115,9 @@ async def latest_runs(session: AsyncSession, limit: int) -> tuple[list[Broadcast
 
 async def run_ids(session: AsyncSession) -> list[str]:
     return list((await session.execute(select(BroadcastRun.id))).scalars())
+
+
+SUPERSEDED_WITHIN = timedelta(days=90)
 
 
 def _rows_of(run: BroadcastRun) -> ColumnElement[bool]:
@@ -207,3 +215,26 @@ async def events_seen(session: AsyncSession) -> set[str]:
 
 def _names(*results: Iterable[Sequence[object]]) -> set[str]:
     return {str(row[0]) for result in results for row in result if row[0] is not None}
+
+
+async def supersede(session: AsyncSession, broadcast: str, latest: str, *, now: datetime) -> int:
+    """Cancel the rows still waiting (the advertising limit held them) of the earlier
+    occurrences of a broadcast that repeats, now that `latest` is queued: last week's digest
+    is not sent after this week's is due. How many."""
+    query = select(BroadcastRun).where(
+        BroadcastRun.broadcast == broadcast,
+        BroadcastRun.id.like(f"{broadcast}@%"),
+        BroadcastRun.id != latest,
+        BroadcastRun.first_row.is_not(None),
+        # A row is held at most the limit's window past its time: old runs have none left.
+        BroadcastRun.created_at > now - SUPERSEDED_WITHIN,
+    )
+    cancelled = 0
+    for run in (await session.execute(query)).scalars():
+        result = await session.execute(
+            update(_outbox)
+            .where(_rows_of(run), _outbox.c.status == "pending")
+            .values(status="cancelled", last_error=f"superseded by {latest}")
+        )
+        cancelled += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return cancelled

@@ -433,6 +433,7 @@ ANONYMOUS_OUTBOX_KEYS = frozenset(
         "variant",
         "target",
         "promo",
+        "occurrence",
     }
 )
 

@@ -402,3 +402,17 @@ def test_status_and_cancel_of_an_unknown_run_name_the_closest(
             "leadbot: нет рассылки 'webinar-2' — возможно, имелось в виду 'webinar-1'? "
             "(все: leadbot broadcast --status)"
         )
+
+
+def test_a_broadcast_that_repeats_by_itself_is_not_sent_by_step(
+    tmp_path: Path, leadbot: Leadbot
+) -> None:
+    weekly = {"digest": {"segment": {"tag": "wants_audit"}, "text": "Дайджест",
+                         "every": {"weekday": "чт", "at": "11:00"}}}  # fmt: skip
+    folder = write_scenario(tmp_path / "scenario", broadcasts=weekly)
+    url = f"sqlite+aiosqlite:///{tmp_path}/leads.db"
+    database(url, Person("anna", tags=("wants_audit",)))
+    assert _error(leadbot, url, folder, "--step", "digest") == (
+        "leadbot: рассылка 'digest' уходит сама (every:); разовую отправьте с --text и "
+        "--segment, а ход её отправок смотрите в --status"
+    )

@@ -13,6 +13,7 @@ from bot.engine.funnel import Funnel
 from bot.handoff import remind_unclaimed
 from bot.heartbeat import forget_old_update_keys
 from bot.reactions import remind_expiring_codes
+from bot.recurring import next_queued, queue_due
 from bot.time_triggers import next_fire, start_due
 from storage.models import Handoff, PromoCode
 
@@ -32,6 +33,7 @@ class PeriodicJobs:
         await forget_old_update_keys(f.db, f.clock)
         await decide(f.db, f.scenarios, f.clock, f.routes)
         await start_due(f.db, f.scenarios, f.clock)
+        await queue_due(f.db, f.scenarios, f.clock)
 
     async def next_due(self) -> datetime | None:
         """The first moment after now at which a job finds work it would not find now. Read
@@ -72,4 +74,7 @@ class PeriodicJobs:
             fires = await next_fire(uow, s, now)
             if fires is not None:
                 moments.append(fires)
+        queued = next_queued(f.scenarios, now)
+        if queued is not None:
+            moments.append(queued)
         return min(moments, default=None)

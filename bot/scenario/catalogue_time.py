@@ -5,6 +5,20 @@ from __future__ import annotations
 
 TIME_TEXTS: dict[str, tuple[str, str]] = {
     # ---- chains that repeat and time triggers ----
+    "broadcast.every": (
+        "every: takes whole days (1d, 1w, 2w) with at: the first time, or "
+        '{{weekday: thu, at: "11:00"}}, not {value!r}',
+        "every: — это целые дни (1d, 1w, 2w) вместе с at: первым разом, или "
+        '{{weekday: чт, at: "11:00"}}, а не {value!r}',
+    ),
+    "broadcast.weekday": (
+        "unknown weekday {value!r}: write mon..sun or пн..вс",
+        "непонятный день недели {value!r}: пишите пн..вс или mon..sun",
+    ),
+    "broadcast.every_needs_at": (
+        'every: with a period needs at: the first time, like "2026-12-03 11:00"',
+        'every: с периодом нужен at: первый раз, например "2026-12-03 11:00"',
+    ),
     "question.slot_calendar": (
         "a slot question names its calendar (calendar: <id from slots:>), and only it does",
         "вопросу type: slot нужен календарь (calendar: <id из slots:>), а другим вопросам — нет",

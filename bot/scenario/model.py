@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -14,10 +14,12 @@ from pydantic import (
     PrivateAttr,
     StringConstraints,
     Tag,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
 
+from bot.durations import parse_duration
 from bot.scenario.chains import HANDOFF_NOTE as HANDOFF_NOTE
 from bot.scenario.chains import HandoffRequest
 from bot.scenario.chains import Sequence as Sequence
@@ -29,6 +31,7 @@ from bot.scenario.conditions import Rule
 from bot.scenario.fields import (
     BUILTIN_EVENTS,
     FUNNEL_STAGES,
+    ClockTime,
     Duration,
     Id,
     StageName,
@@ -164,15 +167,65 @@ def parse_local_moment(value: Any) -> Any:
         raise WordedError("value.moment", value=value) from None
 
 
+class Every(Strict):
+    """How a broadcast repeats: every `days` days from `first` (a local date), at `at`."""
+
+    days: int
+    first: date
+    at: time
+
+
+WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+WEEKDAYS |= {"пн": 0, "вт": 1, "ср": 2, "чт": 3, "пт": 4, "сб": 5, "вс": 6}
+A_MONDAY = date(2024, 1, 1)
+
+
+def _every(value: Any) -> Any:
+    """`every: 1w` (with `at:` the first time) or `every: {weekday: чт, at: "11:00"}`."""
+    if value is None or isinstance(value, Every | str):
+        return value  # a period: placed by Broadcast, which knows `at`
+    if isinstance(value, dict) and set(value) == {"weekday", "at"}:
+        day = WEEKDAYS.get(str(value["weekday"]).strip().lower())
+        if day is None:
+            raise WordedError("broadcast.weekday", value=value["weekday"])
+        at = TypeAdapter(ClockTime).validate_python(value["at"])
+        return Every(days=7, first=A_MONDAY + timedelta(days=day), at=at)
+    raise WordedError("broadcast.every", value=value)
+
+
 class Broadcast(Strict):
-    """A one-off message to a segment, sent with `leadbot broadcast --step <id>`."""
+    """A message to a segment: once, by `leadbot broadcast --step <id>`, or by itself every
+    `every` (bot/recurring.py), each occurrence once per lead."""
 
     segment: Rule
     text: str
     buttons: list[StepButton] = []
     file: str | None = None
     # Local wall time in each lead's own zone (moved out of quiet hours); none: at once.
+    # With `every: 1w` (a period): the first occurrence.
     at: Annotated[datetime | None, BeforeValidator(parse_local_moment)] = None
+    every: Annotated[Every | str | None, BeforeValidator(_every)] = None
+
+    @model_validator(mode="after")
+    def _placed(self) -> Broadcast:
+        if not isinstance(self.every, str):
+            return self
+        try:
+            period = parse_duration(self.every)
+        except ValueError:
+            raise WordedError("broadcast.every", value=self.every) from None
+        if period < timedelta(days=1) or period % timedelta(days=1):
+            raise WordedError("broadcast.every", value=self.every)
+        if self.at is None:
+            raise WordedError("broadcast.every_needs_at")
+        every = Every(days=period.days, first=self.at.date(), at=self.at.time())
+        object.__setattr__(self, "every", every)
+        return self
+
+    @property
+    def schedule(self) -> Every | None:
+        """How it repeats, once validated (`every` in its placed form)."""
+        return self.every if isinstance(self.every, Every) else None
 
 
 class FaqEntry(Strict):

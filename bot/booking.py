@@ -76,13 +76,9 @@ async def book(
 ) -> Booking | None:
     """A place at `start` for the lead (its standing booking in this calendar, if any, is
     moved to it), or None: no such slot any more, outside the bookable window, or full."""
-    calendar = s.slots.get(calendar_id)
-    if calendar is None or not now + calendar.notice <= start < now + calendar.ahead:
+    if not offered(s, calendar_id, start, now):
         return None
-    zone = ZoneInfo(s.settings.timezone)
-    resources = [r for r in sorted(calendar.hours) if find_slot(calendar, zone, start, r)]
-    if not resources:
-        return None
+    calendar = s.slots[calendar_id]
     free = await free_times(uow, s, calendar_id, now, after=start - timedelta(microseconds=1))
     order = next((f.resources for f in free if f.start == start), ())
     for resource in order:
@@ -97,11 +93,21 @@ async def book(
             now=now,
         )
         if booking is not None:
-            for old in await uow.bookings.standing(lead.id, calendar_id):
+            # A meeting that took place is no booking to move.
+            for old in await uow.bookings.standing(lead.id, calendar_id, after=now):
                 if old.id != booking.id:
                     uow.bookings.release(old, "moved", now)
             return booking
     return None
+
+
+def offered(s: Scenario, calendar_id: str, start: datetime, now: datetime) -> bool:
+    """Whether the calendar has a slot at `start` that may be booked now (within `notice`
+    and `ahead`): a pressed time is checked, as a button may be old or forged."""
+    calendar = s.slots.get(calendar_id)
+    if calendar is None or not now + calendar.notice <= start < now + calendar.ahead:
+        return False
+    return find_slot(calendar, ZoneInfo(s.settings.timezone), start, None) is not None
 
 
 def zone_label(moment: datetime, zone: ZoneInfo) -> str:
@@ -131,13 +137,14 @@ def lead_zone(s: Scenario, lead: Lead) -> ZoneInfo:
     return zone_of(lead.timezone, s.settings.timezone)
 
 
-def booking_line(s: Scenario, booking: Booking, zone: ZoneInfo) -> str:
-    """ "Консультация — пн, 8 декабря, 10:00 МСК (anna)", for a card or /booking."""
+def booking_line(s: Scenario, booking: Booking, zone: ZoneInfo, *, who: bool = True) -> str:
+    """ "Консультация — пн, 8 декабря, 10:00 МСК (anna)": with the specialist (`who`) for the
+    managers, without for the prospect, who does not know the calendar's ids."""
     calendar = s.slots.get(booking.calendar)
     title = calendar.title if calendar is not None else booking.calendar
-    resources = calendar.hours if calendar is not None else {}
-    who = f" ({booking.resource})" if len(resources) > 1 else ""
-    return f"{title} — {when_text(booking.starts_at, zone)}{who}"
+    several = calendar is not None and len(calendar.hours) > 1
+    by = f" ({booking.resource})" if who and several else ""
+    return f"{title} — {when_text(booking.starts_at, zone)}{by}"
 
 
 async def day_text(uow: UnitOfWork, s: Scenario, now: datetime) -> str:

@@ -86,35 +86,23 @@ def start_heartbeat(
         max_instances=1,
         coalesce=True,
     )
-    scheduler.add_job(
-        remind_expiring_codes,
-        "interval",
-        seconds=60,
-        id="promo-expiry",
-        args=[db, worker.scenarios, clock],
-        max_instances=1,
-        coalesce=True,
-    )
-    # Birthdays and silences: to the minute is enough for a chain that sends days later.
-    scheduler.add_job(
-        start_due,
-        "interval",
-        seconds=60,
-        id="time-triggers",
-        args=[db, worker.scenarios, clock],
-        max_instances=1,
-        coalesce=True,
-    )
-    # Broadcasts that repeat: an occurrence is queued ahead of every lead's own time.
-    scheduler.add_job(
-        queue_due,
-        "interval",
-        seconds=60,
-        id="recurring-broadcasts",
-        args=[db, worker.scenarios, clock],
-        max_instances=1,
-        coalesce=True,
-    )
+    # What the clock starts, a minute apart: codes about to expire, birthdays and silences
+    # (time triggers), the next time of a broadcast that repeats. Each is for days ahead or
+    # queued ahead of its time, so a minute of lateness is no harm.
+    for job, job_id in (
+        (remind_expiring_codes, "promo-expiry"),
+        (start_due, "time-triggers"),
+        (queue_due, "recurring-broadcasts"),
+    ):
+        scheduler.add_job(
+            job,
+            "interval",
+            seconds=60,
+            id=job_id,
+            args=[db, worker.scenarios, clock],
+            max_instances=1,
+            coalesce=True,
+        )
     # A/B tests that finish themselves: a decision a few minutes late costs nothing, and
     # the figures over all time are a heavier read than the other jobs'. One process at a
     # time decides (the advisory lock inside), and a decision is recorded once anyway.

@@ -70,6 +70,7 @@ from bot import merge_queue, scoring, stages
 from bot.consent import MARKETING
 from bot.handoff import post_about_lead
 from bot.scenario.model import Scenario
+from storage.bookings import BOOKED
 from storage.models import Answer, Booking, Consent, Handoff, Lead, LeadDate, Referral, Tag
 from storage.unit_of_work import UnitOfWork
 
@@ -170,6 +171,7 @@ async def merge_leads(
     await _merge_answers(uow, survivor.id, *answers)
     await _merge_tags(uow, survivor.id, gone.id, tags[0])
     await _merge_dates(uow, survivor.id, gone.id)
+    await _merge_bookings(uow, survivor.id, gone.id, now)
     await _merge_contacts(uow, survivor.id, gone.id)
     unsubscribed_at = await _merge_consents(uow, survivor, gone, now)
     handoff_moved = await _merge_handoffs(uow, survivor.id, gone.id)
@@ -268,7 +270,17 @@ async def _merge_dates(uow: UnitOfWork, survivor_id: int, gone_id: int) -> None:
         .values(lead_id=survivor_id)
     )
     await uow.session.execute(delete(LeadDate).where(LeadDate.lead_id == gone_id))
-    # One person, one diary: what either account booked stands for the survivor.
+
+
+async def _merge_bookings(uow: UnitOfWork, survivor_id: int, gone_id: int, now: datetime) -> None:
+    # One person, one diary: what either account booked stands for the survivor, but one
+    # place per calendar (a booking is one per calendar): the survivor's, the other freed.
+    ours = select(Booking.calendar).where(Booking.lead_id == survivor_id, Booking.status == BOOKED)
+    await uow.session.execute(
+        update(Booking)
+        .where(Booking.lead_id == gone_id, Booking.status == BOOKED, Booking.calendar.in_(ours))
+        .values(status="cancelled", place=None, ended_at=now)
+    )
     await uow.session.execute(
         update(Booking).where(Booking.lead_id == gone_id).values(lead_id=survivor_id)
     )

@@ -458,11 +458,14 @@ def booked_at(trigger: StartOn, events: list[tuple[str, dict[str, Any]]]) -> str
 
 
 def anchor_of(run: Any) -> datetime | None:
-    """The booked time a slot chain's run counts its `before:` steps from (its occasion)."""
+    """The booked time a slot chain's run counts its `before:` steps from (its occasion, as
+    `booked_at` wrote it); None for another chain's run."""
+    if not run.occasion or "#" not in run.occasion:
+        return None  # no booking: a date's or a silence's occasion, or none
     try:
-        return datetime.fromisoformat(run.occasion.split("#")[0]) if run.occasion else None
+        return datetime.fromisoformat(run.occasion.split("#")[0])
     except ValueError:
-        return None  # the occasion of a date or a silence
+        return None
 
 
 def matches(trigger: StartOn, name: str, payload: dict[str, Any]) -> bool:

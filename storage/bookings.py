@@ -88,11 +88,16 @@ class BookingRepository:
     async def get(self, booking_id: int) -> Booking | None:
         return await self.session.get(Booking, booking_id)
 
-    async def standing(self, lead_id: int, calendar: str | None = None) -> Sequence[Booking]:
-        """The lead's bookings that stand (booked, not yet over is the caller's to judge)."""
+    async def standing(
+        self, lead_id: int, calendar: str | None = None, *, after: datetime | None = None
+    ) -> Sequence[Booking]:
+        """The lead's bookings that stand, by start (those starting after `after`, if given:
+        the ones to come)."""
         query = select(Booking).where(Booking.lead_id == lead_id, Booking.status == BOOKED)
         if calendar is not None:
             query = query.where(Booking.calendar == calendar)
+        if after is not None:
+            query = query.where(Booking.starts_at > after)
         return (await self.session.execute(query.order_by(Booking.starts_at))).scalars().all()
 
     def release(self, booking: Booking, status: str, now: datetime) -> None:

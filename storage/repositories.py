@@ -386,6 +386,15 @@ class LeadRepository:
             self._answers[lead_id] = {a.question: a for a in rows}
         return dict(self._answers[lead_id])
 
+    async def forget_answer(self, lead_id: int, question: str) -> None:
+        """The question is unanswered again (a booking cancelled: its time is no answer)."""
+        await self.session.execute(
+            delete(Answer).where(Answer.lead_id == lead_id, Answer.question == question)
+        )
+        known = self._answers.get(lead_id)
+        if known is not None:
+            known.pop(question, None)
+
     async def set_date(
         self, lead_id: int, name: str, when: tuple[int, int, int | None], *, now: datetime
     ) -> None:

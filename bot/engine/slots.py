@@ -34,7 +34,16 @@ async def fill_times(turn: Turn) -> None:
     for message, question_id, question, after in turn.with_slots:
         index = next(i for i, sent in enumerate(turn.reply.messages) if sent is message)
         assert question.calendar is not None
-        free = await booking.free_times(turn.uow, s, question.calendar, turn.now, after=after)
+        # One more than a page: whether "Другое время" leads anywhere.
+        free = await booking.free_times(
+            turn.uow, s, question.calendar, turn.now, after=after, limit=booking.PAGE + 1
+        )
+        if not free and after is not None:  # an old "Другое время": from the first time on
+            after = None
+            free = await booking.free_times(
+                turn.uow, s, question.calendar, turn.now, limit=booking.PAGE + 1
+            )
+        later, free = free[booking.PAGE :], free[: booking.PAGE]
         times = [
             Button(booking.button_text(f.start, zone), f"{TIME}:{question_id}:{_minutes(f.start)}")
             for f in free
@@ -42,10 +51,10 @@ async def fill_times(turn: Turn) -> None:
         # Two a row: with "Другое время" and the way out, VK's inline keyboard (6 rows, 10
         # buttons) still holds them under the message.
         rows = [tuple(times[i : i + 2]) for i in range(0, len(times), 2)]
-        if len(free) == booking.PAGE:
-            more = f"{TIME}:{question_id}:+{_minutes(free[-1].start)}"
-            rows.append((Button(m.slot_more, action=more),))
-        if not free and after is None:
+        if later:
+            page = f"{TIME}:{question_id}:+{_minutes(free[-1].start)}"
+            rows.append((Button(m.slot_more, action=page),))
+        if not free:
             text = m.no_slots
             event = turn.record("slot_unavailable", calendar=question.calendar)
             turn.requests.append(
@@ -68,55 +77,65 @@ async def press_time(turn: Turn, rest: str, awaiting: dict[str, Any]) -> bool:
         awaiting.get("question") != question_id
         or question is None
         or question.calendar is None
-        or not (digits.isascii() and digits.isdigit() and len(digits) <= 10)
+        or not (digits.isascii() and digits.isdigit() and len(digits) <= 9)
     ):
         return False
     moment = datetime.fromtimestamp(int(digits) * 60, UTC)
     if when.startswith("+"):
         turn.question_message(question_id, question, after=moment)
         return True
-    standing = await turn.uow.bookings.standing(turn.lead.id, question.calendar)
+    m = turn.s.messages
+    # Only bookings to come are moved: a meeting that took place stays as it was.
+    coming = await turn.uow.bookings.standing(turn.lead.id, question.calendar, after=turn.now)
+    held = next((b for b in coming if b.starts_at == moment), None)
+    if held is not None:  # the time the lead has already: nothing to change
+        await _settled(turn, question_id, question, held, awaiting, m.slot_already)
+        return True
+    if not booking.offered(turn.s, question.calendar, moment, turn.now):
+        turn.say(m.stale_question)  # a time gone by, or no longer in the calendar's hours
+        turn.question_message(question_id, question)
+        return True
     made = await booking.book(
         turn.uow, turn.s, turn.lead, question.calendar, question_id, moment, turn.now
     )
     if made is None:
-        turn.say(turn.s.messages.slot_taken)
+        turn.say(m.slot_taken)
         turn.question_message(question_id, question)
         return True
-    await _booked(turn, question_id, question, made, standing, awaiting)
-    return True
-
-
-async def _booked(
-    turn: Turn,
-    question_id: str,
-    question: Question,
-    made: Booking,
-    standing: list[Booking] | Any,
-    awaiting: dict[str, Any],
-) -> None:
-    zone = booking.lead_zone(turn.s, turn.lead)
-    when = booking.when_text(made.starts_at, zone)
     details: dict[str, Any] = {
         "calendar": made.calendar,
         "start": made.starts_at.isoformat(),
         "booking": made.id,
     }
-    earlier = [b for b in standing if b.id != made.id]
-    if earlier:
-        details["moved_from"] = earlier[0].starts_at.isoformat()
+    if coming:
+        details["moved_from"] = coming[0].starts_at.isoformat()
     event = turn.record(SLOT_BOOKED, **details)
-    if earlier:
+    if coming:
         line = booking.booking_line(turn.s, made, booking.lead_zone(turn.s, turn.lead))
         turn.requests.append((f"перенёс запись: {line}", event))
+    said = m.slot_moved if coming and "move" in awaiting else m.slot_booked
+    await _settled(turn, question_id, question, made, awaiting, said)
+    return True
+
+
+async def _settled(
+    turn: Turn,
+    question_id: str,
+    question: Question,
+    held: Booking,
+    awaiting: dict[str, Any],
+    said: str,
+) -> None:
+    """The lead has `held`: the answer says when; a move ends here, an offer goes on."""
+    when = booking.when_text(held.starts_at, booking.lead_zone(turn.s, turn.lead))
     turn.answers[question_id] = await turn.uow.leads.set_answer(
         turn.lead.id, question_id, when, score=0, now=turn.now
     )
     if "move" in awaiting:
         turn.lead.awaiting = None
-        turn.say(render(turn.s.messages.slot_moved, {"when": when}), buttons=turn.back_to_menu())
+        turn.say(render(said, {"when": when}), buttons=turn.back_to_menu())
         return
-    turn.say(render(turn.s.messages.slot_booked, {"when": when}))
+    turn.say(render(said, {"when": when}))
     answer = ParsedAnswer(when)
     await offers.accept_answer(turn, question_id, question, answer, awaiting.get("offer"))
 
@@ -125,12 +144,12 @@ async def show(turn: Turn) -> None:
     """/booking: the lead's bookings to come, each with moving and cancelling."""
     m = turn.s.messages
     zone = booking.lead_zone(turn.s, turn.lead)
-    coming = [b for b in await turn.uow.bookings.standing(turn.lead.id) if b.starts_at > turn.now]
+    coming = await turn.uow.bookings.standing(turn.lead.id, after=turn.now)
     if not coming:
         turn.say(m.no_booking, buttons=turn.menu_buttons(turn.s.start.buttons))
         return
     for item in coming:
-        what = booking.booking_line(turn.s, item, zone)
+        what = booking.booking_line(turn.s, item, zone, who=False)
         turn.say(
             render(m.your_booking, {"what": what}),
             buttons=[
@@ -166,14 +185,16 @@ async def press_booking(turn: Turn, rest: str) -> bool:
     zone = booking.lead_zone(turn.s, turn.lead)
     line = booking.booking_line(turn.s, item, zone)
     turn.uow.bookings.release(item, "cancelled", turn.now)
-    when = booking.when_text(item.starts_at, zone)
-    if item.question in turn.s.questions:  # the card and the CRM no longer show it as booked
-        turn.answers[item.question] = await turn.uow.leads.set_answer(
-            turn.lead.id, item.question, f"отменена: {when}", score=0, now=turn.now
-        )
+    if (turn.lead.awaiting or {}).get("move") == item.id:
+        turn.lead.awaiting = None  # the times offered to move it to are for nothing now
+    if item.question in turn.s.questions:
+        # Unanswered again: the offer asks for a time next time, and the card shows none.
+        await turn.uow.leads.forget_answer(turn.lead.id, item.question)
+        turn.answers.pop(item.question, None)
     details = {"calendar": item.calendar, "start": item.starts_at.isoformat(), "booking": item.id}
     event = turn.record(SLOT_CANCELLED, **details)
     turn.requests.append((f"отменил запись: {line}", event))
+    when = booking.when_text(item.starts_at, zone)
     turn.say(render(turn.s.messages.slot_cancelled, {"when": when}), buttons=turn.back_to_menu())
     return True
 

@@ -24,8 +24,8 @@ TIME_TEXTS: dict[str, tuple[str, str]] = {
         "вопросу type: slot нужен календарь (calendar: <id из slots:>), а другим вопросам — нет",
     ),
     "step.before_needs_slot": (
-        "before: counts from a booked time: the chain needs start_on: {slot: <calendar>}",
-        "before: отсчитывается от времени записи: цепочке нужен start_on: {slot: <календарь>}",
+        "before: counts from a booked time: the chain needs start_on: {{slot: <calendar>}}",
+        "before: отсчитывается от времени записи: цепочке нужен start_on: {{slot: <календарь>}}",
     ),
     "ref.calendar": ("unknown calendar {name!r}{more}", "неизвестный календарь {name!r}{more}"),
     "check.slot_in_step": (

@@ -43,6 +43,7 @@ MESSAGE_PLACEHOLDERS = {
     "slot_zone": frozenset({"zone"}),
     "slot_booked": frozenset({"when"}),
     "slot_moved": frozenset({"when"}),
+    "slot_already": frozenset({"when"}),
     "slot_cancelled": frozenset({"when"}),
     "your_booking": frozenset({"what"}),
 }

@@ -23,6 +23,7 @@ class Messages(Strict):
     slot_booked: str = (
         "Записали вас: {when}. Напомним заранее. Перенести или отменить запись — /booking."
     )
+    slot_already: str = "Вы уже записаны на {when}."
     slot_moved: str = "Перенесли: теперь вы записаны на {when}."
     slot_cancelled: str = "Запись на {when} отменена. Захотите записаться снова — откройте меню."
     booking_move: str = "Перенести"

@@ -8,12 +8,14 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.clock import FakeClock
 from bot.handoff import ManagerDesk
 from bot.lead_card import render_card
 from bot.messages import Kind
+from bot.scenario.loader import ScenarioError
 from storage.database import Database
 from storage.models import Booking
 from tests.delivery.harness import START, Bench, load, scenario_folder, utc
@@ -131,7 +133,7 @@ async def test_moving_frees_the_old_place_and_the_reminders_follow_the_new_time(
     await anna.press("ср 25 ноя, 10:00")
     assert await bench.pending() == [("day_before", utc(11, 24, 7))]
     await anna.send(Kind.BOOKING)
-    assert "Ваша запись: Консультация — ср, 25 ноября, 10:00 МСК (anna)." in anna.texts()
+    assert "Ваша запись: Консультация — ср, 25 ноября, 10:00 МСК." in anna.texts()
     await anna.press("Перенести")
     assert "Выберите время консультации:" in anna.texts()
     await anna.press("вт 24 ноя, 11:00")
@@ -144,7 +146,7 @@ async def test_moving_frees_the_old_place_and_the_reminders_follow_the_new_time(
     assert bench.transport.times() == [utc(11, 24, 7)]
 
 
-async def test_cancelling_frees_the_place_stops_the_reminders_and_tells_the_managers(
+async def test_cancelling_frees_the_place_and_stops_the_reminders(
     db: Database, clock: FakeClock, tmp_path: Path
 ) -> None:
     bench = await slot_bench(db, clock, tmp_path)
@@ -202,3 +204,31 @@ async def test_managers_list_the_days_bookings_with_today(
             f"• 11:00–12:00 Консультация · anna — лид #{lead_anna} Анна",
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (("calendar: consult,", "calendar: consul,"), "неизвестный календарь 'consul'"),
+        (("start_on: {slot: consult}", "start_on: {slot: demo}"), "неизвестный календарь 'demo'"),
+        (
+            ("start_on: {slot: consult}", "start_on: {event: purchase}"),
+            "before: отсчитывается от времени записи",
+        ),
+        (
+            (
+                "      - {id: day_before,",
+                "      - {id: ask, ask: consult_time}\n      - {id: day_before,",
+            ),
+            "вопрос type: slot задаётся в оффере",
+        ),
+        (("type: slot, calendar: consult,", "type: slot,"), "вопросу type: slot нужен календарь"),
+        (('mon-fri: "10:00-13:00"', 'mn-fri: "10:00-13:00"'), "непонятный день 'mn'"),
+    ],
+)
+def test_a_broken_calendar_or_slot_question_is_refused_in_russian(
+    tmp_path: Path, change: tuple[str, str], said: str
+) -> None:
+    assert change[0] in SLOTS
+    with pytest.raises(ScenarioError, match=said):
+        load(scenario_folder(tmp_path, SLOTS.replace(*change)))

@@ -229,3 +229,15 @@ async def test_after_delete_no_date_is_kept_and_no_birthday_chain_starts(
         left = await uow.session.scalar(select(func.count()).select_from(LeadDate))
     assert left == 0
     assert await scan_every(bench, at(2026, 12, 28), at(2026, 12, 30), HOUR) == []
+
+
+def test_a_silence_chain_that_outlasts_the_return_is_warned_about(tmp_path: Path) -> None:
+    outlasting = TIMED.replace("    stop_on: [returned]\n", "")
+    loaded = load(scenario_folder(tmp_path, outlasting))
+    assert [str(w) for w in loaded.warnings if "returned" in str(w)] == [
+        f"{tmp_path}/scenario/extra.yaml:17:26: sequences.winback.start_on.inactive: "
+        "эта цепочка для замолчавших продолжится, "
+        "даже когда человек снова напишет: добавьте stop_on: [returned]"
+    ]
+    fine = load(scenario_folder(tmp_path, TIMED, name="ok"))
+    assert not [w for w in fine.warnings if "returned" in str(w)]

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from bot.rule_facts import load_facts, reads
 from bot.rules import evaluate
 from bot.scenario.model import Scenario, Sequence, StartOn, Step, StepButton
-from bot.timing import step_due, zone_of
+from bot.timing import earlier_by, step_due, zone_of
 from storage.models import ExperimentDecision, Lead, OutboxRow, SequenceRun
 from storage.repositories import NOT_YET_SENT, outbox_row
 from storage.unit_of_work import UnitOfWork
@@ -183,7 +183,10 @@ async def queue_steps(
             if step.before is not None:
                 # A reminder of a booking: its time, not quiet hours (the person chose the
                 # hour); passed by when the booking came later than it.
-                due = item.anchor - step.before if item.anchor is not None else now
+                zone = zone_of(item.timezone, zone_default)
+                due = (
+                    earlier_by(item.anchor, step.before, zone) if item.anchor is not None else now
+                )
                 if item.anchor is None or due < now:
                     passed.append(replace(item, index=item.index + 1))
                     continue

@@ -129,6 +129,16 @@ def step_due(
     return out_of_quiet_hours(due, zone, quiet)
 
 
+def earlier_by(moment: datetime, span: timedelta, zone: ZoneInfo) -> datetime:
+    """`span` before `moment`, as a person in `zone` counts: whole days on the calendar at the
+    same wall time ("a day before" a 10:00 meeting is 10:00 the day before, across a DST
+    change too), the rest of `span` in real time."""
+    _require_aware(moment, "moment")
+    days, rest = divmod(span, _DAY)
+    local = moment.astimezone(zone)
+    return local_instant(local.date() - days * _DAY, local.time(), zone) - rest
+
+
 def local_instant(day: date, wall: time, zone: ZoneInfo, *, fold: int = 0) -> datetime:
     """The UTC instant at which `zone` shows `wall` on `day`.
 

@@ -5,7 +5,7 @@ what the managers see (the lead card, /today)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -232,3 +232,28 @@ def test_a_broken_calendar_or_slot_question_is_refused_in_russian(
     assert change[0] in SLOTS
     with pytest.raises(ScenarioError, match=said):
         load(scenario_folder(tmp_path, SLOTS.replace(*change)))
+
+
+async def test_a_day_before_is_the_same_wall_time_across_a_daylight_saving_change(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A Berlin calendar; the booking is Sunday 28 March 2027 at 10:00 (CEST, 08:00 UTC),
+    the day clocks go forward. "A day before" is Saturday at 10:00 CET (09:00 UTC), not 24
+    hours before (09:00 CET); "an hour before" is 09:00 CEST (07:00 UTC)."""
+    folder = scenario_folder(tmp_path, SLOTS.replace("mon-fri", "mon-sun"))
+    funnel = folder / "funnel.yaml"
+    funnel.write_text(
+        funnel.read_text(encoding="utf-8").replace("Europe/Moscow", "Europe/Berlin"),
+        encoding="utf-8",
+    )
+    bench = Bench(db, load(folder), clock)
+    bench.move_to(datetime(2027, 3, 25, 12, tzinfo=UTC))
+    anna = await bench.take_offer("hour", timezone="Europe/Berlin")
+    await anna.press("Другое время ▸")
+    await anna.press("вс 28 мар, 10:00")
+    assert "Записали вас: вс, 28 марта, 10:00 МСК−1." in anna.texts()
+    await bench.run_until(datetime(2027, 3, 29, tzinfo=UTC))
+    assert bench.transport.times() == [
+        datetime(2027, 3, 27, 9, tzinfo=UTC),
+        datetime(2027, 3, 28, 7, tzinfo=UTC),
+    ]

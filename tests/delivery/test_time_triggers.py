@@ -241,3 +241,18 @@ def test_a_silence_chain_that_outlasts_the_return_is_warned_about(tmp_path: Path
     ]
     fine = load(scenario_folder(tmp_path, TIMED, name="ok"))
     assert not [w for w in fine.warnings if "returned" in str(w)]
+
+
+async def test_a_silence_counts_real_time_across_a_year_end_and_a_daylight_saving_change(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    """30 days from 10 December is 9 January (a year's end between); 30 days from 10 March
+    in Berlin (CET) is 9 April (CEST): the same UTC hour, an hour later on the wall."""
+    bench = Bench(db, load(scenario_folder(tmp_path, TIMED)), clock)
+    await bench.take_guide(timezone="Europe/Berlin")
+    anna = bench.prospect()
+    for seen in (at(2026, 12, 10, 9), at(2027, 3, 10, 9)):
+        await bench.run_until(seen)
+        await anna.say("Добрый день")
+        fired = await scan_every(bench, seen + timedelta(days=29), seen + timedelta(days=31), HOUR)
+        assert fired == [seen + timedelta(days=30)]

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.dates import GENITIVE_MONTHS
 from bot.scenario.model import Scenario
+from bot.scenario.slots import RUSSIAN_DAYS as WEEKDAYS
 from bot.slot_times import bookable, find_slot
-from bot.timing import zone_of
+from bot.timing import local_instant, zone_of
 from storage.models import Booking, Lead
 from storage.unit_of_work import UnitOfWork
 
 PAGE = 6  # times offered at once; "Другое время" shows the next ones
-WEEKDAYS = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")
-MONTHS = (
-    "января", "февраля", "марта", "апреля", "мая", "июня",
-    "июля", "августа", "сентября", "октября", "ноября", "декабря",
-)  # fmt: skip
 MOSCOW = timedelta(hours=3)
 
 
@@ -123,14 +120,15 @@ def zone_label(moment: datetime, zone: ZoneInfo) -> str:
 def when_text(start: datetime, zone: ZoneInfo) -> str:
     """ "пн, 8 декабря, 10:00 МСК": a time for the prospect, in their zone."""
     local = start.astimezone(zone)
-    day = f"{WEEKDAYS[local.weekday()]}, {local.day} {MONTHS[local.month - 1]}"
+    day = f"{WEEKDAYS[local.weekday()]}, {local.day} {GENITIVE_MONTHS[local.month - 1]}"
     return f"{day}, {local:%H:%M} {zone_label(start, zone)}"
 
 
 def button_text(start: datetime, zone: ZoneInfo) -> str:
     """ "пн 8 дек, 10:00": short enough for a button in VK (40 characters)."""
     local = start.astimezone(zone)
-    return f"{WEEKDAYS[local.weekday()]} {local.day} {MONTHS[local.month - 1][:3]}, {local:%H:%M}"
+    month = GENITIVE_MONTHS[local.month - 1][:3]
+    return f"{WEEKDAYS[local.weekday()]} {local.day} {month}, {local:%H:%M}"
 
 
 def lead_zone(s: Scenario, lead: Lead) -> ZoneInfo:
@@ -151,10 +149,11 @@ async def day_text(uow: UnitOfWork, s: Scenario, now: datetime) -> str:
     """`/today` for the managers: the day's bookings in the scenario's zone, by time."""
     zone = ZoneInfo(s.settings.timezone)
     local = now.astimezone(zone)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    since, until = midnight.astimezone(ZoneInfo("UTC")), (midnight + timedelta(days=1))
-    bookings = await uow.bookings.between(since, until.astimezone(ZoneInfo("UTC")))
-    head = f"📅 Записи на {local.day} {MONTHS[local.month - 1]} ({WEEKDAYS[local.weekday()]})"
+    since = local_instant(local.date(), time(0), zone)
+    until = local_instant(local.date() + timedelta(days=1), time(0), zone)
+    bookings = await uow.bookings.between(since, until)
+    month = GENITIVE_MONTHS[local.month - 1]
+    head = f"📅 Записи на {local.day} {month} ({WEEKDAYS[local.weekday()]})"
     if not bookings:
         return f"{head}: нет."
     lines = [f"{head}:"]

@@ -19,7 +19,7 @@ _ANY_LEAP_YEAR = 2000
 # guessing which part the person meant would store wrong data, so we ask again instead.
 _MAX_LENGTH = 40
 
-_GENITIVE = (
+GENITIVE_MONTHS = (
     "января", "февраля", "марта", "апреля", "мая", "июня",
     "июля", "августа", "сентября", "октября", "ноября", "декабря",
 )  # fmt: skip
@@ -34,7 +34,9 @@ _ABBREVIATIONS = (
 # An explicit list rather than prefix matching, so that "марш" or "декада" is not a month.
 _MONTHS = {
     name: number
-    for number, names in enumerate(zip(_GENITIVE, _NOMINATIVE, _ABBREVIATIONS, strict=True), 1)
+    for number, names in enumerate(
+        zip(GENITIVE_MONTHS, _NOMINATIVE, _ABBREVIATIONS, strict=True), 1
+    )
     for name in (names[0], names[1], *names[2])
 }
 
@@ -78,7 +80,7 @@ class LooseDate:
 
     def shown(self) -> str:
         """Russian for the chat, genitive month: "12 мая 1990", "12 мая"."""
-        text = f"{self.day} {_GENITIVE[self.month - 1]}"
+        text = f"{self.day} {GENITIVE_MONTHS[self.month - 1]}"
         return text if self.year is None else f"{text} {self.year}"
 
     def next_on_or_after(self, day: date) -> date:

@@ -310,3 +310,25 @@ def check_processes_report(report: str) -> None:
         report,
         re.MULTILINE,
     ), report
+
+
+def test_the_time_trigger_scan_bench_runs_and_a_quiet_scan_reads_a_few_statements() -> None:
+    """bench/time_triggers.py at 300 leads: every line, and a quiet scan's statements do not
+    grow with the leads (what is read is what is due, by index)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "time_triggers.py"), "--leads", "300"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "leads: 300"
+    assert re.fullmatch(rf"first scan: {NUMBER} chains started, {NUMBER} statements, "
+                        rf"{NUMBER} ms CPU", lines[1])  # fmt: skip
+    quiet = re.fullmatch(rf"quiet scan: ({NUMBER}) statements, {NUMBER} ms CPU", lines[2])
+    assert quiet is not None, lines[2]
+    assert float(quiet[1]) <= 6  # a read per time-triggered chain and the transaction
+    assert re.fullmatch(rf"baseline \(every lead's id read once\): {NUMBER} ms CPU", lines[3])
+    assert re.fullmatch(rf"ratio quiet scan / baseline: {NUMBER}x", lines[4])

@@ -39,7 +39,7 @@ from bot.scenario.fields import (
     _zone,
 )
 from bot.scenario.settings import ScenarioSettings
-from bot.scenario.slots import SlotCalendar
+from bot.scenario.slots import DAY_NUMBERS, SlotCalendar
 from bot.scenario.texts import Messages
 from bot.scenario.wording import WordedError
 from bot.stems import WordStems
@@ -175,8 +175,6 @@ class Every(Strict):
     at: time
 
 
-WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
-WEEKDAYS |= {"пн": 0, "вт": 1, "ср": 2, "чт": 3, "пт": 4, "сб": 5, "вс": 6}
 A_MONDAY = date(2024, 1, 1)
 
 
@@ -185,7 +183,7 @@ def _every(value: Any) -> Any:
     if value is None or isinstance(value, Every | str):
         return value  # a period: placed by Broadcast, which knows `at`
     if isinstance(value, dict) and set(value) == {"weekday", "at"}:
-        day = WEEKDAYS.get(str(value["weekday"]).strip().lower())
+        day = DAY_NUMBERS.get(str(value["weekday"]).strip().lower())
         if day is None:
             raise WordedError("broadcast.weekday", value=value["weekday"])
         at = TypeAdapter(ClockTime).validate_python(value["at"])

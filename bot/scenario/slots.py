@@ -30,8 +30,10 @@ _MINUTE = timedelta(minutes=1)
 _DAY = timedelta(days=1)
 _MIDNIGHT = time(0)
 _ENGLISH_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_RUSSIAN_DAYS = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")
-_DAYS = {name: day for names in (_ENGLISH_DAYS, _RUSSIAN_DAYS) for day, name in enumerate(names)}
+RUSSIAN_DAYS = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")
+DAY_NUMBERS = {
+    name: day for names in (_ENGLISH_DAYS, RUSSIAN_DAYS) for day, name in enumerate(names)
+}
 _DASHES = str.maketrans({"–": "-", "—": "-", "‐": "-", "−": "-"})  # typographic dashes
 _INTERVAL = re.compile(r"(\d{1,2}):(\d\d)-(\d{1,2}):(\d\d)")
 _ISO_DATE = r"\d{4}-\d\d-\d\d"
@@ -80,10 +82,10 @@ def _days(key: Any) -> list[int]:
     days: list[int] = []
     for part in key.translate(_DASHES).split(","):
         names = [name.strip() for name in part.split("-")]
-        unknown = [name for name in names if name.lower() not in _DAYS]
+        unknown = [name for name in names if name.lower() not in DAY_NUMBERS]
         if unknown or len(names) > 2:
             raise WordedError("slots.day", value=(unknown or [part.strip()])[0] or part.strip())
-        first, last = _DAYS[names[0].lower()], _DAYS[names[-1].lower()]
+        first, last = DAY_NUMBERS[names[0].lower()], DAY_NUMBERS[names[-1].lower()]
         days.extend((first + step) % 7 for step in range((last - first) % 7 + 1))
     return days
 
@@ -137,7 +139,7 @@ def _week(value: Any) -> Any:
             if day in week:
                 keys = list(dict.fromkeys((named[day], str(key))))
                 russian = re.search("[а-я]", str(key).lower()) is not None
-                name = (_RUSSIAN_DAYS if russian else _ENGLISH_DAYS)[day]
+                name = (RUSSIAN_DAYS if russian else _ENGLISH_DAYS)[day]
                 raise WordedError("slots.day_twice", day=name, keys=", ".join(map(repr, keys)))
             week[day], named[day] = intervals, str(key)
     return dict(sorted(week.items()))

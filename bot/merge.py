@@ -70,7 +70,6 @@ from bot import merge_queue, scoring, stages
 from bot.consent import MARKETING
 from bot.handoff import post_about_lead
 from bot.scenario.model import Scenario
-from storage.bookings import BOOKED
 from storage.models import Answer, Booking, Consent, Handoff, Lead, LeadDate, Referral, Tag
 from storage.unit_of_work import UnitOfWork
 
@@ -275,12 +274,7 @@ async def _merge_dates(uow: UnitOfWork, survivor_id: int, gone_id: int) -> None:
 async def _merge_bookings(uow: UnitOfWork, survivor_id: int, gone_id: int, now: datetime) -> None:
     # One person, one diary: what either account booked stands for the survivor, but one
     # place per calendar (a booking is one per calendar): the survivor's, the other freed.
-    ours = select(Booking.calendar).where(Booking.lead_id == survivor_id, Booking.status == BOOKED)
-    await uow.session.execute(
-        update(Booking)
-        .where(Booking.lead_id == gone_id, Booking.status == BOOKED, Booking.calendar.in_(ours))
-        .values(status="cancelled", place=None, ended_at=now)
-    )
+    await uow.bookings.release_all(gone_id, "cancelled", now, beside=survivor_id)
     await uow.session.execute(
         update(Booking).where(Booking.lead_id == gone_id).values(lead_id=survivor_id)
     )

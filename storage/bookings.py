@@ -104,12 +104,18 @@ class BookingRepository:
         """Give the place back: cancelled by the person, or moved to another slot."""
         booking.status, booking.place, booking.ended_at = status, None, now
 
-    async def release_all(self, lead_id: int, status: str, now: datetime) -> None:
-        await self.session.execute(
-            update(Booking)
-            .where(Booking.lead_id == lead_id, Booking.status == BOOKED)
-            .values(status=status, place=None, ended_at=now)
-        )
+    async def release_all(
+        self, lead_id: int, status: str, now: datetime, *, beside: int | None = None
+    ) -> None:
+        """Give back every place the lead holds; with `beside`, only in the calendars where
+        that other lead holds one too."""
+        query = update(Booking).where(Booking.lead_id == lead_id, Booking.status == BOOKED)
+        if beside is not None:
+            theirs = select(Booking.calendar).where(
+                Booking.lead_id == beside, Booking.status == BOOKED
+            )
+            query = query.where(Booking.calendar.in_(theirs))
+        await self.session.execute(query.values(status=status, place=None, ended_at=now))
 
     async def between(self, since: datetime, until: datetime) -> Sequence[Booking]:
         """Bookings that stand and start in [since, until), by start."""

@@ -11,10 +11,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import kept_facts
+from storage.bookings import BookingRepository
 from storage.claims import insert_outbox_rows, is_lock_unavailable, remember_inbound
 from storage.models import (
     Answer,
-    Booking,
     Consent,
     Contact,
     Event,
@@ -163,11 +163,7 @@ class LeadRepository:
             update(Handoff).where(Handoff.lead_id == lead_id).values(reason=None)
         )
         # Nobody to meet any more: the places go back to the calendar.
-        await self.session.execute(
-            update(Booking)
-            .where(Booking.lead_id == lead_id, Booking.status == "booked")
-            .values(status="cancelled", place=None, ended_at=now)
-        )
+        await BookingRepository(self.session).release_all(lead_id, "cancelled", now)
         lead = await self.get(lead_id)
         if lead is not None:
             lead.first_name = lead.awaiting = lead.timezone = None

@@ -26,6 +26,7 @@ from storage.database import Database
 from storage.models import Event, Lead
 from tests.analytics.test_rfm import NOW, Buyer, generate, write
 from tests.conftest import FIXTURE_SCENARIO
+from tests.test_rules import lead as fresh_lead
 
 RULES = TypeAdapter(Rule)
 DAY = timedelta(days=1)
@@ -33,14 +34,9 @@ FIELDS = (Lead.id, Lead.score, Lead.stage, Lead.funnel_stage, Lead.source)
 
 
 def facts(purchases: int = 0, revenue: str = "0", days_ago: float | None = None) -> LeadFacts:
-    return LeadFacts(
-        score=0,
-        tags=frozenset(),
-        answers={},
+    return fresh_lead(
         stage="customer",
         funnel_stage="customer",
-        event_counts={},
-        contacts=frozenset(),
         purchases=purchases,
         revenue=Decimal(revenue),
         last_purchase=None if days_ago is None else NOW - timedelta(days=days_ago),

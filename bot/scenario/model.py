@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -350,7 +351,7 @@ class Scenario(Strict):
         first = first_name or ""
         return {"first_name": first, "name": name or first, "policy_url": self.consent.policy_url}
 
-    @property
+    @cached_property  # read on every update: worked out once per loaded scenario
     def shortest_silence(self) -> timedelta | None:
         """The shortest `inactive:` of the chains: a lead back after it has `returned`."""
         spells = [

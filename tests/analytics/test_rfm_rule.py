@@ -38,22 +38,14 @@ from tests.analytics.test_rfm import (
     write,
 )
 from tests.conftest import FIXTURE_SCENARIO
+from tests.test_rules import lead as fresh_lead
 
 RULES = TypeAdapter(Rule)
 FIELDS = (Lead.id, Lead.score, Lead.stage, Lead.funnel_stage, Lead.source)
 
 
 def facts(segment: str | None) -> LeadFacts:
-    return LeadFacts(
-        score=0,
-        tags=frozenset(),
-        answers={},
-        stage="customer",
-        funnel_stage="customer",
-        event_counts={},
-        contacts=frozenset(),
-        rfm=segment,
-    )
+    return fresh_lead(stage="customer", funnel_stage="customer", rfm=segment)
 
 
 # ---- the rule itself ----

@@ -118,3 +118,13 @@ async def test_a_forged_time_outside_the_calendar_is_a_stale_button_not_a_taken_
         said = await bench.press("1001", f"s:consult_time:{minutes}")
         assert "Эта кнопка уже устарела" in said[0].text
     assert await held(db) == []
+
+
+async def test_delete_gives_the_place_back(db: Database, clock: FakeClock, tmp_path: Path) -> None:
+    bench = await slot_bench(db, clock, tmp_path)
+    anna = await bench.take_offer("hour")
+    await anna.press("вт 24 ноя, 10:00")
+    assert len(await held(db)) == 1
+    await anna.send(Kind.DELETE)
+    await anna.press("Да, удалить")
+    assert await held(db) == []
